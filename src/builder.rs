@@ -1,0 +1,392 @@
+//! [`PoolBuilder`]: every pool option, next to its default.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::events::{HandleEvent, LogEvents};
+use crate::pool::Pool;
+use crate::slots::MAX_CAPACITY;
+
+/// How a worker process runs calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// One call at a time per Python process. The safe choice for code that
+    /// is not thread-safe, and for CPU-bound Python code (one GIL each).
+    Process,
+    /// `threads` calls at a time in each Python process. For I/O-bound tools
+    /// and for libraries that release the GIL. The adapter must be marked
+    /// thread-safe (`__thread_safe__ = True`, e.g. by deriving
+    /// `ThreadSafeAdapter`).
+    Thread {
+        /// Concurrent calls per process (1 to 65535).
+        threads: usize,
+    },
+}
+
+impl Profile {
+    /// Calls one worker process may run at once.
+    pub fn capacity(self) -> usize {
+        match self {
+            Profile::Process => 1,
+            Profile::Thread { threads } => threads,
+        }
+    }
+}
+
+/// Everything a pool is started with, resolved and checked.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub adapter: String,
+    pub python: Option<PathBuf>,
+    pub python_path: Vec<PathBuf>,
+    pub workers: usize,
+    pub profile: Profile,
+    pub env: Vec<(String, String)>,
+    pub startup_timeout: Duration,
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+    pub call_timeout: Duration,
+    pub kill_hung_workers: bool,
+    pub shutdown_grace: Duration,
+    pub max_message_bytes: usize,
+    pub restart_backoff: (Duration, Duration),
+    pub max_requests: Option<u64>,
+    pub max_requests_jitter: u64,
+    pub max_lifetime: Option<Duration>,
+    pub max_lifetime_jitter: Duration,
+    pub max_memory: Option<u64>,
+    pub memory_check_interval: Duration,
+    pub health_check_interval: Option<Duration>,
+    pub health_check_timeout: Duration,
+    pub events: Arc<dyn HandleEvent>,
+}
+
+/// Builds a [`Pool`]. Get one with [`Pool::builder`].
+///
+/// Only [`adapter`](PoolBuilder::adapter) is required; every other option
+/// has the default its documentation gives.
+///
+/// ```no_run
+/// use snakepit::{Pool, Profile};
+/// use std::time::Duration;
+///
+/// let pool = Pool::builder()
+///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+///     .workers(2)
+///     .profile(Profile::Process)
+///     .call_timeout(Duration::from_secs(10))
+///     .build()?;
+/// # Ok::<(), snakepit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct PoolBuilder {
+    config: Config,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            config: Config {
+                adapter: String::new(),
+                python: None,
+                python_path: Vec::new(),
+                workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                profile: Profile::Process,
+                env: Vec::new(),
+                startup_timeout: Duration::from_secs(30),
+                queue_size: 1024,
+                queue_timeout: Duration::from_secs(10),
+                call_timeout: Duration::from_secs(60),
+                kill_hung_workers: true,
+                shutdown_grace: Duration::from_secs(5),
+                max_message_bytes: 128 << 20,
+                restart_backoff: (Duration::from_millis(100), Duration::from_secs(10)),
+                max_requests: None,
+                max_requests_jitter: 0,
+                max_lifetime: None,
+                max_lifetime_jitter: Duration::ZERO,
+                max_memory: None,
+                memory_check_interval: Duration::from_millis(500),
+                health_check_interval: Some(Duration::from_secs(30)),
+                health_check_timeout: Duration::from_secs(5),
+                events: Arc::new(LogEvents),
+            },
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// A builder with every default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The adapter class, as `"package.module.Class"`. Required.
+    ///
+    /// The class derives `snakepit_bridge.BaseAdapter` and marks its tools
+    /// with `@tool`. The shipped showcase adapter is
+    /// `"snakepit_showcase.adapter.ShowcaseAdapter"`.
+    pub fn adapter(mut self, class: impl Into<String>) -> Self {
+        self.config.adapter = class.into();
+        self
+    }
+
+    /// The Python interpreter to run workers with.
+    ///
+    /// Default: the `SNAKEPIT_PYTHON` environment variable if set, else the
+    /// interpreter of an active virtual environment (`VIRTUAL_ENV`), else
+    /// `python3` on PATH.
+    pub fn python(mut self, interpreter: impl Into<PathBuf>) -> Self {
+        self.config.python = Some(interpreter.into());
+        self
+    }
+
+    /// Adds a directory to the workers' `PYTHONPATH` (where your adapter's
+    /// package lives). Repeatable; earlier entries win. Default: none (the
+    /// bundled `snakepit_bridge` and `snakepit_showcase` packages are always
+    /// importable).
+    pub fn python_path(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.python_path.push(dir.into());
+        self
+    }
+
+    /// Number of worker processes. Default: the number of CPUs.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// The worker profile. Default: [`Profile::Process`].
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.config.profile = profile;
+        self
+    }
+
+    /// Sets an environment variable for every worker process. Repeatable.
+    /// Default: workers inherit the host's environment unchanged.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long [`build`](PoolBuilder::build) waits for every worker to be
+    /// ready before it fails with [`Error::Startup`]. Default: 30 s.
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.config.startup_timeout = timeout;
+        self
+    }
+
+    /// How many calls may wait for a free worker. A call that finds the
+    /// queue full fails at once with [`Error::PoolSaturated`]; 0 means no
+    /// call ever waits. Default: 1024.
+    pub fn queue_size(mut self, n: usize) -> Self {
+        self.config.queue_size = n;
+        self
+    }
+
+    /// How long a call may wait in the queue before it fails with
+    /// [`Error::QueueTimeout`] (without running). Default: 10 s.
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.config.queue_timeout = timeout;
+        self
+    }
+
+    /// How long a call may run on a worker before it fails with
+    /// [`Error::Timeout`]. Default: 60 s.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = timeout;
+        self
+    }
+
+    /// Whether a process-profile worker still running a call past its
+    /// timeout is killed and replaced (Python cannot cancel a running
+    /// function, so the process would otherwise stay busy). Thread-profile
+    /// workers are never killed for this: the call is cancelled and the
+    /// other calls go on. Default: true.
+    pub fn kill_hung_workers(mut self, kill: bool) -> Self {
+        self.config.kill_hung_workers = kill;
+        self
+    }
+
+    /// On shutdown, how long calls in flight may take to finish, and then
+    /// how long a worker has between SIGTERM and SIGKILL. Default: 5 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// The largest gRPC message either side accepts, in bytes (arguments or
+    /// result). Default: 128 MiB; at most 2 GiB - 1.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_message_bytes = bytes;
+        self
+    }
+
+    /// Recycles a worker after it has served `n` calls (plus up to
+    /// [`max_requests_jitter`](PoolBuilder::max_requests_jitter)). The
+    /// replacement starts first and the old process finishes its calls, so
+    /// no call fails because of it. Default: never.
+    pub fn max_requests(mut self, n: u64) -> Self {
+        self.config.max_requests = Some(n);
+        self
+    }
+
+    /// Adds a random 0..=`n` to each process's `max_requests`, so workers
+    /// started together do not restart together. Default: 0.
+    pub fn max_requests_jitter(mut self, n: u64) -> Self {
+        self.config.max_requests_jitter = n;
+        self
+    }
+
+    /// Recycles a worker's process after it has lived this long (plus up
+    /// to [`max_lifetime_jitter`](PoolBuilder::max_lifetime_jitter)).
+    /// Default: never.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Adds a random 0..=`jitter` to each process's `max_lifetime`.
+    /// Default: 0.
+    pub fn max_lifetime_jitter(mut self, jitter: Duration) -> Self {
+        self.config.max_lifetime_jitter = jitter;
+        self
+    }
+
+    /// Recycles a worker whose Python process's resident memory (its own
+    /// `VmRSS`, checked every
+    /// [`memory_check_interval`](PoolBuilder::memory_check_interval))
+    /// passes `bytes`. Default: no limit.
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.config.max_memory = Some(bytes);
+        self
+    }
+
+    /// How often `max_memory` is checked. Default: 500 ms.
+    pub fn memory_check_interval(mut self, interval: Duration) -> Self {
+        self.config.memory_check_interval = interval;
+        self
+    }
+
+    /// How often an idle worker is pinged; one that does not answer within
+    /// [`health_check_timeout`](PoolBuilder::health_check_timeout) is killed
+    /// and replaced. `None` turns health checks off. Default: 30 s.
+    pub fn health_check_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.health_check_interval = interval;
+        self
+    }
+
+    /// How long a health-check ping may take. Default: 5 s.
+    pub fn health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.config.health_check_timeout = timeout;
+        self
+    }
+
+    /// The shortest and longest wait before restarting a worker whose
+    /// process crashed or failed to start; the wait doubles with each
+    /// failure in a row. Default: 100 ms to 10 s.
+    pub fn restart_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.config.restart_backoff = (min, max);
+        self
+    }
+
+    /// Receives the pool's events (workers started, ready, exited,
+    /// recycled; calls finished; queue timeouts; saturation). Default:
+    /// [`LogEvents`], which logs them through `log`.
+    pub fn event_handler(mut self, handler: impl HandleEvent) -> Self {
+        self.config.events = Arc::new(handler);
+        self
+    }
+
+    /// Starts every worker concurrently and blocks until all are ready.
+    ///
+    /// Fails with [`Error::InvalidConfig`] for an option that cannot work
+    /// (before any process starts), and with [`Error::Startup`] when a worker
+    /// cannot start; in both cases no process is left running.
+    pub fn build(self) -> Result<Pool, Error> {
+        self.validate()?;
+        Pool::start(self.config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let c = &self.config;
+        let invalid = |option, message: String| Err(Error::InvalidConfig { option, message });
+        let valid_class = c.adapter.rsplit_once('.').is_some_and(|(module, class)| {
+            !module.is_empty()
+                && !class.is_empty()
+                && c.adapter
+                    .split('.')
+                    .all(|part| !part.is_empty() && !part.contains(char::is_whitespace))
+        });
+        if !valid_class {
+            return invalid(
+                "adapter",
+                format!(
+                    "expected a Python class path such as \"my_pkg.adapters.MyAdapter\", got {:?}",
+                    c.adapter
+                ),
+            );
+        }
+        if c.workers == 0 || c.workers > 4096 {
+            return invalid("workers", format!("must be 1 to 4096, got {}", c.workers));
+        }
+        if let Profile::Thread { threads } = c.profile {
+            if threads == 0 || threads > MAX_CAPACITY {
+                return invalid(
+                    "profile",
+                    format!("Thread {{ threads }} must be 1 to {MAX_CAPACITY}, got {threads}"),
+                );
+            }
+        }
+        if c.max_message_bytes == 0 || c.max_message_bytes > i32::MAX as usize {
+            return invalid(
+                "max_message_bytes",
+                format!("must be 1 to {}, got {}", i32::MAX, c.max_message_bytes),
+            );
+        }
+        if c.max_requests == Some(0) {
+            return invalid("max_requests", "must be at least 1".into());
+        }
+        if c.max_memory == Some(0) {
+            return invalid("max_memory", "must be more than 0 bytes".into());
+        }
+        if c.restart_backoff.0 > c.restart_backoff.1 {
+            return invalid("restart_backoff", "min must not exceed max".into());
+        }
+        for (name, timeout) in [
+            ("startup_timeout", c.startup_timeout),
+            ("call_timeout", c.call_timeout),
+            ("memory_check_interval", c.memory_check_interval),
+            ("health_check_timeout", c.health_check_timeout),
+            ("max_lifetime", c.max_lifetime.unwrap_or(Duration::MAX)),
+            (
+                "health_check_interval",
+                c.health_check_interval.unwrap_or(Duration::MAX),
+            ),
+        ] {
+            if timeout.is_zero() {
+                return invalid(name, "must be longer than zero".into());
+            }
+        }
+        for (key, _) in &c.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return invalid("env", format!("{key:?} is not a valid variable name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.config;
+        f.debug_struct("PoolBuilder")
+            .field("adapter", &c.adapter)
+            .field("workers", &c.workers)
+            .field("profile", &c.profile)
+            .field("events", &c.events)
+            .finish_non_exhaustive()
+    }
+}

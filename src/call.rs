@@ -1,0 +1,108 @@
+//! One call: the options a caller gives ([`CallOptions`]), the answer it
+//! gets ([`Reply`]), and the request that travels from the caller through
+//! the dispatcher to a worker lane.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::protocol::messages::ExecuteToolRequest;
+
+/// Per-call options for [`Pool::execute_blocking_with`](crate::Pool::execute_blocking_with).
+///
+/// Every option left unset takes the pool's default.
+///
+/// ```
+/// use snakepit::CallOptions;
+/// use std::time::Duration;
+///
+/// let opts = CallOptions::new()
+///     .timeout(Duration::from_secs(5))
+///     .queue_timeout(Duration::from_millis(200))
+///     .binary("image", vec![0u8; 16]);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) queue_timeout: Option<Duration>,
+    pub(crate) binary: Vec<(String, Vec<u8>)>,
+}
+
+impl CallOptions {
+    /// Options that all take the pool's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long the call may run on a worker before it fails with
+    /// [`Error::Timeout`]. The deadline is sent to the worker as the gRPC
+    /// deadline. Default: the pool's `call_timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long the call may wait for a free worker before it fails with
+    /// [`Error::QueueTimeout`] without running. Default: the pool's
+    /// `queue_timeout`.
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.queue_timeout = Some(timeout);
+        self
+    }
+
+    /// Passes `bytes` to the tool as the keyword argument `name` (a Python
+    /// `bytes`), raw, outside the JSON arguments.
+    pub fn binary(mut self, name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+        self.binary.push((name.into(), bytes.into()));
+        self
+    }
+}
+
+/// The answer to a successful call.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Reply {
+    /// The tool's return value as JSON (`null` when it returned bytes).
+    pub value: Value,
+    /// The bytes the tool returned, when it returned `bytes`.
+    pub binary: Option<Vec<u8>>,
+    /// The worker that ran the call, e.g. `"worker-1"`.
+    pub worker: String,
+    /// Time from the call entering the pool to the reply.
+    pub elapsed: Duration,
+    /// Time spent waiting for a free worker.
+    pub queued: Duration,
+    /// Metadata the worker attached to the response (e.g. its `pid`).
+    pub metadata: HashMap<String, String>,
+}
+
+/// What the caller waits on.
+pub(crate) type ReplySender = Sender<Result<Reply, Error>>;
+
+/// A call on its way to a worker.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub tool: String,
+    pub message: ExecuteToolRequest,
+    pub timeout: Duration,
+    pub queue_timeout: Duration,
+    pub submitted: Instant,
+    pub reply: ReplySender,
+}
+
+impl Request {
+    /// The moment the request gives up waiting for a worker.
+    pub fn queue_deadline(&self) -> Instant {
+        self.submitted + self.queue_timeout
+    }
+
+    /// Sends the outcome to the caller. The caller may have gone (it never
+    /// does on its own, but a panicking caller thread could), which is fine.
+    pub fn answer(self, outcome: Result<Reply, Error>) {
+        let _ = self.reply.send(outcome);
+    }
+}

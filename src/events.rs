@@ -1,0 +1,229 @@
+//! The event hook: [`HandleEvent`] receives what happens in the pool
+//! (workers starting, becoming ready, exiting, being recycled; calls
+//! finishing, timing out in the queue, being refused). The default,
+//! [`LogEvents`], writes each event through the `log` crate;
+//! [`NopEvents`] drops them.
+//!
+//! Hooks run on the pool's own threads (a worker's thread or a lane), so
+//! they must be quick and must not call back into the pool and block.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::Exit;
+
+/// Why a worker process was replaced on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RecycleReason {
+    /// It served `max_requests` calls (plus its jitter).
+    MaxRequests,
+    /// It lived `max_lifetime` (plus its jitter).
+    MaxLifetime,
+    /// Its resident memory passed `max_memory`.
+    Memory,
+    /// [`Pool::recycle_worker`](crate::Pool::recycle_worker) asked for it.
+    Manual,
+}
+
+impl fmt::Display for RecycleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecycleReason::MaxRequests => "max requests",
+            RecycleReason::MaxLifetime => "max lifetime",
+            RecycleReason::Memory => "memory",
+            RecycleReason::Manual => "manual",
+        })
+    }
+}
+
+/// Why a worker process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitReason {
+    /// It died on its own (crash, signal, OOM kill, `os._exit`).
+    Crashed(Exit),
+    /// It was replaced on purpose, after draining.
+    Recycled(RecycleReason),
+    /// A process-profile call ran past its timeout; it was killed.
+    Hung,
+    /// It did not answer a health check in time; it was killed.
+    Unhealthy,
+    /// The pool shut down.
+    Shutdown,
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Crashed(exit) => write!(f, "crashed ({exit})"),
+            ExitReason::Recycled(reason) => write!(f, "recycled ({reason})"),
+            ExitReason::Hung => f.write_str("killed: stuck in a call past its timeout"),
+            ExitReason::Unhealthy => f.write_str("killed: failed a health check"),
+            ExitReason::Shutdown => f.write_str("stopped: pool shut down"),
+        }
+    }
+}
+
+/// A worker's process was launched.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerStarted {
+    /// The worker, e.g. `"worker-0"`.
+    pub worker: String,
+    /// The new process.
+    pub pid: u32,
+}
+
+/// A worker's process is ready and takes calls.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerReady {
+    /// The worker.
+    pub worker: String,
+    /// The process.
+    pub pid: u32,
+    /// From launch to ready.
+    pub startup: Duration,
+}
+
+/// A worker's process ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerExited {
+    /// The worker.
+    pub worker: String,
+    /// The process that ended.
+    pub pid: u32,
+    /// Why.
+    pub reason: ExitReason,
+}
+
+/// A worker's process is being replaced on purpose (it drains first).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerRecycled {
+    /// The worker.
+    pub worker: String,
+    /// The process being replaced.
+    pub pid: u32,
+    /// Why.
+    pub reason: RecycleReason,
+}
+
+/// A call ended, successfully or not.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CallFinished {
+    /// The tool called.
+    pub tool: String,
+    /// The worker it ran on.
+    pub worker: String,
+    /// From entering the pool to the reply.
+    pub duration: Duration,
+    /// `Ok(())`, or the error's variant name (`"Python"`, `"Timeout"`, ...).
+    pub outcome: Result<(), &'static str>,
+}
+
+/// A call gave up waiting for a free worker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QueueTimedOut {
+    /// The tool called.
+    pub tool: String,
+    /// How long it waited.
+    pub waited: Duration,
+}
+
+/// A call was refused because the queue was full.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Saturated {
+    /// The tool called.
+    pub tool: String,
+    /// The queue capacity.
+    pub queue_size: usize,
+}
+
+/// Receives the pool's events. Every method has a do-nothing default, so an
+/// implementation overrides only what it needs.
+///
+/// ```
+/// use snakepit::events::{HandleEvent, WorkerExited};
+///
+/// #[derive(Debug)]
+/// struct CountCrashes(std::sync::atomic::AtomicUsize);
+///
+/// impl HandleEvent for CountCrashes {
+///     fn worker_exited(&self, event: &WorkerExited) {
+///         if matches!(event.reason, snakepit::events::ExitReason::Crashed(_)) {
+///             self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         }
+///     }
+/// }
+/// ```
+pub trait HandleEvent: fmt::Debug + Send + Sync + 'static {
+    /// A worker's process was launched.
+    fn worker_started(&self, _event: &WorkerStarted) {}
+    /// A worker's process became ready.
+    fn worker_ready(&self, _event: &WorkerReady) {}
+    /// A worker's process ended.
+    fn worker_exited(&self, _event: &WorkerExited) {}
+    /// A worker's process is being recycled.
+    fn worker_recycled(&self, _event: &WorkerRecycled) {}
+    /// A call finished.
+    fn call_finished(&self, _event: &CallFinished) {}
+    /// A call timed out in the queue.
+    fn queue_timeout(&self, _event: &QueueTimedOut) {}
+    /// A call was refused: queue full.
+    fn saturated(&self, _event: &Saturated) {}
+}
+
+/// Drops every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NopEvents;
+
+impl HandleEvent for NopEvents {}
+
+/// Logs every event through `log` (target `snakepit::events`): lifecycle
+/// at `info`, crashes at `warn`, calls at `debug`. The pool's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogEvents;
+
+const TARGET: &str = "snakepit::events";
+
+impl HandleEvent for LogEvents {
+    fn worker_started(&self, e: &WorkerStarted) {
+        log::info!(target: TARGET, "{} started (pid {})", e.worker, e.pid);
+    }
+    fn worker_ready(&self, e: &WorkerReady) {
+        log::info!(target: TARGET, "{} ready (pid {}) in {:?}", e.worker, e.pid, e.startup);
+    }
+    fn worker_exited(&self, e: &WorkerExited) {
+        match e.reason {
+            ExitReason::Crashed(_) | ExitReason::Hung | ExitReason::Unhealthy => {
+                log::warn!(target: TARGET, "{} (pid {}) {}", e.worker, e.pid, e.reason)
+            }
+            _ => log::info!(target: TARGET, "{} (pid {}) {}", e.worker, e.pid, e.reason),
+        }
+    }
+    fn worker_recycled(&self, e: &WorkerRecycled) {
+        log::info!(target: TARGET, "{} (pid {}) recycling: {}", e.worker, e.pid, e.reason);
+    }
+    fn call_finished(&self, e: &CallFinished) {
+        log::debug!(
+            target: TARGET,
+            "{} on {} in {:?}: {}",
+            e.tool,
+            e.worker,
+            e.duration,
+            e.outcome.err().unwrap_or("ok")
+        );
+    }
+    fn queue_timeout(&self, e: &QueueTimedOut) {
+        log::warn!(target: TARGET, "{} waited {:?} in the queue and was dropped", e.tool, e.waited);
+    }
+    fn saturated(&self, e: &Saturated) {
+        log::warn!(target: TARGET, "{} refused: queue of {} full", e.tool, e.queue_size);
+    }
+}

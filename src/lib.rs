@@ -1,0 +1,70 @@
+//! # snakepit
+//!
+//! A pool of Python worker processes for blocking Rust programs. Start a
+//! pool with an adapter class, then call its tools from any thread:
+//!
+//! ```no_run
+//! use serde_json::json;
+//! use snakepit::{CallOptions, Pool, Profile};
+//! use std::time::Duration;
+//!
+//! let pool = Pool::builder()
+//!     .adapter("snakepit_showcase.adapter.ShowcaseAdapter") // "module.Class"
+//!     .workers(4)
+//!     .profile(Profile::Process) // or Profile::Thread { threads: 16 }
+//!     .build()?; // blocks until every worker is ready
+//!
+//! let sum = pool.execute_blocking("add", json!({"a": 1, "b": 2}))?;
+//! assert_eq!(sum, json!(3));
+//!
+//! let reply = pool.execute_blocking_with(
+//!     "add",
+//!     json!({"a": 1, "b": 2}),
+//!     CallOptions::new().timeout(Duration::from_secs(5)),
+//! )?;
+//! println!("{} from {} ({:?})", reply.value, reply.worker, pool.stats());
+//! pool.shutdown(); // also happens when the last handle is dropped
+//! # Ok::<(), snakepit::Error>(())
+//! ```
+//!
+//! ## How it works
+//!
+//! Each worker is a Python process serving gRPC on a Unix socket in a
+//! private directory, owned by a dedicated OS thread of the host. A
+//! dispatcher thread places each call on the least-loaded worker by
+//! scanning a fixed array of atomic capacity/load slots, or queues it
+//! (bounded, with a timeout). The caller blocks on a channel for its reply.
+//! There is no async runtime: everything the caller touches blocks.
+//!
+//! Two profiles: [`Profile::Process`] runs one call at a time per process;
+//! [`Profile::Thread`] runs N at once per process.
+//!
+//! ## The Python side
+//!
+//! An adapter is a class deriving `snakepit_bridge.BaseAdapter` whose tools
+//! are methods marked `@tool`; a call's JSON object becomes the keyword
+//! arguments. The worker's Python files ship inside this crate and are
+//! written to a cache directory at run time; the interpreter needs the
+//! packages `grpcio` and `protobuf` (`python3 -m pip install grpcio
+//! protobuf`).
+
+#![warn(missing_docs)]
+
+mod builder;
+mod call;
+mod dispatcher;
+mod error;
+pub mod events;
+mod pool;
+pub mod protocol;
+mod python;
+mod slots;
+mod stats;
+mod supervisor;
+mod worker;
+
+pub use builder::{PoolBuilder, Profile};
+pub use call::{CallOptions, Reply};
+pub use error::{Error, Exit};
+pub use pool::Pool;
+pub use stats::{PoolStats, Recycles, WorkerState, WorkerStats};

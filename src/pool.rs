@@ -1,0 +1,423 @@
+//! [`Pool`]: the handle a program holds, and the state its threads share.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use grpcio::EnvBuilder;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::builder::{Config, PoolBuilder, Profile};
+use crate::call::{CallOptions, Reply, Request};
+use crate::dispatcher::{Command, Dispatcher};
+use crate::error::Error;
+use crate::events::HandleEvent;
+use crate::protocol::value;
+use crate::python;
+use crate::slots::{Slots, Ticket};
+use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
+use crate::worker::process::LaunchSpec;
+use crate::worker::{Control, WorkerHandle, WorkerSetup};
+
+/// A pool of Python worker processes.
+///
+/// `Pool` is a cheap handle: clone it into every thread that makes calls.
+/// The pool shuts down when [`shutdown`](Pool::shutdown) is called or the
+/// last handle is dropped, and no worker process outlives it.
+///
+/// ```no_run
+/// use serde_json::json;
+/// use snakepit::Pool;
+///
+/// let pool = Pool::builder()
+///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+///     .workers(2)
+///     .build()?;
+/// assert_eq!(pool.execute_blocking("add", json!({"a": 1, "b": 2}))?, json!(3));
+/// pool.shutdown();
+/// # Ok::<(), snakepit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    runtime: Mutex<Option<Runtime>>,
+}
+
+/// The threads and files a running pool owns.
+struct Runtime {
+    dispatcher: JoinHandle<()>,
+    workers: Vec<WorkerHandle>,
+    socket_dir: PathBuf,
+}
+
+/// State shared by callers, the dispatcher, the workers and their lanes.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub slots: Slots,
+    pub workers: Vec<WorkerInfo>,
+    pub counters: Counters,
+    pub events: Arc<dyn HandleEvent>,
+    /// The latest start-up failure, for calls that find no worker able to
+    /// start.
+    pub last_start_error: Mutex<Option<Error>>,
+    waiting: AtomicUsize,
+    doorbell: Sender<()>,
+    closing: AtomicBool,
+}
+
+impl Shared {
+    /// Gives back a call's capacity and, when calls are waiting, wakes the
+    /// dispatcher to place the next one.
+    pub fn release(&self, ticket: Ticket) {
+        if self.slots.release(ticket) && self.waiting.load(SeqCst) > 0 {
+            self.ring_doorbell();
+        }
+    }
+
+    /// Wakes the dispatcher (coalesced: one pending ring is enough).
+    pub fn ring_doorbell(&self) {
+        let _ = self.doorbell.try_send(());
+    }
+
+    pub fn set_waiting(&self, n: usize) {
+        self.waiting.store(n, SeqCst);
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(SeqCst)
+    }
+
+    /// When every worker's last start failed: the error calls should get
+    /// instead of waiting for capacity that will not come.
+    pub fn start_failure(&self) -> Option<Error> {
+        if self.workers.iter().all(WorkerInfo::is_failing) {
+            self.last_start_error.lock().clone()
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("adapter", &self.inner.shared.config.adapter)
+            .field("workers", &self.inner.shared.config.workers)
+            .field("profile", &self.inner.shared.config.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A [`PoolBuilder`] with every option at its default.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// Calls `tool` with `args` (a JSON object whose keys become the
+    /// tool's keyword arguments; `null` for none) and blocks until its
+    /// result, with the pool's default timeouts.
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
+    /// use serde_json::json;
+    /// let echoed = pool.execute_blocking("echo", json!({"value": [1, "two", null]}))?;
+    /// assert_eq!(echoed, json!([1, "two", null]));
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn execute_blocking(&self, tool: &str, args: Value) -> Result<Value, Error> {
+        self.execute_blocking_with(tool, args, CallOptions::new())
+            .map(|reply| reply.value)
+    }
+
+    /// Like [`execute_blocking`](Pool::execute_blocking), with per-call
+    /// options, returning the whole [`Reply`] (value, bytes, worker,
+    /// timings).
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
+    /// use serde_json::json;
+    /// use snakepit::CallOptions;
+    /// use std::time::Duration;
+    ///
+    /// let reply = pool.execute_blocking_with(
+    ///     "add",
+    ///     json!({"a": 1, "b": 2}),
+    ///     CallOptions::new().timeout(Duration::from_secs(5)),
+    /// )?;
+    /// println!("{} from {}", reply.value, reply.worker);
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn execute_blocking_with(
+        &self,
+        tool: &str,
+        args: Value,
+        options: CallOptions,
+    ) -> Result<Reply, Error> {
+        let shared = &self.inner.shared;
+        if shared.is_closing() {
+            return Err(Error::ShuttingDown);
+        }
+        let timeout = options.timeout.unwrap_or(shared.config.call_timeout);
+        if timeout.is_zero() {
+            return Err(Error::InvalidConfig {
+                option: "timeout",
+                message: "a call timeout must be longer than zero".into(),
+            });
+        }
+        let message = value::encode_request(tool, &args, options.binary, None)?;
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let req = Request {
+            tool: tool.to_owned(),
+            message,
+            timeout,
+            queue_timeout: options.queue_timeout.unwrap_or(shared.config.queue_timeout),
+            submitted: Instant::now(),
+            reply: reply_tx,
+        };
+        if self.inner.commands.send(Command::Submit(req)).is_err() {
+            return Err(Error::ShuttingDown);
+        }
+        // Every request is answered exactly once; a closed channel means
+        // the pool was torn down around it.
+        reply_rx.recv().unwrap_or(Err(Error::ShuttingDown))
+    }
+
+    /// A snapshot of the pool's workers, load and counters.
+    pub fn stats(&self) -> PoolStats {
+        let shared = &self.inner.shared;
+        let c = &shared.counters;
+        let read = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let per_worker: Vec<WorkerStats> = shared
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let slot = shared.slots.state(i);
+                WorkerStats {
+                    id: w.id.clone(),
+                    pid: w.pid(),
+                    state: w.state(),
+                    capacity: usize::from(slot.capacity),
+                    load: usize::from(slot.load),
+                    calls: read(&w.calls),
+                    restarts: read(&w.restarts),
+                }
+            })
+            .collect();
+        PoolStats {
+            workers: shared.config.workers,
+            ready_workers: per_worker
+                .iter()
+                .filter(|w| w.state == WorkerState::Ready)
+                .count(),
+            capacity: per_worker.iter().map(|w| w.capacity).sum(),
+            load: per_worker.iter().map(|w| w.load).sum(),
+            queued: shared.waiting.load(SeqCst),
+            succeeded: read(&c.succeeded),
+            failed: read(&c.failed),
+            timeouts: read(&c.timeouts),
+            queue_timeouts: read(&c.queue_timeouts),
+            saturated: read(&c.saturated),
+            crashes: read(&c.crashes),
+            restarts: read(&c.restarts),
+            hung_killed: read(&c.hung_killed),
+            unhealthy_killed: read(&c.unhealthy_killed),
+            recycles: c.recycles(),
+            degraded: per_worker.iter().any(|w| w.state != WorkerState::Ready),
+            per_worker,
+        }
+    }
+
+    /// Replaces worker `worker` (e.g. `"worker-0"`) with a fresh process.
+    /// The replacement starts first and the old process finishes its calls
+    /// in flight, so no call fails. Returns at once; the recycle shows in
+    /// [`stats`](Pool::stats) and the event hook when done.
+    pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
+        let unknown = || Error::InvalidConfig {
+            option: "worker",
+            message: format!(
+                "no worker named {worker:?}; workers are worker-0 to worker-{}",
+                self.inner.shared.workers.len() - 1
+            ),
+        };
+        let index = self
+            .inner
+            .shared
+            .workers
+            .iter()
+            .position(|w| w.id == worker)
+            .ok_or_else(unknown)?;
+        let runtime = self.inner.runtime.lock();
+        let rt = runtime.as_ref().ok_or(Error::ShuttingDown)?;
+        rt.workers[index]
+            .control
+            .send(Control::Recycle {
+                generation: None,
+                reason: crate::events::RecycleReason::Manual,
+            })
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// The worker profile the pool runs.
+    pub fn profile(&self) -> Profile {
+        self.inner.shared.config.profile
+    }
+
+    /// Stops the pool: new calls fail with [`Error::ShuttingDown`], queued
+    /// calls fail the same way, calls in flight get up to the shutdown grace
+    /// period to finish, then every worker gets SIGTERM and, after the grace
+    /// period, SIGKILL. Blocks until every worker process has been reaped.
+    /// Calling it again does nothing; dropping the last handle calls it.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    pub(crate) fn start(config: Config) -> Result<Pool, Error> {
+        let pool_error = |message: String| Error::Startup {
+            worker: "pool".into(),
+            message,
+        };
+        let files_dir = python::worker_files().map_err(|e| {
+            pool_error(format!(
+                "cannot write the worker's Python files to the cache directory: {e}"
+            ))
+        })?;
+        let socket_dir = private_socket_dir()
+            .map_err(|e| pool_error(format!("cannot create the socket directory: {e}")))?;
+        let spec = Arc::new(LaunchSpec {
+            python: python::interpreter(config.python.as_deref()),
+            files_dir,
+            python_path: config.python_path.clone(),
+            adapter: config.adapter.clone(),
+            threads: match config.profile {
+                Profile::Process => None,
+                Profile::Thread { threads } => Some(threads),
+            },
+            env: config.env.clone(),
+            max_message_bytes: config.max_message_bytes,
+        });
+        let env = Arc::new(EnvBuilder::new().name_prefix("snakepit-grpc").build());
+
+        let n = config.workers;
+        let (doorbell_tx, doorbell_rx) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared {
+            slots: Slots::new(n),
+            workers: (0..n).map(WorkerInfo::new).collect(),
+            counters: Counters::default(),
+            events: config.events.clone(),
+            last_start_error: Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+            doorbell: doorbell_tx,
+            closing: AtomicBool::new(false),
+            config,
+        });
+        let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+
+        let mut job_senders = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n);
+        for slot in 0..n {
+            let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+            job_senders.push(jobs_tx);
+            workers.push(WorkerHandle::spawn(WorkerSetup {
+                slot,
+                shared: shared.clone(),
+                spec: spec.clone(),
+                socket_dir: socket_dir.clone(),
+                env: env.clone(),
+                jobs: jobs_rx,
+                resubmit: commands_tx.clone(),
+                first_ready: ready_tx.clone(),
+            }));
+        }
+        let dispatcher = Dispatcher::new(shared.clone(), commands_rx, doorbell_rx, job_senders);
+        let dispatcher = thread::Builder::new()
+            .name("snakepit-dispatcher".into())
+            .spawn(move || dispatcher.run())
+            .expect("spawning the dispatcher thread");
+
+        let pool = Pool {
+            inner: Arc::new(Inner {
+                shared,
+                commands: commands_tx,
+                runtime: Mutex::new(Some(Runtime {
+                    dispatcher,
+                    workers,
+                    socket_dir,
+                })),
+            }),
+        };
+        // Every worker starts at once; the first failure stops them all.
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    pool.shutdown();
+                    return Err(e);
+                }
+                Err(_) => {
+                    pool.shutdown();
+                    return Err(pool_error("a worker thread ended during start-up".into()));
+                }
+            }
+        }
+        Ok(pool)
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        self.shared.closing.store(true, SeqCst);
+        // Held throughout, so a second caller returns only once it is done.
+        let mut runtime = self.runtime.lock();
+        let Some(rt) = runtime.take() else {
+            return;
+        };
+        let _ = self.commands.send(Command::Shutdown);
+        let _ = rt.dispatcher.join();
+        for worker in &rt.workers {
+            let _ = worker.control.send(Control::Shutdown);
+        }
+        for worker in rt.workers {
+            let _ = worker.thread.join();
+        }
+        let _ = std::fs::remove_dir_all(&rt.socket_dir);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A new directory only this user can enter, for the workers' sockets:
+/// under `$XDG_RUNTIME_DIR` when set, else the system temp dir. Kept short,
+/// since a Unix socket path has a 108-byte limit.
+fn private_socket_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    loop {
+        let n = COUNTER.fetch_add(1, SeqCst);
+        let dir = base.join(format!("snakepit-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! gRPC method descriptors of `snakepit.bridge.BridgeService`.
+//!
+//! Written by hand: grpcio-compiler emits the same glue but only reads
+//! protobuf 2 descriptors, and the host only needs the client side of a few
+//! methods.
+
+use grpcio::{Marshaller, Method, MethodType};
+
+use super::messages::{ExecuteToolRequest, ExecuteToolResponse, PingRequest, PingResponse};
+
+macro_rules! method {
+    ($name:ident, $ty:expr, $path:literal, $req:ty, $resp:ty) => {
+        pub(crate) const $name: Method<$req, $resp> = Method {
+            ty: $ty,
+            name: concat!("/snakepit.bridge.BridgeService/", $path),
+            req_mar: Marshaller {
+                ser: grpcio::pb_ser,
+                de: grpcio::pb_de,
+            },
+            resp_mar: Marshaller {
+                ser: grpcio::pb_ser,
+                de: grpcio::pb_de,
+            },
+        };
+    };
+}
+
+method!(PING, MethodType::Unary, "Ping", PingRequest, PingResponse);
+method!(
+    EXECUTE_TOOL,
+    MethodType::Unary,
+    "ExecuteTool",
+    ExecuteToolRequest,
+    ExecuteToolResponse
+);

@@ -1,0 +1,220 @@
+//! What the pool has done and is doing: [`PoolStats`], the snapshot a user
+//! prints, and the counters behind it.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use crate::events::RecycleReason;
+
+/// A snapshot of the pool, from [`Pool::stats`](crate::Pool::stats).
+///
+/// The numbers are read one by one while the pool runs, so under load they
+/// may be a few calls apart from each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Configured number of workers.
+    pub workers: usize,
+    /// Workers ready to take calls now.
+    pub ready_workers: usize,
+    /// Calls the ready workers can run at once.
+    pub capacity: usize,
+    /// Calls running now.
+    pub load: usize,
+    /// Calls waiting for a free worker now.
+    pub queued: usize,
+    /// Calls that returned a value.
+    pub succeeded: u64,
+    /// Calls that ended in an error of any kind (including the ones below).
+    pub failed: u64,
+    /// Calls that ran past their call timeout.
+    pub timeouts: u64,
+    /// Calls that waited past their queue timeout.
+    pub queue_timeouts: u64,
+    /// Calls refused because the queue was full.
+    pub saturated: u64,
+    /// Worker processes that died unexpectedly.
+    pub crashes: u64,
+    /// Worker processes started to replace another.
+    pub restarts: u64,
+    /// Hung process-profile workers killed after a call timeout.
+    pub hung_killed: u64,
+    /// Workers killed for failing a health check.
+    pub unhealthy_killed: u64,
+    /// Workers replaced on purpose, by reason.
+    pub recycles: Recycles,
+    /// True while fewer workers are ready than configured (starting,
+    /// restarting after a crash, or failing to start).
+    pub degraded: bool,
+    /// One entry per worker, in slot order.
+    pub per_worker: Vec<WorkerStats>,
+}
+
+/// One worker in a [`PoolStats`] snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The worker's name, e.g. `"worker-0"`.
+    pub id: String,
+    /// The current Python process, when one is running.
+    pub pid: Option<u32>,
+    /// Where the worker is in its life.
+    pub state: WorkerState,
+    /// Calls it may run at once now (0 unless ready).
+    pub capacity: usize,
+    /// Calls it is running now.
+    pub load: usize,
+    /// Calls it has finished, over all its processes.
+    pub calls: u64,
+    /// Processes it has started after the first.
+    pub restarts: u64,
+}
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerState {
+    /// Its process is starting and not yet ready.
+    Starting,
+    /// Taking calls.
+    Ready,
+    /// Taking no new calls, finishing those in flight.
+    Draining,
+    /// Waiting before the next start after a failure.
+    BackingOff,
+    /// Stopped for good (pool shut down).
+    Stopped,
+}
+
+impl WorkerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => WorkerState::Starting,
+            1 => WorkerState::Ready,
+            2 => WorkerState::Draining,
+            3 => WorkerState::BackingOff,
+            _ => WorkerState::Stopped,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            WorkerState::Starting => 0,
+            WorkerState::Ready => 1,
+            WorkerState::Draining => 2,
+            WorkerState::BackingOff => 3,
+            WorkerState::Stopped => 4,
+        }
+    }
+}
+
+/// Pool-wide counters, bumped by callers, the dispatcher and the lanes.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub queue_timeouts: AtomicU64,
+    pub saturated: AtomicU64,
+    pub crashes: AtomicU64,
+    pub restarts: AtomicU64,
+    pub hung_killed: AtomicU64,
+    pub unhealthy_killed: AtomicU64,
+    pub recycled_max_requests: AtomicU64,
+    pub recycled_max_lifetime: AtomicU64,
+    pub recycled_memory: AtomicU64,
+    pub recycled_manual: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn count_recycle(&self, reason: RecycleReason) {
+        Self::bump(match reason {
+            RecycleReason::MaxRequests => &self.recycled_max_requests,
+            RecycleReason::MaxLifetime => &self.recycled_max_lifetime,
+            RecycleReason::Memory => &self.recycled_memory,
+            RecycleReason::Manual => &self.recycled_manual,
+        });
+    }
+
+    pub fn recycles(&self) -> Recycles {
+        Recycles {
+            max_requests: self.recycled_max_requests.load(Relaxed),
+            max_lifetime: self.recycled_max_lifetime.load(Relaxed),
+            memory: self.recycled_memory.load(Relaxed),
+            manual: self.recycled_manual.load(Relaxed),
+        }
+    }
+}
+
+/// Recycles counted by reason, in a [`PoolStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recycles {
+    /// After `max_requests` calls.
+    pub max_requests: u64,
+    /// After `max_lifetime`.
+    pub max_lifetime: u64,
+    /// After passing `max_memory`.
+    pub memory: u64,
+    /// On request.
+    pub manual: u64,
+}
+
+impl Recycles {
+    /// All recycles, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.max_requests + self.max_lifetime + self.memory + self.manual
+    }
+}
+
+/// What the pool knows of one worker beyond its slot.
+#[derive(Debug)]
+pub(crate) struct WorkerInfo {
+    pub id: String,
+    pid: AtomicU32,
+    state: AtomicU8,
+    failing: AtomicBool,
+    pub calls: AtomicU64,
+    pub restarts: AtomicU64,
+}
+
+impl WorkerInfo {
+    pub fn new(index: usize) -> Self {
+        WorkerInfo {
+            id: format!("worker-{index}"),
+            pid: AtomicU32::new(0),
+            state: AtomicU8::new(WorkerState::Starting.as_u8()),
+            failing: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_state(&self, state: WorkerState) {
+        self.state.store(state.as_u8(), Relaxed);
+    }
+
+    pub fn state(&self) -> WorkerState {
+        WorkerState::from_u8(self.state.load(Relaxed))
+    }
+
+    /// Marks whether the worker's last start failed.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Relaxed);
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Relaxed)
+    }
+
+    pub fn set_pid(&self, pid: Option<u32>) {
+        self.pid.store(pid.unwrap_or(0), Relaxed);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Relaxed)).filter(|&p| p != 0)
+    }
+}

@@ -1,0 +1,365 @@
+//! One Python worker process: how it is launched, how its readiness and its
+//! death are observed, and how it is stopped.
+//!
+//! Each process is the leader of its own process group, so signals sent to
+//! the group reach whatever the tools started. It is asked to receive
+//! SIGTERM when the host thread that started it dies (parent-death signal),
+//! and it watches its stdin: the host holds the only write end, so EOF
+//! means the host is gone, however it died.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::Exit;
+
+/// Lines of stderr kept for error reports.
+const STDERR_TAIL_LINES: usize = 60;
+
+/// How often start-up looks for the ready file.
+const READY_POLL: Duration = Duration::from_millis(2);
+
+/// Everything needed to launch a worker process.
+#[derive(Debug, Clone)]
+pub(crate) struct LaunchSpec {
+    pub python: PathBuf,
+    pub files_dir: PathBuf,
+    pub python_path: Vec<PathBuf>,
+    pub adapter: String,
+    pub threads: Option<usize>,
+    pub env: Vec<(String, String)>,
+    pub max_message_bytes: usize,
+}
+
+/// The exit status of a process, set once by its reaper thread.
+#[derive(Debug, Default)]
+pub(crate) struct ExitWatch {
+    exit: Mutex<Option<Exit>>,
+    changed: Condvar,
+}
+
+impl ExitWatch {
+    pub fn get(&self) -> Option<Exit> {
+        *self.exit.lock()
+    }
+
+    /// Waits up to `timeout` for the process to end.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
+        let deadline = Instant::now() + timeout;
+        let mut exit = self.exit.lock();
+        while exit.is_none() {
+            if self.changed.wait_until(&mut exit, deadline).timed_out() {
+                break;
+            }
+        }
+        *exit
+    }
+
+    fn set(&self, value: Exit) {
+        *self.exit.lock() = Some(value);
+        self.changed.notify_all();
+    }
+}
+
+/// The last lines a process wrote to stderr, and whether it closed it.
+#[derive(Debug, Default)]
+pub(crate) struct StderrTail {
+    lines: Mutex<(VecDeque<String>, bool)>,
+    closed: Condvar,
+}
+
+impl StderrTail {
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().0.iter().cloned().collect()
+    }
+
+    /// Waits up to `timeout` for EOF, so a report holds the last words of a
+    /// process that just died.
+    pub fn wait_closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock();
+        while !guard.1 {
+            if self.closed.wait_until(&mut guard, deadline).timed_out() {
+                break;
+            }
+        }
+    }
+
+    fn push(&self, line: String) {
+        let mut guard = self.lines.lock();
+        if guard.0.len() == STDERR_TAIL_LINES {
+            guard.0.pop_front();
+        }
+        guard.0.push_back(line);
+    }
+
+    fn close(&self) {
+        self.lines.lock().1 = true;
+        self.closed.notify_all();
+    }
+}
+
+/// A running (or just ended) worker process.
+#[derive(Debug)]
+pub(crate) struct PythonProcess {
+    pid: u32,
+    pub exit: Arc<ExitWatch>,
+    pub stderr: Arc<StderrTail>,
+    ready_file: PathBuf,
+    socket: PathBuf,
+    // Held open for the life of the process: its EOF tells the worker that
+    // the host is gone.
+    stdin: Option<ChildStdin>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Why a process did not become ready.
+#[derive(Debug)]
+pub(crate) enum StartFailure {
+    /// The interpreter could not be executed at all.
+    Spawn(std::io::Error),
+    /// The process ended during start-up.
+    Exited(Exit, Vec<String>),
+    /// It did not report ready in time.
+    TimedOut(Duration, Vec<String>),
+    /// The pool began to shut down first.
+    Abandoned,
+}
+
+impl PythonProcess {
+    /// Starts the worker for `worker_id`, listening on `socket`. `on_exit`
+    /// runs on the reaper thread once the process has ended.
+    pub fn launch(
+        spec: &LaunchSpec,
+        worker_id: &str,
+        socket: &Path,
+        on_exit: impl FnOnce(Exit) + Send + 'static,
+    ) -> Result<PythonProcess, StartFailure> {
+        let ready_file = socket.with_extension("ready");
+        let _ = std::fs::remove_file(socket);
+        let _ = std::fs::remove_file(&ready_file);
+
+        let mut python_path: Vec<PathBuf> = vec![spec.files_dir.clone()];
+        python_path.extend(spec.python_path.iter().cloned());
+        if let Some(existing) = std::env::var_os("PYTHONPATH") {
+            python_path.extend(std::env::split_paths(&existing));
+        }
+        let python_path = std::env::join_paths(python_path).map_err(|e| {
+            StartFailure::Spawn(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+
+        let mut cmd = Command::new(&spec.python);
+        cmd.arg("-u")
+            .arg(spec.files_dir.join("grpc_server.py"))
+            .arg("--adapter")
+            .arg(&spec.adapter)
+            .arg("--socket")
+            .arg(socket)
+            .arg("--worker-id")
+            .arg(worker_id)
+            .arg("--max-message-bytes")
+            .arg(spec.max_message_bytes.to_string());
+        if let Some(threads) = spec.threads {
+            cmd.arg("--max-workers").arg(threads.to_string());
+        }
+        cmd.env("PYTHONPATH", python_path)
+            .env("PYTHONUNBUFFERED", "1")
+            .env("SNAKEPIT_READY_FILE", &ready_file)
+            .env("SNAKEPIT_WORKER_ID", worker_id)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let host = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // made (prctl, getppid, _exit), and nothing is allocated.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The host may have died before prctl took effect.
+                if libc::getppid() != host {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(StartFailure::Spawn)?;
+        let pid = child.id();
+
+        let exit = Arc::new(ExitWatch::default());
+        let stderr = Arc::new(StderrTail::default());
+        let mut threads = Vec::with_capacity(3);
+        let stdin = child.stdin.take();
+        if let Some(err) = child.stderr.take() {
+            threads.push(forward_lines(err, worker_id, Some(stderr.clone())));
+        }
+        if let Some(out) = child.stdout.take() {
+            threads.push(forward_lines(out, worker_id, None));
+        }
+        threads.push(reap(child, worker_id, exit.clone(), on_exit));
+
+        Ok(PythonProcess {
+            pid,
+            exit,
+            stderr,
+            ready_file,
+            socket: socket.to_owned(),
+            stdin,
+            threads,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits until the worker reports the address it listens on, it dies,
+    /// or `timeout` passes.
+    pub fn wait_ready(
+        &self,
+        timeout: Duration,
+        abandon: impl Fn() -> bool,
+    ) -> Result<String, StartFailure> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if abandon() {
+                return Err(StartFailure::Abandoned);
+            }
+            if let Ok(address) = std::fs::read_to_string(&self.ready_file) {
+                let address = address.trim();
+                return Ok(if address.starts_with("unix:") {
+                    address.to_owned()
+                } else {
+                    format!("127.0.0.1:{address}")
+                });
+            }
+            if let Some(exit) = self.exit.get() {
+                self.stderr.wait_closed(Duration::from_secs(2));
+                return Err(StartFailure::Exited(exit, self.stderr.lines()));
+            }
+            if Instant::now() >= deadline {
+                return Err(StartFailure::TimedOut(timeout, self.stderr.lines()));
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
+    /// Stops the process group: SIGTERM, up to `grace` to exit, then
+    /// SIGKILL. Returns once the process is reaped.
+    pub fn terminate(&mut self, grace: Duration) {
+        if self.exit.get().is_none() {
+            signal_group(self.pid, libc::SIGTERM);
+            if self.exit.wait_timeout(grace).is_none() {
+                signal_group(self.pid, libc::SIGKILL);
+                self.exit.wait_timeout(Duration::from_secs(10));
+            }
+        }
+        self.finish();
+    }
+
+    /// Kills the group at once and reaps.
+    pub fn kill(&mut self) {
+        if self.exit.get().is_none() {
+            signal_group(self.pid, libc::SIGKILL);
+            self.exit.wait_timeout(Duration::from_secs(10));
+        }
+        self.finish();
+    }
+
+    /// After the leader has ended: make sure nothing it started lives on in
+    /// its group, close our end of its stdin, join the reader threads and
+    /// remove its files.
+    fn finish(&mut self) {
+        signal_group(self.pid, libc::SIGKILL);
+        self.stdin.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.ready_file);
+    }
+}
+
+impl Drop for PythonProcess {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.kill();
+        }
+    }
+}
+
+fn signal_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: plain syscall; an already empty group gives ESRCH, ignored.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), signal);
+    }
+}
+
+/// Logs each line a worker writes, tagged with the worker, and keeps the
+/// last ones when `tail` is given.
+fn forward_lines(
+    stream: impl Read + Send + 'static,
+    worker_id: &str,
+    tail: Option<Arc<StderrTail>>,
+) -> JoinHandle<()> {
+    let worker_id = worker_id.to_owned();
+    thread::Builder::new()
+        .name(format!("snakepit-{worker_id}-log"))
+        .spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
+                        log::info!(target: "snakepit::worker", "[{worker_id}] {line}");
+                        if let Some(tail) = &tail {
+                            tail.push(line);
+                        }
+                    }
+                }
+            }
+            if let Some(tail) = &tail {
+                tail.close();
+            }
+        })
+        .expect("spawning a log thread")
+}
+
+/// Waits for the process to end, records how, and tells `on_exit`.
+fn reap(
+    mut child: Child,
+    worker_id: &str,
+    exit: Arc<ExitWatch>,
+    on_exit: impl FnOnce(Exit) + Send + 'static,
+) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name(format!("snakepit-{worker_id}-reaper"))
+        .spawn(move || {
+            let status = loop {
+                match child.wait() {
+                    Ok(status) => break Exit::from(status),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        break Exit {
+                            code: None,
+                            signal: None,
+                        }
+                    }
+                }
+            };
+            exit.set(status);
+            on_exit(status);
+        })
+        .expect("spawning a reaper thread")
+}

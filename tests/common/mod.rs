@@ -1,0 +1,133 @@
+//! Shared by the integration tests: pools of the showcase adapter whose
+//! processes carry a unique tag, so a test can prove that none of its
+//! processes outlive it (and kill any that do, pass or fail).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use snakepit::{Pool, PoolBuilder, Profile};
+
+pub const SHOWCASE: &str = "snakepit_showcase.adapter.ShowcaseAdapter";
+pub const THREADED_SHOWCASE: &str = "snakepit_showcase.adapter.ThreadedShowcaseAdapter";
+
+/// One test's scope: a tag on every process it starts and a scratch
+/// directory, both cleaned up on drop.
+pub struct Scope {
+    pub tag: String,
+    pub dir: PathBuf,
+}
+
+impl Scope {
+    pub fn new(name: &str) -> Scope {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let _ = env_logger::builder().is_test(true).try_init();
+        let tag = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = std::env::temp_dir().join(format!("snakepit-test-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scope { tag, dir }
+    }
+
+    /// A builder for the showcase adapter whose workers carry this tag.
+    pub fn builder(&self) -> PoolBuilder {
+        Pool::builder()
+            .adapter(SHOWCASE)
+            .env("SNAKEPIT_TEST_TAG", &self.tag)
+            .startup_timeout(Duration::from_secs(60))
+    }
+
+    /// A thread-profile builder for the thread-safe showcase adapter.
+    pub fn threaded_builder(&self, threads: usize) -> PoolBuilder {
+        self.builder()
+            .adapter(THREADED_SHOWCASE)
+            .profile(Profile::Thread { threads })
+    }
+
+    /// A path in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Live processes (not zombies) started by this test.
+    pub fn live_processes(&self) -> Vec<u32> {
+        let needle = format!("SNAKEPIT_TEST_TAG={}", self.tag);
+        let mut pids = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return pids;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|&b| b == 0)
+                .any(|var| var == needle.as_bytes())
+                && !is_zombie(pid)
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Asserts that every process this test started is gone.
+    pub fn assert_no_processes(&self) {
+        let left = self.live_processes();
+        assert!(left.is_empty(), "processes left behind: {left:?}");
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        for pid in self.live_processes() {
+            // SAFETY: plain syscall on a pid this test started.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+pub fn is_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+/// Waits for `cond`, checking every 5 ms, for at most `limit`. Returns
+/// whether it became true. For events the test cannot be told of directly
+/// (a file a Python tool creates, a process ending).
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
