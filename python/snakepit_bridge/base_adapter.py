@@ -69,13 +69,13 @@ class InvalidArgumentsError(AdapterError):
 
     ``context``: ``{"tool", "argument", "signature"}``; ``argument`` is the
     offending argument's name, or ``None`` when no single one is to blame.
+    The message does not repeat the signature: the host adds it from
+    ``context``.
     """
 
     def __init__(self, message: str, tool_name: str, argument: str | None, signature: str) -> None:
-        super().__init__(
-            f"{message}; expected {signature}",
-            {"tool": tool_name, "argument": argument, "signature": signature},
-        )
+        super().__init__(message, {"tool": tool_name, "argument": argument, "signature": signature})
+        self.signature = signature
 
 
 # ---------------------------------------------------------------- tool marker
@@ -162,7 +162,7 @@ def tool_meta(attribute: Any) -> ToolMeta | None:
     return getattr(_function_of(attribute), _TOOL_ATTRIBUTE, None)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tool_table(cls: type) -> dict[str, tuple[str, ToolMeta]]:
     """Tool name -> (attribute name, marker) for an adapter class.
 
@@ -212,7 +212,9 @@ class ToolInfo:
 
 
 _NONE_TYPE = type(None)
-_UNION_TYPES: tuple[Any, ...] = (typing.Union, types.UnionType)
+# X | Y unions exist from Python 3.10, Annotated from 3.9.
+_UNION_TYPES: tuple[Any, ...] = (typing.Union, getattr(types, "UnionType", typing.Union))
+_ANNOTATED: Any = getattr(typing, "Annotated", object())
 
 
 def type_label(hint: Any) -> str:
@@ -220,7 +222,7 @@ def type_label(hint: Any) -> str:
     if hint is inspect.Parameter.empty or hint is Any:
         return "any"
     origin = typing.get_origin(hint)
-    if origin is typing.Annotated:
+    if origin is _ANNOTATED:
         return type_label(typing.get_args(hint)[0])
     if origin in _UNION_TYPES:
         labels = {type_label(arg) for arg in typing.get_args(hint) if arg is not _NONE_TYPE}
@@ -424,11 +426,7 @@ def bind_arguments(tool_name: str, func: Callable[..., Any], arguments: dict[str
             if name not in keyword_names:
                 raise fail(f"{tool_name}() got an unexpected argument {name!r}", name)
     for name, p in parameters.items():
-        if (
-            name in keyword_names
-            and p.default is inspect.Parameter.empty
-            and name not in arguments
-        ):
+        if name in keyword_names and p.default is inspect.Parameter.empty and name not in arguments:
             raise fail(f"{tool_name}() is missing the required argument {name!r}", name)
     try:
         signature.bind(**arguments)

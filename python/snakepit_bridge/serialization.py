@@ -94,9 +94,7 @@ def decode_any(message: Any) -> Any:
             from google.protobuf import json_format, struct_pb2
 
             return json_format.MessageToDict(struct_pb2.Value.FromString(data))
-        raise ValueError(
-            f"parameter of type {type_url or '(no type_url)'} is not UTF-8 JSON: {json_error}"
-        ) from None
+        raise ValueError(f"parameter of type {type_url or '(no type_url)'} is not UTF-8 JSON: {json_error}") from None
 
 
 # ---------------------------------------------------------------- conversion
@@ -161,9 +159,7 @@ class _Converter:
             return self._nested(
                 value,
                 path,
-                lambda v, p: self._convert_mapping(
-                    {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, p
-                ),
+                lambda v, p: self._convert_mapping({f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, p),
             )
         for method_name in _CONVERTERS:
             method = getattr(value, method_name, None)
@@ -212,8 +208,7 @@ def json_key(key: Any, path: str = "$") -> str:
     if isinstance(key, float) and math.isfinite(key):
         return repr(float(key))
     raise ValueError(
-        f"result has a dict key of type {type_name(key)} ({key!r}) at {path}; "
-        "JSON object keys must be strings"
+        f"result has a dict key of type {type_name(key)} ({key!r}) at {path}; JSON object keys must be strings"
     )
 
 

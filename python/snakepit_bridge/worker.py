@@ -7,6 +7,9 @@ Command line (the Snakepit contract, plus our extensions)::
                    [--thread-safety-check] [--max-message-bytes N]
                    [--worker-id ID] [--adapter-per-worker] [--bind-host HOST]
 
+Unknown flags (Snakepit hosts add ``--snakepit-run-id`` and others) are
+logged and ignored. The worker id defaults to ``SNAKEPIT_WORKER_ID``.
+
 Start-up, in order: route stdout to stderr; arm the parent-death signal and
 the stdin watch (EOF on stdin means the host is gone); import grpc and
 protobuf (exit 4 if missing); import the adapter (exit 3 with the traceback
@@ -86,7 +89,9 @@ log = logging.getLogger("snakepit.worker")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parses the worker's command line."""
     parser = argparse.ArgumentParser(
-        prog="grpc_server.py", description="snakepit Python worker: serves an adapter's tools over gRPC."
+        prog="grpc_server.py",
+        description="snakepit Python worker: serves an adapter's tools over gRPC.",
+        allow_abbrev=False,
     )
     parser.add_argument("--adapter", required=True, help="adapter class, as module.Class")
     parser.add_argument("--port", type=int, default=0, help="TCP port to listen on (0: any free port)")
@@ -116,7 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="one adapter for the whole process (initialized once) instead of one per call",
     )
-    args = parser.parse_args(argv)
+    # Unknown flags are tolerated: Snakepit hosts add their own
+    # (--snakepit-run-id, --snakepit-instance-name, ...).
+    args, unknown = parser.parse_known_args(argv)
+    args.unknown = unknown
     if args.max_workers is not None and args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
     if args.max_message_bytes < 1:
@@ -638,7 +646,7 @@ class BridgeServicer:
             response.result.CopyFrom(result)
             response.binary_result = binary
             response.success = True
-        except (Exception, SystemExit) as error:
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - every tool failure is a reply
             log.warning("tool %s failed: %s: %s", request.tool_name, type(error).__name__, error)
             response.success = False
             response.error_message = serialization.error_payload(error, {"tool": request.tool_name})
@@ -677,9 +685,8 @@ class BridgeServicer:
                 session = self._context_for(request)
                 arguments = self._arguments(request)
                 adapter = self.adapters.open(session)
-                result = adapter.execute_tool(tool_name, arguments, session)
-                if inspect.isawaitable(result) and not inspect.isasyncgen(result):
-                    result = resolve_awaitable(result)
+                # An async generator is not awaitable: it is streamed as it is.
+                result = resolve_awaitable(adapter.execute_tool(tool_name, arguments, session))
                 items = stream_items(result)
                 count = 0
                 for item in items:
@@ -693,7 +700,7 @@ class BridgeServicer:
                     final = self.protocol.ToolChunk(chunk_id=f"{tool_name}-{count}", data=b"", is_final=True)
                     final.metadata.update(self.metadata)
                     yield final
-            except (Exception, SystemExit) as error:
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - every tool failure ends the stream
                 log.warning("streaming tool %s failed: %s: %s", tool_name, type(error).__name__, error)
                 # The payload travels as a gRPC status message (a header): keep it small.
                 payload = serialization.error_payload(error, {"tool": tool_name}, max_traceback_chars=2000)
@@ -799,14 +806,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     worker_id = args.worker_id or os.environ.get("SNAKEPIT_WORKER_ID") or f"pid-{os.getpid()}"
     configure_logging(worker_id)
+    if args.unknown:
+        log.warning("ignoring unknown arguments: %s", " ".join(args.unknown))
 
     # Lifetime safety first: nothing below may outlive the host.
-    stop = threading.Event()
-    running = threading.Event()
+    # Plain flags, not Events: a signal handler that takes a lock the
+    # interrupted main thread may hold would deadlock.
+    state = {"running": False, "stop": False}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if running.is_set():
-            stop.set()
+        if state["running"]:
+            state["stop"] = True
             return
         signal_own_group(signal.SIGTERM)
         os._exit(0)
@@ -832,8 +842,7 @@ def main(argv: list[str] | None = None) -> None:
         host = HostCallbackClient(args.elixir_address, args.max_message_bytes)
         if not wait_for_host(host):
             sys.stderr.write(
-                f"snakepit worker: the host did not answer Ping at {args.elixir_address} "
-                f"within {HOST_WAIT_S:.0f}s\n"
+                f"snakepit worker: the host did not answer Ping at {args.elixir_address} within {HOST_WAIT_S:.0f}s\n"
             )
             sys.stderr.flush()
             os._exit(EXIT_HOST_UNREACHABLE)
@@ -852,13 +861,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ready = bind(server, args)
     server.start()
-    running.set()
+    state["running"] = True
     write_ready_file(ready)
     profile = f"thread profile, {args.max_workers} calls at once" if thread_profile else "process profile"
     log.info("ready on %s (pid %d, adapter %s, %s)", ready, os.getpid(), args.adapter, profile)
 
-    while not stop.wait(timeout=1.0):
-        pass
+    while not state["stop"]:
+        time.sleep(0.05)
 
     log.info("stopping")
     server.stop(grace=SHUTDOWN_GRACE_S).wait(SHUTDOWN_GRACE_S + 1.0)

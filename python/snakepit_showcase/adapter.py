@@ -9,14 +9,13 @@ errors, concurrency, crashes, memory, streaming and sessions.
 from __future__ import annotations
 
 import os
-import signal as signal_module
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
 
@@ -296,7 +295,7 @@ class ShowcaseTools:
         }
 
     @tool(description="Calls a tool on the host and returns its result")
-    def call_host(self, name: str, arguments: dict | None = None) -> Any:
+    def call_host(self, name: str, arguments: Optional[dict] = None) -> Any:
         """``session_context.call_host_tool(name, **arguments)``."""
         context = self.session_context  # type: ignore[attr-defined]
         return context.call_host_tool(name, **(arguments or {}))

@@ -17,10 +17,11 @@ from snakepit_bridge import (
     SessionContext,
     ThreadSafeAdapter,
     ToolNotFoundError,
+    protocol,
+    serialization,
     thread_safe_method,
     tool,
 )
-from snakepit_bridge import protocol, serialization
 from snakepit_bridge.worker import AdapterProvider, BridgeServicer
 from snakepit_showcase.adapter import ShowcaseAdapter, ThreadedShowcaseAdapter
 

@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import grpc
 import pytest
-
 from conftest import (
     PYTHON_DIR,
     SERVER_SCRIPT,
@@ -26,6 +25,7 @@ from conftest import (
     process_gone,
     wait_until,
 )
+
 from snakepit_bridge import protocol, serialization
 
 StartWorker = Callable[..., RunningWorker]
@@ -84,9 +84,7 @@ def test_thread_profile_runs_calls_at_the_same_time(start_worker: StartWorker, s
     worker = start_worker(THREADED_SHOWCASE, "--max-workers", "4", "--thread-safety-check")
     barrier_dir = str(short_dir / "barrier")
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        calls = [
-            pool.submit(worker.execute, "barrier", dir=barrier_dir, parties=4, timeout_s=10.0) for _ in range(4)
-        ]
+        calls = [pool.submit(worker.execute, "barrier", dir=barrier_dir, parties=4, timeout_s=10.0) for _ in range(4)]
         responses = [call.result(timeout=30) for call in calls]
     assert all(r.success for r in responses), [r.error_message for r in responses]
     assert [serialization.decode_any(r.result) for r in responses] == [4, 4, 4, 4]
@@ -98,9 +96,13 @@ def test_process_profile_takes_every_call_but_runs_one_at_a_time(start_worker: S
     started = short_dir / "started.txt"
     release = short_dir / "release"
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        first = pool.submit(worker.execute, "record_then_wait", record_path=str(started), wait_path=str(release), value="first")
+        first = pool.submit(
+            worker.execute, "record_then_wait", record_path=str(started), wait_path=str(release), value="first"
+        )
         wait_until(lambda: started.exists(), 10, "the first call to start")
-        second = pool.submit(worker.execute, "record_then_wait", record_path=str(started), wait_path=str(release), value="second")
+        second = pool.submit(
+            worker.execute, "record_then_wait", record_path=str(started), wait_path=str(release), value="second"
+        )
         time.sleep(0.3)
         assert started.read_text() == "first\n", "the second call ran while the first was still running"
 
@@ -157,7 +159,9 @@ def test_a_failing_stream_ends_with_internal_and_the_payload(start_worker: Start
 
 
 def test_tcp_port_zero_reports_the_bound_port(start_worker: StartWorker) -> None:
-    worker = start_worker(SHOWCASE, "--port", "0", tcp=True)
+    # The flags a Snakepit host adds are accepted and ignored.
+    worker = start_worker(SHOWCASE, "--port", "0", "--snakepit-run-id", "r1", "--thread-safety-check", tcp=True)
+    assert "ignoring unknown arguments: --snakepit-run-id r1" in worker.stderr()
     content = worker.ready_file.read_text()
     assert content.isdigit() and int(content) > 0
     assert worker.result("add", a=1, b=1) == 2
@@ -166,7 +170,10 @@ def test_tcp_port_zero_reports_the_bound_port(start_worker: StartWorker) -> None
 def test_message_size_limit(start_worker: StartWorker) -> None:
     worker = start_worker(SHOWCASE, "--max-message-bytes", str(1024 * 1024))
     assert len(worker.result("make_bytes", n=512 * 1024)) == 512 * 1024
-    for tool_name, arguments in (("make_bytes", {"n": 2 * 1024 * 1024}), ("binary_len", {"data": b"x" * 2 * 1024 * 1024})):
+    for tool_name, arguments in (
+        ("make_bytes", {"n": 2 * 1024 * 1024}),
+        ("binary_len", {"data": b"x" * 2 * 1024 * 1024}),
+    ):
         with pytest.raises(grpc.RpcError) as caught:
             worker.execute(tool_name, **arguments)
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -317,7 +324,9 @@ class FakeHost:
         self.requests.append(request)
         arguments = {k: serialization.decode_any(v) for k, v in request.parameters.items()}
         if request.tool_name == "sum":
-            return protocol.ExecuteElixirToolResponse(success=True, result=serialization.json_any(sum(arguments["values"])))
+            return protocol.ExecuteElixirToolResponse(
+                success=True, result=serialization.json_any(sum(arguments["values"]))
+            )
         return protocol.ExecuteElixirToolResponse(success=False, error_message=f"host has no tool {request.tool_name}")
 
     def stop(self) -> None:
