@@ -30,6 +30,7 @@ pub struct CallOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) queue_timeout: Option<Duration>,
     pub(crate) binary: Vec<(String, Vec<u8>)>,
+    pub(crate) crash_retries: u8,
 }
 
 impl CallOptions {
@@ -51,6 +52,23 @@ impl CallOptions {
     /// `queue_timeout`.
     pub fn queue_timeout(mut self, timeout: Duration) -> Self {
         self.queue_timeout = Some(timeout);
+        self
+    }
+
+    /// Declares the call safe to run twice. If its worker dies during the
+    /// call, it is retried once on another worker instead of failing with
+    /// [`Error::WorkerCrashed`]. Default: false.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.crash_retries = u8::from(idempotent);
+        self
+    }
+
+    /// For an idempotent call, how many times it is retried after worker
+    /// crashes (each time on whichever worker is free) before it fails with
+    /// [`Error::WorkerCrashed`]. `idempotent(true)` is `crash_retries(1)`.
+    /// Default: 0.
+    pub fn crash_retries(mut self, retries: u8) -> Self {
+        self.crash_retries = retries;
         self
     }
 
@@ -91,13 +109,18 @@ pub(crate) struct Request {
     pub timeout: Duration,
     pub queue_timeout: Duration,
     pub submitted: Instant,
+    /// When it last entered the queue: at submission, or when handed back
+    /// by a worker whose process went away before the call ran.
+    pub queued_since: Instant,
     pub reply: ReplySender,
+    /// Retries left after a worker crash (1 for idempotent calls).
+    pub retries: u8,
 }
 
 impl Request {
     /// The moment the request gives up waiting for a worker.
     pub fn queue_deadline(&self) -> Instant {
-        self.submitted + self.queue_timeout
+        self.queued_since + self.queue_timeout
     }
 
     /// Sends the outcome to the caller. The caller may have gone (it never

@@ -148,7 +148,7 @@ impl Dispatcher {
             if req.queue_deadline() <= now {
                 Counters::bump(&self.shared.counters.queue_timeouts);
                 Counters::bump(&self.shared.counters.failed);
-                let waited = req.submitted.elapsed();
+                let waited = req.queued_since.elapsed();
                 let tool = req.tool.clone();
                 self.shared.events.queue_timeout(&QueueTimedOut {
                     tool: tool.clone(),

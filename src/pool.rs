@@ -176,13 +176,16 @@ impl Pool {
         }
         let message = value::encode_request(tool, &args, options.binary, None)?;
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let now = Instant::now();
         let req = Request {
             tool: tool.to_owned(),
             message,
             timeout,
             queue_timeout: options.queue_timeout.unwrap_or(shared.config.queue_timeout),
-            submitted: Instant::now(),
+            submitted: now,
+            queued_since: now,
             reply: reply_tx,
+            retries: options.crash_retries,
         };
         if self.inner.commands.send(Command::Submit(req)).is_err() {
             return Err(Error::ShuttingDown);

@@ -123,13 +123,19 @@ impl Slots {
         .is_some()
     }
 
-    /// Opens slot `slot` of generation `generation` with `capacity`.
-    /// Returns false when the generation has moved on.
-    pub fn open(&self, slot: usize, generation: u32, capacity: u16) -> bool {
-        self.update(slot, |s| {
-            (s.generation == generation).then_some(SlotState { capacity, ..s })
-        })
-        .is_some()
+    /// Puts a new process of `generation` in the slot, taking `capacity`
+    /// calls, with no load. Only the worker's own thread calls this, with a
+    /// generation no earlier ticket carries.
+    pub fn install(&self, slot: usize, generation: u32, capacity: u16) {
+        self.slots[slot].store(
+            SlotState {
+                generation,
+                capacity,
+                load: 0,
+            }
+            .pack(),
+            SeqCst,
+        );
     }
 
     /// Stops new calls on the slot while those in flight finish (capacity
@@ -151,6 +157,19 @@ impl Slots {
             })
             .expect("retire always applies");
         new.generation
+    }
+
+    /// Retires the slot only if it still runs `generation`: for a lane that
+    /// has seen that process die, ahead of the worker's own thread.
+    pub fn retire_generation(&self, slot: usize, generation: u32) -> bool {
+        self.update(slot, |s| {
+            (s.generation == generation).then(|| SlotState {
+                generation: s.generation.wrapping_add(1),
+                capacity: 0,
+                load: 0,
+            })
+        })
+        .is_some()
     }
 
     fn update(&self, slot: usize, f: impl Fn(SlotState) -> Option<SlotState>) -> Option<SlotState> {
@@ -177,8 +196,8 @@ mod tests {
         assert_eq!(slots.acquire(), None, "closed slots take nothing");
         let g0 = slots.retire(0);
         let g1 = slots.retire(1);
-        slots.open(0, g0, 2);
-        slots.open(1, g1, 2);
+        slots.install(0, g0, 2);
+        slots.install(1, g1, 2);
         let a = slots.acquire().unwrap();
         let b = slots.acquire().unwrap();
         assert_ne!(a.slot, b.slot, "second call goes to the idle slot");
@@ -193,10 +212,10 @@ mod tests {
     fn a_late_release_never_frees_capacity_of_a_new_generation() {
         let slots = Slots::new(1);
         let g = slots.retire(0);
-        slots.open(0, g, 1);
+        slots.install(0, g, 1);
         let old = slots.acquire().unwrap();
         let g2 = slots.retire(0);
-        slots.open(0, g2, 1);
+        slots.install(0, g2, 1);
         let fresh = slots.acquire().unwrap();
         assert!(!slots.release(old), "old ticket is ignored");
         assert_eq!(slots.state(0).load, 1, "the new call still counts");
@@ -205,10 +224,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_retires_only_the_generation_it_saw_die() {
+        let slots = Slots::new(1);
+        let g = slots.retire(0);
+        slots.install(0, g, 1);
+        assert!(slots.retire_generation(0, g));
+        assert_eq!(slots.acquire(), None, "a dead process takes no calls");
+        slots.install(0, g + 1, 1);
+        assert!(
+            !slots.retire_generation(0, g),
+            "the new process is left alone"
+        );
+        assert!(slots.acquire().is_some());
+    }
+
+    #[test]
     fn drain_keeps_load_and_stops_new_calls() {
         let slots = Slots::new(1);
         let g = slots.retire(0);
-        slots.open(0, g, 4);
+        slots.install(0, g, 4);
         let t = slots.acquire().unwrap();
         slots.drain(0);
         assert_eq!(slots.acquire(), None);
@@ -222,7 +256,7 @@ mod tests {
         let slots = Arc::new(Slots::new(4));
         for i in 0..4 {
             let g = slots.retire(i);
-            slots.open(i, g, 3);
+            slots.install(i, g, 3);
         }
         let handles: Vec<_> = (0..8)
             .map(|_| {

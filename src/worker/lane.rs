@@ -48,7 +48,7 @@ impl Lane {
     }
 
     fn call(&self, conn: &Connection, job: Job) {
-        let Job { req, ticket } = job;
+        let Job { mut req, ticket } = job;
         let started = Instant::now();
         let opt = CallOption::default().timeout(req.timeout);
         conn.in_flight.fetch_add(1, Relaxed);
@@ -58,6 +58,10 @@ impl Lane {
         conn.in_flight.fetch_sub(1, Relaxed);
         let served = conn.calls.fetch_add(1, Relaxed) + 1;
         if conn.max_requests == Some(served) {
+            // The limit is a limit: close the slot before this call frees
+            // its capacity, so no call beyond it lands here. The worker
+            // starts the replacement; calls go to other workers meanwhile.
+            self.shared.slots.drain(self.slot);
             let _ = self.control.send(Control::Recycle {
                 generation: Some(conn.generation),
                 reason: RecycleReason::MaxRequests,
@@ -96,6 +100,12 @@ impl Lane {
                 };
                 match conn.exit.wait_timeout(CRASH_CONFIRM) {
                     Some(exit) => {
+                        // Close the slot now: the worker's thread will learn
+                        // of the death a moment later, and until then calls
+                        // (retries among them) must not land on this process.
+                        self.shared
+                            .slots
+                            .retire_generation(self.slot, conn.generation);
                         conn.stderr.wait_closed(Duration::from_millis(500));
                         Err(Error::WorkerCrashed {
                             worker: worker.clone(),
@@ -112,6 +122,12 @@ impl Lane {
             }
         };
         self.shared.workers[self.slot].calls.fetch_add(1, Relaxed);
+        if req.retries > 0 && matches!(outcome, Err(Error::WorkerCrashed { .. })) {
+            // Idempotent: run it again elsewhere rather than fail it.
+            req.retries -= 1;
+            log::info!("{worker} crashed during `{}`; retrying it once", req.tool);
+            return self.hand_back(Job { req, ticket });
+        }
         match &outcome {
             Ok(_) => Counters::bump(&self.shared.counters.succeeded),
             Err(_) => Counters::bump(&self.shared.counters.failed),
@@ -128,8 +144,9 @@ impl Lane {
         req.answer(outcome);
     }
 
-    fn hand_back(&self, job: Job) {
+    fn hand_back(&self, mut job: Job) {
         self.shared.release(job.ticket);
+        job.req.queued_since = Instant::now();
         if let Err(crossbeam_channel::SendError(Command::Submit(req))) =
             self.resubmit.send(Command::Submit(job.req))
         {

@@ -166,6 +166,9 @@ impl Worker {
         self.start_lanes();
         let mut first = true;
         loop {
+            if !first {
+                self.count_restart();
+            }
             self.generation = self.shared().slots.retire(self.setup.slot);
             let serving = match self.start(self.generation) {
                 Ok(serving) => serving,
@@ -195,7 +198,6 @@ impl Worker {
                     }
                 }
             }
-            self.count_restart();
         }
         self.stop();
     }
@@ -295,7 +297,7 @@ impl Worker {
         let capacity = shared.config.profile.capacity() as u16;
         shared
             .slots
-            .open(self.setup.slot, serving.conn.generation, capacity);
+            .install(self.setup.slot, serving.conn.generation, capacity);
         info.set_state(WorkerState::Ready);
         // Calls may have queued while no worker was ready.
         shared.ring_doorbell();
@@ -416,8 +418,7 @@ impl Worker {
         };
         // Hand over: from here no new call reaches the old process; jobs
         // already queued for it go back to the dispatcher.
-        self.generation = shared.slots.retire(self.setup.slot);
-        debug_assert_eq!(self.generation, next_generation);
+        self.generation = next_generation;
         self.go_live(&fresh);
         shared.counters.count_recycle(reason);
 
@@ -512,6 +513,7 @@ impl Worker {
     fn take_offline(&mut self) {
         self.generation = self.shared().slots.retire(self.setup.slot);
         *self.current.write() = None;
+        self.shared().workers[self.setup.slot].set_state(WorkerState::Starting);
     }
 
     fn note_start_failure(&self, err: Error) {
