@@ -82,6 +82,12 @@ impl Lane {
             {
                 Counters::bump(&self.shared.counters.timeouts);
                 if self.kill_on_timeout {
+                    // The process is stuck in this call and will be killed:
+                    // close the slot before this call frees it, so the next
+                    // call waits for the replacement instead of landing here.
+                    self.shared
+                        .slots
+                        .retire_generation(self.slot, conn.generation);
                     let _ = self.control.send(Control::Hung {
                         generation: conn.generation,
                     });

@@ -121,6 +121,8 @@ struct Worker {
     backoff: Backoff,
     jitter: Jitter,
     generation: u32,
+    /// Recycled processes still finishing their calls.
+    retiring: Vec<JoinHandle<()>>,
 }
 
 /// A process that is serving.
@@ -151,6 +153,7 @@ impl Worker {
             backoff: Backoff::new(min, max),
             jitter: Jitter::new(seed),
             generation: 0,
+            retiring: Vec::new(),
         }
     }
 
@@ -422,20 +425,17 @@ impl Worker {
         self.go_live(&fresh);
         shared.counters.count_recycle(reason);
 
-        // Drain the old process: its calls in flight run to completion.
-        let Serving {
-            mut process, conn, ..
-        } = old;
-        let limit = shared.config.call_timeout + shared.config.shutdown_grace;
-        supervisor::wait_for(limit, || {
-            conn.in_flight.load(Relaxed) == 0 || conn.exit.get().is_some()
-        });
-        process.terminate(shared.config.shutdown_grace);
-        shared.events.worker_exited(&WorkerExited {
-            worker: info.id.clone(),
-            pid: conn.pid,
-            reason: ExitReason::Recycled(reason),
-        });
+        // Drain the old process on a thread of its own, so this thread goes
+        // on watching the new one: the old one's calls in flight run to
+        // completion (up to their timeout), then it is stopped.
+        let Serving { process, conn, .. } = old;
+        let worker = info.id.clone();
+        let retiring = thread::Builder::new()
+            .name(format!("snakepit-{worker}-retire"))
+            .spawn(move || retire(process, conn, shared, worker, reason))
+            .expect("spawning a retiring thread");
+        self.retiring.retain(|t| !t.is_finished());
+        self.retiring.push(retiring);
         Ok(fresh)
     }
 
@@ -574,6 +574,9 @@ impl Worker {
 
     fn stop(&mut self) {
         self.take_offline();
+        for t in self.retiring.drain(..) {
+            let _ = t.join();
+        }
         let info = &self.shared().workers[self.setup.slot];
         info.set_pid(None);
         info.set_state(WorkerState::Stopped);
@@ -582,6 +585,30 @@ impl Worker {
             let _ = lane.join();
         }
     }
+}
+
+/// Lets a recycled process finish its calls in flight, then stops it. On
+/// shutdown its calls get the shutdown grace period, as any other's.
+fn retire(
+    mut process: PythonProcess,
+    conn: Arc<Connection>,
+    shared: Arc<Shared>,
+    worker: String,
+    reason: RecycleReason,
+) {
+    let config = &shared.config;
+    let started = Instant::now();
+    supervisor::wait_for(config.call_timeout + config.shutdown_grace, || {
+        conn.in_flight.load(Relaxed) == 0
+            || conn.exit.get().is_some()
+            || (shared.is_closing() && started.elapsed() > config.shutdown_grace)
+    });
+    process.terminate(config.shutdown_grace);
+    shared.events.worker_exited(&WorkerExited {
+        worker,
+        pid: conn.pid,
+        reason: ExitReason::Recycled(reason),
+    });
 }
 
 /// One `Ping` round trip.
