@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::call::Affinity;
 use crate::error::Error;
 use crate::events::{HandleEvent, LogEvents};
 use crate::pool::Pool;
@@ -61,6 +62,8 @@ pub(crate) struct Config {
     pub health_check_interval: Option<Duration>,
     pub health_check_timeout: Duration,
     pub events: Arc<dyn HandleEvent>,
+    pub affinity: Affinity,
+    pub session_idle_timeout: Duration,
 }
 
 /// Builds a [`Pool`]. Get one with [`Pool::builder`].
@@ -112,6 +115,8 @@ impl Default for PoolBuilder {
                 health_check_interval: Some(Duration::from_secs(30)),
                 health_check_timeout: Duration::from_secs(5),
                 events: Arc::new(LogEvents),
+                affinity: Affinity::Hint,
+                session_idle_timeout: Duration::from_secs(30 * 60),
             },
         }
     }
@@ -292,6 +297,20 @@ impl PoolBuilder {
         self
     }
 
+    /// How strictly session calls stick to their session's worker, unless
+    /// a call says otherwise. Default: [`Affinity::Hint`].
+    pub fn affinity(mut self, affinity: Affinity) -> Self {
+        self.config.affinity = affinity;
+        self
+    }
+
+    /// A session with no call for this long is closed: its worker is told
+    /// to free the session's state. Default: 30 minutes.
+    pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.session_idle_timeout = timeout;
+        self
+    }
+
     /// Receives the pool's events (workers started, ready, exited,
     /// recycled; calls finished; queue timeouts; saturation). Default:
     /// [`LogEvents`], which logs them through `log`.
@@ -360,6 +379,7 @@ impl PoolBuilder {
             ("call_timeout", c.call_timeout),
             ("memory_check_interval", c.memory_check_interval),
             ("health_check_timeout", c.health_check_timeout),
+            ("session_idle_timeout", c.session_idle_timeout),
             ("max_lifetime", c.max_lifetime.unwrap_or(Duration::MAX)),
             (
                 "health_check_interval",

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::stream::{StreamControl, StreamEvent};
 use crate::protocol::messages::ExecuteToolRequest;
 
 /// Per-call options for [`Pool::execute_blocking_with`](crate::Pool::execute_blocking_with).
@@ -31,6 +34,8 @@ pub struct CallOptions {
     pub(crate) queue_timeout: Option<Duration>,
     pub(crate) binary: Vec<(String, Vec<u8>)>,
     pub(crate) crash_retries: u8,
+    pub(crate) session: Option<String>,
+    pub(crate) affinity: Option<Affinity>,
 }
 
 impl CallOptions {
@@ -72,12 +77,45 @@ impl CallOptions {
         self
     }
 
+    /// Runs the call in session `id`: calls of one session go to the same
+    /// worker (see [`Affinity`]), where the adapter sees the id
+    /// (`self.session_context.session_id`) and keeps per-session state.
+    pub fn session(mut self, id: impl Into<String>) -> Self {
+        self.session = Some(id.into());
+        self
+    }
+
+    /// How strictly a session call sticks to its worker. Default: the
+    /// pool's `affinity` ([`Affinity::Hint`] unless set).
+    pub fn affinity(mut self, affinity: Affinity) -> Self {
+        self.affinity = Some(affinity);
+        self
+    }
+
     /// Passes `bytes` to the tool as the keyword argument `name` (a Python
     /// `bytes`), raw, outside the JSON arguments.
     pub fn binary(mut self, name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
         self.binary.push((name.into(), bytes.into()));
         self
     }
+}
+
+/// How strictly a session's calls stick to the worker that holds the
+/// session's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Affinity {
+    /// Prefer the session's worker; when it is busy, run on another. When
+    /// it has died or been recycled, the session moves to another worker
+    /// (its Python-side state starts afresh there). The default.
+    #[default]
+    Hint,
+    /// Always the session's worker: wait in the queue while it is busy.
+    /// Fails with [`Error::SessionWorkerUnavailable`] once it is gone.
+    StrictQueue,
+    /// Always the session's worker, and fail at once with
+    /// [`Error::WorkerBusy`] while it is busy. Fails with
+    /// [`Error::SessionWorkerUnavailable`] once it is gone.
+    StrictFailFast,
 }
 
 /// The answer to a successful call.
@@ -98,8 +136,16 @@ pub struct Reply {
     pub metadata: HashMap<String, String>,
 }
 
-/// What the caller waits on.
-pub(crate) type ReplySender = Sender<Result<Reply, Error>>;
+/// Where the outcome of a call goes: a one-shot reply, or a stream of
+/// chunks.
+#[derive(Debug)]
+pub(crate) enum Replier {
+    Unary(Sender<Result<Reply, Error>>),
+    Stream {
+        events: Sender<StreamEvent>,
+        control: Arc<StreamControl>,
+    },
+}
 
 /// A call on its way to a worker.
 #[derive(Debug)]
@@ -112,7 +158,10 @@ pub(crate) struct Request {
     /// When it last entered the queue: at submission, or when handed back
     /// by a worker whose process went away before the call ran.
     pub queued_since: Instant,
-    pub reply: ReplySender,
+    pub reply: Replier,
+    /// The session the call belongs to, and how strictly it sticks to the
+    /// session's worker.
+    pub session: Option<(String, Affinity)>,
     /// Retries left after a worker crash (1 for idempotent calls).
     pub retries: u8,
 }
@@ -126,6 +175,20 @@ impl Request {
     /// Sends the outcome to the caller. The caller may have gone (it never
     /// does on its own, but a panicking caller thread could), which is fine.
     pub fn answer(self, outcome: Result<Reply, Error>) {
-        let _ = self.reply.send(outcome);
+        match self.reply {
+            Replier::Unary(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Replier::Stream { events, .. } => {
+                if let Err(err) = outcome {
+                    let _ = events.send(StreamEvent::Failed(err));
+                }
+            }
+        }
+    }
+
+    /// Fails the call (either kind) with `err`.
+    pub fn fail(self, err: Error) {
+        self.answer(Err(err));
     }
 }

@@ -1,45 +1,66 @@
 //! The dispatcher: one thread per pool that places each call on a worker
 //! slot, or holds it in a bounded FIFO queue until a slot frees up, its
-//! queue timeout passes, or the pool shuts down.
+//! queue timeout passes, or the pool shuts down. Session affinity is
+//! decided here too: the dispatcher owns the table of which worker holds
+//! which session.
 //!
 //! Placing a call is a scan of the slot array and one compare-and-swap
 //! (see `slots`). Lanes ring a doorbell when they free capacity while calls
 //! are waiting; the `waiting` count and the slot words are both sequentially
 //! consistent, so either the lane sees the waiting call and rings, or the
-//! dispatcher's rescan sees the freed capacity.
+//! dispatcher's second pass sees the freed capacity.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::call::Request;
+use crate::call::{Affinity, Request};
 use crate::error::Error;
 use crate::events::{QueueTimedOut, Saturated};
 use crate::pool::Shared;
 use crate::slots::Ticket;
 use crate::stats::Counters;
-use crate::worker::Job;
+use crate::worker::{Job, Work};
 
 /// What the dispatcher is sent.
 #[derive(Debug)]
 // Nearly every command is a `Submit`; boxing it would add an allocation per
-// call to save space on the rare `Shutdown`.
+// call to save space on the rare others.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     /// Place this call.
     Submit(Request),
+    /// Forget this session and tell its worker to free its state.
+    CloseSession(String),
     /// Refuse what waits, drop the job senders and end.
     Shutdown,
 }
 
+/// Where a session lives.
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    slot: usize,
+    generation: u32,
+    last_used: Instant,
+}
+
+/// The outcome of trying to place one call now.
+enum Placement {
+    Place(Ticket),
+    Wait,
+    Fail(Error),
+}
+
 pub(crate) struct Dispatcher {
-    pub shared: Arc<Shared>,
-    pub commands: Receiver<Command>,
-    pub doorbell: Receiver<()>,
-    pub workers: Vec<Sender<Job>>,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    doorbell: Receiver<()>,
+    workers: Vec<Sender<Work>>,
     queue: VecDeque<Request>,
+    sessions: HashMap<String, Binding>,
+    next_sweep: Instant,
 }
 
 /// The longest the dispatcher sleeps when nothing waits.
@@ -50,7 +71,7 @@ impl Dispatcher {
         shared: Arc<Shared>,
         commands: Receiver<Command>,
         doorbell: Receiver<()>,
-        workers: Vec<Sender<Job>>,
+        workers: Vec<Sender<Work>>,
     ) -> Self {
         Dispatcher {
             shared,
@@ -58,48 +79,68 @@ impl Dispatcher {
             doorbell,
             workers,
             queue: VecDeque::new(),
+            sessions: HashMap::new(),
+            next_sweep: Instant::now() + IDLE,
         }
     }
 
     pub fn run(mut self) {
         loop {
-            let timeout = self
-                .earliest_deadline()
-                .map_or(IDLE, |d| d.saturating_duration_since(Instant::now()));
+            let wake = self
+                .queue
+                .iter()
+                .map(Request::queue_deadline)
+                .chain((!self.sessions.is_empty()).then_some(self.next_sweep))
+                .min();
+            let timeout = wake.map_or(IDLE, |d| d.saturating_duration_since(Instant::now()));
             select! {
                 recv(self.commands) -> cmd => match cmd {
                     Ok(Command::Submit(req)) => self.admit(req),
+                    Ok(Command::CloseSession(id)) => self.close_session(&id),
                     Ok(Command::Shutdown) | Err(_) => break,
                 },
                 recv(self.doorbell) -> _ => {},
                 default(timeout) => {},
             }
             self.place_waiting();
-            self.expire(Instant::now());
+            let now = Instant::now();
+            self.expire(now);
             self.fail_fast();
+            if now >= self.next_sweep {
+                self.sweep_sessions(now);
+            }
         }
         for req in self.queue.drain(..) {
             Counters::bump(&self.shared.counters.failed);
-            req.answer(Err(Error::ShuttingDown));
+            req.fail(Error::ShuttingDown);
         }
         self.shared.set_waiting(0);
     }
 
-    /// A new call: place it now if nothing waits ahead of it and a slot is
-    /// free, else queue it if there is room.
+    /// A new call: place it now if nothing waits ahead of it and a worker
+    /// is free, fail it if its affinity says so, else queue it if there is
+    /// room.
     fn admit(&mut self, req: Request) {
         if self.shared.is_closing() {
             Counters::bump(&self.shared.counters.failed);
-            return req.answer(Err(Error::ShuttingDown));
+            return req.fail(Error::ShuttingDown);
         }
-        if self.queue.is_empty() {
-            if let Some(ticket) = self.shared.slots.acquire() {
-                return self.place(req, ticket);
+        // Whoever waits goes first.
+        self.place_waiting();
+        let strict_fail_fast = matches!(req.session, Some((_, Affinity::StrictFailFast)));
+        if self.queue.is_empty() || strict_fail_fast {
+            match self.pick(&req) {
+                Placement::Place(ticket) => return self.place(req, ticket),
+                Placement::Fail(err) => {
+                    Counters::bump(&self.shared.counters.failed);
+                    return req.fail(err);
+                }
+                Placement::Wait => {}
             }
         }
         if let Some(err) = self.shared.start_failure() {
             Counters::bump(&self.shared.counters.failed);
-            return req.answer(Err(err));
+            return req.fail(err);
         }
         let queue_size = self.shared.config.queue_size;
         if self.queue.len() >= queue_size {
@@ -109,33 +150,123 @@ impl Dispatcher {
                 tool: req.tool.clone(),
                 queue_size,
             });
-            return req.answer(Err(Error::PoolSaturated { queue_size }));
+            return req.fail(Error::PoolSaturated { queue_size });
         }
         self.queue.push_back(req);
+        self.shared.set_waiting(self.queue.len());
     }
 
-    /// Places waiting calls, oldest first, while slots are free.
-    fn place_waiting(&mut self) {
-        loop {
-            while !self.queue.is_empty() {
-                let Some(ticket) = self.shared.slots.acquire() else {
-                    break;
-                };
-                let req = self.queue.pop_front().expect("queue is not empty");
-                self.place(req, ticket);
-            }
-            self.shared.set_waiting(self.queue.len());
-            if self.queue.is_empty() {
-                return;
-            }
-            // The count is published; look once more, since a lane that
-            // freed a slot before it could see the count did not ring.
-            let Some(ticket) = self.shared.slots.acquire() else {
-                return;
+    /// Where `req` can run now, honouring its session's affinity.
+    fn pick(&mut self, req: &Request) -> Placement {
+        let Some((session, affinity)) = &req.session else {
+            return self.shared.slots.acquire().map_or(Placement::Wait, Placement::Place);
+        };
+        let Some(binding) = self.sessions.get(session).copied() else {
+            return match self.shared.slots.acquire() {
+                Some(ticket) => {
+                    self.bind(session, ticket);
+                    Placement::Place(ticket)
+                }
+                None => Placement::Wait,
             };
-            let req = self.queue.pop_front().expect("queue is not empty");
-            self.place(req, ticket);
+        };
+        let slots = &self.shared.slots;
+        let alive = slots.state(binding.slot).generation == binding.generation;
+        let worker = || self.shared.workers[binding.slot].id.clone();
+        if alive {
+            if let Some(ticket) = slots.acquire_slot(binding.slot, binding.generation) {
+                self.bind(session, ticket);
+                return Placement::Place(ticket);
+            }
+            return match affinity {
+                Affinity::Hint => slots.acquire().map_or(Placement::Wait, Placement::Place),
+                Affinity::StrictQueue => Placement::Wait,
+                Affinity::StrictFailFast => Placement::Fail(Error::WorkerBusy {
+                    session: session.clone(),
+                    worker: worker(),
+                }),
+            };
         }
+        match affinity {
+            Affinity::Hint => match slots.acquire() {
+                Some(ticket) => {
+                    self.bind(session, ticket);
+                    Placement::Place(ticket)
+                }
+                None => Placement::Wait,
+            },
+            Affinity::StrictQueue | Affinity::StrictFailFast => {
+                Placement::Fail(Error::SessionWorkerUnavailable {
+                    session: session.clone(),
+                    worker: worker(),
+                })
+            }
+        }
+    }
+
+    fn bind(&mut self, session: &str, ticket: Ticket) {
+        let binding = Binding {
+            slot: ticket.slot,
+            generation: ticket.generation,
+            last_used: Instant::now(),
+        };
+        match self.sessions.get_mut(session) {
+            Some(b) => *b = binding,
+            None => {
+                self.sessions.insert(session.to_owned(), binding);
+                if self.sessions.len() == 1 {
+                    self.next_sweep = Instant::now() + self.sweep_interval();
+                }
+            }
+        }
+    }
+
+    /// Places waiting calls, oldest first, where they can run now.
+    fn place_waiting(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        loop {
+            let placed = self.placement_pass();
+            // Publish the count, then look once more: a lane that freed a
+            // slot before it could see the count did not ring.
+            self.shared.set_waiting(self.queue.len());
+            if self.queue.is_empty() || (!placed && !self.placement_pass()) {
+                self.shared.set_waiting(self.queue.len());
+                return;
+            }
+        }
+    }
+
+    /// One pass over the queue in order. Returns whether anything left it.
+    fn placement_pass(&mut self) -> bool {
+        let mut changed = false;
+        let mut pool_full = false;
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        while let Some(req) = self.queue.pop_front() {
+            // Once the pool as a whole is full, unpinned calls cannot move.
+            if pool_full && req.session.is_none() {
+                kept.push_back(req);
+                continue;
+            }
+            match self.pick(&req) {
+                Placement::Place(ticket) => {
+                    changed = true;
+                    self.place(req, ticket);
+                }
+                Placement::Fail(err) => {
+                    changed = true;
+                    Counters::bump(&self.shared.counters.failed);
+                    req.fail(err);
+                }
+                Placement::Wait => {
+                    pool_full |= req.session.is_none();
+                    kept.push_back(req);
+                }
+            }
+        }
+        self.queue = kept;
+        changed
     }
 
     /// Fails every queued call whose queue timeout has passed.
@@ -154,7 +285,7 @@ impl Dispatcher {
                     tool: tool.clone(),
                     waited,
                 });
-                req.answer(Err(Error::QueueTimeout { tool, waited }));
+                req.fail(Error::QueueTimeout { tool, waited });
             } else {
                 kept.push_back(req);
             }
@@ -172,24 +303,60 @@ impl Dispatcher {
         if let Some(err) = self.shared.start_failure() {
             for req in self.queue.drain(..) {
                 Counters::bump(&self.shared.counters.failed);
-                req.answer(Err(err.clone()));
+                req.fail(err.clone());
             }
             self.shared.set_waiting(0);
         }
     }
 
-    fn earliest_deadline(&self) -> Option<Instant> {
-        self.queue.iter().map(Request::queue_deadline).min()
+    fn close_session(&mut self, id: &str) {
+        if let Some(binding) = self.sessions.remove(id) {
+            self.tell_cleanup(id, binding);
+        }
+    }
+
+    /// Ends sessions idle for longer than the session timeout.
+    fn sweep_sessions(&mut self, now: Instant) {
+        let ttl = self.shared.config.session_idle_timeout;
+        let idle: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, b)| now.duration_since(b.last_used) >= ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            log::debug!("session `{id}` idle for {ttl:?}: closing it");
+            self.close_session(&id);
+        }
+        self.next_sweep = now + self.sweep_interval();
+    }
+
+    fn sweep_interval(&self) -> Duration {
+        (self.shared.config.session_idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(60))
+    }
+
+    /// Asks the session's worker to free its state (a process that has
+    /// since been replaced took the state with it).
+    fn tell_cleanup(&self, id: &str, binding: Binding) {
+        let _ = self.workers[binding.slot].send(Work::CleanupSession {
+            session: id.to_owned(),
+            generation: binding.generation,
+        });
     }
 
     fn place(&mut self, req: Request, ticket: Ticket) {
-        if let Err(crossbeam_channel::SendError(job)) =
-            self.workers[ticket.slot].send(Job { req, ticket })
+        if let Some((session, _)) = &req.session {
+            if let Some(b) = self.sessions.get_mut(session) {
+                b.last_used = Instant::now();
+            }
+        }
+        if let Err(crossbeam_channel::SendError(Work::Call(job))) =
+            self.workers[ticket.slot].send(Work::Call(Job { req, ticket }))
         {
             // The worker's lanes are gone: only during shutdown.
             self.shared.release(job.ticket);
             Counters::bump(&self.shared.counters.failed);
-            job.req.answer(Err(Error::ShuttingDown));
+            job.req.fail(Error::ShuttingDown);
         }
     }
 }

@@ -83,6 +83,22 @@ pub enum Error {
     },
     /// The pool is shutting down (or has shut down) and takes no new calls.
     ShuttingDown,
+    /// A call with [`Affinity::StrictFailFast`](crate::Affinity) found its
+    /// session's worker busy. It never ran.
+    WorkerBusy {
+        /// The session.
+        session: String,
+        /// Its worker.
+        worker: String,
+    },
+    /// A strict-affinity call's session worker has died or been recycled,
+    /// so the session's state is gone. Close the session and start anew.
+    SessionWorkerUnavailable {
+        /// The session.
+        session: String,
+        /// The worker it was on.
+        worker: String,
+    },
     /// The gRPC transport to a live worker failed.
     Transport {
         /// The worker the call was on.
@@ -114,6 +130,8 @@ impl Error {
             Error::InvalidArguments { .. } => "InvalidArguments",
             Error::Startup { .. } => "Startup",
             Error::ShuttingDown => "ShuttingDown",
+            Error::WorkerBusy { .. } => "WorkerBusy",
+            Error::SessionWorkerUnavailable { .. } => "SessionWorkerUnavailable",
             Error::Transport { .. } => "Transport",
             Error::InvalidConfig { .. } => "InvalidConfig",
         }
@@ -191,6 +209,15 @@ impl fmt::Display for Error {
                 write!(f, "{worker} failed to start: {message}")
             }
             Error::ShuttingDown => write!(f, "the pool is shutting down"),
+            Error::WorkerBusy { session, worker } => write!(
+                f,
+                "session `{session}`'s worker {worker} is busy (strict fail-fast affinity)"
+            ),
+            Error::SessionWorkerUnavailable { session, worker } => write!(
+                f,
+                "session `{session}`'s worker {worker} was replaced and its state is gone \
+                 (strict affinity); close the session and start a new one"
+            ),
             Error::Transport {
                 worker,
                 code,

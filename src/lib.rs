@@ -58,13 +58,17 @@ pub mod events;
 mod pool;
 pub mod protocol;
 mod python;
+mod session;
 mod slots;
 mod stats;
+mod stream;
 mod supervisor;
 mod worker;
 
 pub use builder::{PoolBuilder, Profile};
-pub use call::{CallOptions, Reply};
+pub use call::{Affinity, CallOptions, Reply};
 pub use error::{Error, Exit};
 pub use pool::Pool;
+pub use session::Session;
+pub use stream::{Chunk, Stream};
 pub use stats::{PoolStats, Recycles, WorkerState, WorkerStats};

@@ -12,7 +12,9 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::builder::{Config, PoolBuilder, Profile};
-use crate::call::{CallOptions, Reply, Request};
+use crate::call::{CallOptions, Replier, Reply, Request};
+use crate::session::Session;
+use crate::stream::{Stream, StreamControl};
 use crate::dispatcher::{Command, Dispatcher};
 use crate::error::Error;
 use crate::events::HandleEvent;
@@ -163,6 +165,67 @@ impl Pool {
         args: Value,
         options: CallOptions,
     ) -> Result<Reply, Error> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.submit(tool, args, options, Replier::Unary(reply_tx))?;
+        // Every request is answered exactly once; a closed channel means
+        // the pool was torn down around it.
+        reply_rx.recv().unwrap_or(Err(Error::ShuttingDown))
+    }
+
+    /// Calls a streaming tool (a Python generator marked
+    /// `@tool(supports_streaming=True)`) and returns its chunks as they are
+    /// produced. See [`Stream`].
+    pub fn execute_stream(&self, tool: &str, args: Value) -> Result<Stream, Error> {
+        self.execute_stream_with(tool, args, CallOptions::new())
+    }
+
+    /// Like [`execute_stream`](Pool::execute_stream), with per-call
+    /// options. The call timeout bounds the whole stream.
+    pub fn execute_stream_with(
+        &self,
+        tool: &str,
+        args: Value,
+        options: CallOptions,
+    ) -> Result<Stream, Error> {
+        // A small buffer: the generator runs ahead of a slow reader by at
+        // most this many chunks.
+        let (events_tx, events_rx) = crossbeam_channel::bounded(16);
+        let control = Arc::new(StreamControl::default());
+        self.submit(
+            tool,
+            args,
+            options,
+            Replier::Stream {
+                events: events_tx,
+                control: control.clone(),
+            },
+        )?;
+        Ok(Stream::new(events_rx, control))
+    }
+
+    /// A handle on session `id`: its calls go to the same worker, where the
+    /// adapter keeps per-session state. See [`Session`].
+    pub fn session(&self, id: impl Into<String>) -> Session {
+        Session::new(self.clone(), id.into())
+    }
+
+    pub(crate) fn close_session(&self, id: &str) -> Result<(), Error> {
+        if self.inner.shared.is_closing() {
+            return Err(Error::ShuttingDown);
+        }
+        self.inner
+            .commands
+            .send(Command::CloseSession(id.to_owned()))
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    fn submit(
+        &self,
+        tool: &str,
+        args: Value,
+        options: CallOptions,
+        reply: Replier,
+    ) -> Result<(), Error> {
         let shared = &self.inner.shared;
         if shared.is_closing() {
             return Err(Error::ShuttingDown);
@@ -174,25 +237,31 @@ impl Pool {
                 message: "a call timeout must be longer than zero".into(),
             });
         }
-        let message = value::encode_request(tool, &args, options.binary, None)?;
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let session = options.session.map(|id| {
+            let affinity = options.affinity.unwrap_or(shared.config.affinity);
+            (id, affinity)
+        });
+        let session_id = session.as_ref().map(|(id, _)| id.as_str());
+        let mut message = value::encode_request(tool, &args, options.binary, session_id)?;
+        message.stream = matches!(reply, Replier::Stream { .. });
         let now = Instant::now();
         let req = Request {
             tool: tool.to_owned(),
             message,
             timeout,
-            queue_timeout: options.queue_timeout.unwrap_or(shared.config.queue_timeout),
+            queue_timeout: options
+                .queue_timeout
+                .unwrap_or(shared.config.queue_timeout),
             submitted: now,
             queued_since: now,
-            reply: reply_tx,
+            reply,
+            session,
             retries: options.crash_retries,
         };
-        if self.inner.commands.send(Command::Submit(req)).is_err() {
-            return Err(Error::ShuttingDown);
-        }
-        // Every request is answered exactly once; a closed channel means
-        // the pool was torn down around it.
-        reply_rx.recv().unwrap_or(Err(Error::ShuttingDown))
+        self.inner
+            .commands
+            .send(Command::Submit(req))
+            .map_err(|_| Error::ShuttingDown)
     }
 
     /// A snapshot of the pool's workers, load and counters.

@@ -111,6 +111,18 @@ impl Slots {
         }
     }
 
+    /// Takes one unit of capacity from slot `slot` only, if it still runs
+    /// `generation` and has room.
+    pub fn acquire_slot(&self, slot: usize, generation: u32) -> Option<Ticket> {
+        self.update(slot, |s| {
+            (s.generation == generation && s.load < s.capacity).then(|| SlotState {
+                load: s.load + 1,
+                ..s
+            })
+        })
+        .map(|_| Ticket { slot, generation })
+    }
+
     /// Gives back one unit taken by `ticket`. A ticket of a retired
     /// generation changes nothing. Returns true when capacity was freed.
     pub fn release(&self, ticket: Ticket) -> bool {

@@ -693,7 +693,11 @@ class BridgeServicer:
                     if not context.is_active():
                         break
                     data = serialization.encode_chunk(item)
-                    yield self.protocol.ToolChunk(chunk_id=f"{tool_name}-{count}", data=data, is_final=False)
+                    chunk = self.protocol.ToolChunk(chunk_id=f"{tool_name}-{count}", data=data, is_final=False)
+                    if serialization.is_binary(item):
+                        # Raw bytes, not JSON text: the host must not parse them.
+                        chunk.metadata["encoding"] = "binary"
+                    yield chunk
                     count += 1
                 failed = False
                 if context.is_active():

@@ -6,7 +6,10 @@
 
 use grpcio::{Marshaller, Method, MethodType};
 
-use super::messages::{ExecuteToolRequest, ExecuteToolResponse, PingRequest, PingResponse};
+use super::messages::{
+    CleanupSessionRequest, CleanupSessionResponse, ExecuteToolRequest, ExecuteToolResponse,
+    PingRequest, PingResponse, ToolChunk,
+};
 
 macro_rules! method {
     ($name:ident, $ty:expr, $path:literal, $req:ty, $resp:ty) => {
@@ -32,4 +35,18 @@ method!(
     "ExecuteTool",
     ExecuteToolRequest,
     ExecuteToolResponse
+);
+method!(
+    EXECUTE_STREAMING_TOOL,
+    MethodType::ServerStreaming,
+    "ExecuteStreamingTool",
+    ExecuteToolRequest,
+    ToolChunk
+);
+method!(
+    CLEANUP_SESSION,
+    MethodType::Unary,
+    "CleanupSession",
+    CleanupSessionRequest,
+    CleanupSessionResponse
 );

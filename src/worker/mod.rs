@@ -44,6 +44,17 @@ pub(crate) struct Job {
     pub ticket: Ticket,
 }
 
+/// What a worker's lanes are handed.
+#[derive(Debug)]
+// Nearly every item is a `Call`; boxing it would add an allocation per call.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Work {
+    /// Run a call.
+    Call(Job),
+    /// Tell the process of that generation to free a session's state.
+    CleanupSession { session: String, generation: u32 },
+}
+
 /// The gRPC connection to one process of a worker, and what the lanes
 /// count on it.
 pub(crate) struct Connection {
@@ -90,7 +101,7 @@ pub(crate) struct WorkerSetup {
     pub spec: Arc<LaunchSpec>,
     pub socket_dir: PathBuf,
     pub env: Arc<Environment>,
-    pub jobs: Receiver<Job>,
+    pub jobs: Receiver<Work>,
     pub resubmit: Sender<Command>,
     /// Told once whether the first process became ready.
     pub first_ready: Sender<Result<(), Error>>,
