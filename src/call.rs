@@ -11,8 +11,8 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::stream::{StreamControl, StreamEvent};
 use crate::protocol::messages::ExecuteToolRequest;
+use crate::stream::{StreamControl, StreamEvent};
 
 /// Per-call options for [`Pool::execute_blocking_with`](crate::Pool::execute_blocking_with).
 ///

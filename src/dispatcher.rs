@@ -60,6 +60,8 @@ pub(crate) struct Dispatcher {
     workers: Vec<Sender<Work>>,
     queue: VecDeque<Request>,
     sessions: HashMap<String, Binding>,
+    /// Sessions bound to each slot.
+    session_counts: Vec<usize>,
     next_sweep: Instant,
 }
 
@@ -73,6 +75,7 @@ impl Dispatcher {
         doorbell: Receiver<()>,
         workers: Vec<Sender<Work>>,
     ) -> Self {
+        let session_counts = vec![0; workers.len()];
         Dispatcher {
             shared,
             commands,
@@ -80,6 +83,7 @@ impl Dispatcher {
             workers,
             queue: VecDeque::new(),
             sessions: HashMap::new(),
+            session_counts,
             next_sweep: Instant::now() + IDLE,
         }
     }
@@ -159,10 +163,14 @@ impl Dispatcher {
     /// Where `req` can run now, honouring its session's affinity.
     fn pick(&mut self, req: &Request) -> Placement {
         let Some((session, affinity)) = &req.session else {
-            return self.shared.slots.acquire().map_or(Placement::Wait, Placement::Place);
+            return self
+                .shared
+                .slots
+                .acquire()
+                .map_or(Placement::Wait, Placement::Place);
         };
         let Some(binding) = self.sessions.get(session).copied() else {
-            return match self.shared.slots.acquire() {
+            return match self.acquire_for_new_session() {
                 Some(ticket) => {
                     self.bind(session, ticket);
                     Placement::Place(ticket)
@@ -188,7 +196,7 @@ impl Dispatcher {
             };
         }
         match affinity {
-            Affinity::Hint => match slots.acquire() {
+            Affinity::Hint => match self.acquire_for_new_session() {
                 Some(ticket) => {
                     self.bind(session, ticket);
                     Placement::Place(ticket)
@@ -204,14 +212,29 @@ impl Dispatcher {
         }
     }
 
+    /// A free worker for a session that has none: the one holding the
+    /// fewest sessions, so sessions spread over the workers.
+    fn acquire_for_new_session(&self) -> Option<Ticket> {
+        let mut order: Vec<usize> = (0..self.session_counts.len()).collect();
+        order.sort_by_key(|&slot| self.session_counts[slot]);
+        let slots = &self.shared.slots;
+        order
+            .into_iter()
+            .find_map(|slot| slots.acquire_slot(slot, slots.state(slot).generation))
+    }
+
     fn bind(&mut self, session: &str, ticket: Ticket) {
         let binding = Binding {
             slot: ticket.slot,
             generation: ticket.generation,
             last_used: Instant::now(),
         };
+        self.session_counts[ticket.slot] += 1;
         match self.sessions.get_mut(session) {
-            Some(b) => *b = binding,
+            Some(b) => {
+                self.session_counts[b.slot] -= 1;
+                *b = binding;
+            }
             None => {
                 self.sessions.insert(session.to_owned(), binding);
                 if self.sessions.len() == 1 {
@@ -311,6 +334,7 @@ impl Dispatcher {
 
     fn close_session(&mut self, id: &str) {
         if let Some(binding) = self.sessions.remove(id) {
+            self.session_counts[binding.slot] -= 1;
             self.tell_cleanup(id, binding);
         }
     }
@@ -332,7 +356,8 @@ impl Dispatcher {
     }
 
     fn sweep_interval(&self) -> Duration {
-        (self.shared.config.session_idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(60))
+        (self.shared.config.session_idle_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(60))
     }
 
     /// Asks the session's worker to free its state (a process that has

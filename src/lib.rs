@@ -70,5 +70,5 @@ pub use call::{Affinity, CallOptions, Reply};
 pub use error::{Error, Exit};
 pub use pool::Pool;
 pub use session::Session;
-pub use stream::{Chunk, Stream};
 pub use stats::{PoolStats, Recycles, WorkerState, WorkerStats};
+pub use stream::{Chunk, Stream};

@@ -13,15 +13,15 @@ use serde_json::Value;
 
 use crate::builder::{Config, PoolBuilder, Profile};
 use crate::call::{CallOptions, Replier, Reply, Request};
-use crate::session::Session;
-use crate::stream::{Stream, StreamControl};
 use crate::dispatcher::{Command, Dispatcher};
 use crate::error::Error;
 use crate::events::HandleEvent;
 use crate::protocol::value;
 use crate::python;
+use crate::session::Session;
 use crate::slots::{Slots, Ticket};
 use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
+use crate::stream::{Stream, StreamControl};
 use crate::worker::process::LaunchSpec;
 use crate::worker::{Control, WorkerHandle, WorkerSetup};
 
@@ -249,9 +249,7 @@ impl Pool {
             tool: tool.to_owned(),
             message,
             timeout,
-            queue_timeout: options
-                .queue_timeout
-                .unwrap_or(shared.config.queue_timeout),
+            queue_timeout: options.queue_timeout.unwrap_or(shared.config.queue_timeout),
             submitted: now,
             queued_since: now,
             reply,

@@ -257,6 +257,20 @@ class ShowcaseTools:
                 time.sleep(delay_ms / 1000.0)
             yield {"i": i}
 
+    @tool(description="Yields 'first', waits for release_path to exist, then yields 'second'", supports_streaming=True)
+    def stream_gated(self, release_path: str, timeout_s: float = 30.0) -> Iterator[str]:
+        """Proves chunks travel while the generator runs: the second item
+        waits for a file the reader creates after it got the first."""
+        yield "first"
+        self.wait_for_file(release_path, timeout_s)
+        yield "second"
+
+    @tool(description="Yields n chunks of raw bytes of the given size", supports_streaming=True)
+    def bytes_stream(self, n: int, size: int = 4) -> Iterator[bytes]:
+        """Yields ``bytes([i % 256]) * size`` for i in range(n)."""
+        for i in range(n):
+            yield bytes([i % 256]) * size
+
     @tool(description="Streams n items, then raises", supports_streaming=True)
     def stream_then_fail(self, n: int, message: str = "stream failed") -> Iterator[dict[str, int]]:
         """Yields ``{"i": i}`` n times, then raises RuntimeError(message)."""

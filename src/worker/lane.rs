@@ -49,9 +49,7 @@ impl Lane {
             let conn = self.current.read().clone();
             match work {
                 Work::Call(job) => match conn {
-                    Some(conn) if conn.generation == job.ticket.generation => {
-                        self.call(&conn, job)
-                    }
+                    Some(conn) if conn.generation == job.ticket.generation => self.call(&conn, job),
                     // The process this job was meant for is gone and the
                     // call never left the host: hand it back to be placed
                     // again.
@@ -95,11 +93,15 @@ impl Lane {
                 }
             }
             Replier::Stream { events, control } => {
-                let result = conn
-                    .client
-                    .server_streaming(&service::EXECUTE_STREAMING_TOOL, &req.message, opt);
+                let result = conn.client.server_streaming(
+                    &service::EXECUTE_STREAMING_TOOL,
+                    &req.message,
+                    opt,
+                );
                 match result {
-                    Ok(receiver) => self.pump(conn, &req, receiver, events, control).map(|()| None),
+                    Ok(receiver) => self
+                        .pump(conn, &req, receiver, events, control)
+                        .map(|()| None),
                     Err(e) => Err(self.call_error(conn, &req, e)),
                 }
             }
@@ -284,10 +286,7 @@ impl Lane {
             ..Default::default()
         };
         let opt = CallOption::default().timeout(self.shared.config.health_check_timeout);
-        if let Err(e) = conn
-            .client
-            .unary_call(&service::CLEANUP_SESSION, &req, opt)
-        {
+        if let Err(e) = conn.client.unary_call(&service::CLEANUP_SESSION, &req, opt) {
             log::debug!("cleaning up session `{}`: {e}", req.session_id);
         }
     }
