@@ -6,7 +6,10 @@
 
 use grpcio::{Marshaller, Method, MethodType};
 
-use super::messages::{ExecuteToolRequest, ExecuteToolResponse, PingRequest, PingResponse};
+use super::messages::{
+    ExecuteToolRequest, ExecuteToolResponse, InitializeSessionRequest, InitializeSessionResponse,
+    PingRequest, PingResponse,
+};
 
 macro_rules! method {
     ($name:ident, $ty:expr, $path:literal, $req:ty, $resp:ty) => {
@@ -32,4 +35,11 @@ method!(
     "ExecuteTool",
     ExecuteToolRequest,
     ExecuteToolResponse
+);
+method!(
+    INITIALIZE_SESSION,
+    MethodType::Unary,
+    "InitializeSession",
+    InitializeSessionRequest,
+    InitializeSessionResponse
 );
