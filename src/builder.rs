@@ -142,7 +142,9 @@ impl PoolBuilder {
     ///
     /// Default: the `SNAKEPIT_PYTHON` environment variable if set, else the
     /// interpreter of an active virtual environment (`VIRTUAL_ENV`), else
-    /// `python3` on PATH.
+    /// that of the virtual environment `snakepit setup` creates
+    /// (`$SNAKEPIT_VENV`, default `~/.cache/snakepit/venv`) if it exists,
+    /// else `python3` on PATH.
     pub fn python(mut self, interpreter: impl Into<PathBuf>) -> Self {
         self.config.python = Some(interpreter.into());
         self
@@ -171,6 +173,15 @@ impl PoolBuilder {
 
     /// Sets an environment variable for every worker process. Repeatable.
     /// Default: workers inherit the host's environment unchanged.
+    ///
+    /// In `value`, `{worker_index}` becomes the worker's index (`0` to
+    /// `workers - 1`) and `{worker_id}` its name (`worker-0`, ...), e.g.
+    /// `.env("CUDA_VISIBLE_DEVICES", "{worker_index}")`.
+    ///
+    /// `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS` and `MKL_NUM_THREADS`, unless
+    /// set here or in the host's environment, are set to 1 for
+    /// [`Profile::Process`] and to the thread count for [`Profile::Thread`],
+    /// so that many workers do not each start a thread per core.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.env.push((key.into(), value.into()));
         self
@@ -329,7 +340,7 @@ impl PoolBuilder {
         Pool::start(self.config)
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         let c = &self.config;
         let invalid = |option, message: String| Err(Error::InvalidConfig { option, message });
         let valid_class = c.adapter.rsplit_once('.').is_some_and(|(module, class)| {
@@ -396,6 +407,14 @@ impl PoolBuilder {
             }
         }
         Ok(())
+    }
+}
+
+impl PoolBuilder {
+    /// The options as set so far (for the configuration file and the
+    /// checks that `snakepit doctor` runs).
+    pub(crate) fn settings(&self) -> &Config {
+        &self.config
     }
 }
 

@@ -108,7 +108,9 @@ pub enum Error {
         /// The gRPC status message.
         message: String,
     },
-    /// A builder option or call option has a value that cannot work.
+    /// A builder option, call option or configuration file entry has a
+    /// value that cannot work (the message names the key, the value and
+    /// what is allowed).
     InvalidConfig {
         /// The option at fault, e.g. `"workers"`.
         option: &'static str,

@@ -39,6 +39,22 @@
 //! Two profiles: [`Profile::Process`] runs one call at a time per process;
 //! [`Profile::Thread`] runs N at once per process.
 //!
+//! ## Several pools from a file
+//!
+//! A TOML file can describe named pools with every builder option
+//! ([`config`]); [`PoolSet`] starts them and routes calls by name:
+//!
+//! ```no_run
+//! # use serde_json::json;
+//! let set = snakepit::PoolSet::from_config_file("snakepit.toml")?;
+//! let sum = set.pool("compute")?.execute_blocking("add", json!({"a": 1, "b": 2}))?;
+//! # Ok::<(), snakepit::Error>(())
+//! ```
+//!
+//! The `snakepit` command runs the same file from a shell (`snakepit call`,
+//! `snakepit tools`) and checks the Python environment (`snakepit doctor`,
+//! whose checks are in [`doctor`]).
+//!
 //! ## The Python side
 //!
 //! An adapter is a class deriving `snakepit_bridge.BaseAdapter` whose tools
@@ -52,10 +68,13 @@
 
 mod builder;
 mod call;
+pub mod config;
 mod dispatcher;
+pub mod doctor;
 mod error;
 pub mod events;
 mod pool;
+mod pool_set;
 pub mod protocol;
 mod python;
 mod session;
@@ -63,12 +82,15 @@ mod slots;
 mod stats;
 mod stream;
 mod supervisor;
+mod tools;
 mod worker;
 
 pub use builder::{PoolBuilder, Profile};
 pub use call::{Affinity, CallOptions, Reply};
 pub use error::{Error, Exit};
 pub use pool::Pool;
+pub use pool_set::PoolSet;
 pub use session::Session;
 pub use stats::{PoolStats, Recycles, WorkerState, WorkerStats};
 pub use stream::{Chunk, Stream};
+pub use tools::{ParamSpec, ToolSpec};

@@ -23,7 +23,7 @@ use crate::slots::{Slots, Ticket};
 use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
 use crate::stream::{Stream, StreamControl};
 use crate::worker::process::LaunchSpec;
-use crate::worker::{Control, WorkerHandle, WorkerSetup};
+use crate::worker::{Connection, Control, WorkerHandle, WorkerSetup};
 
 /// A pool of Python worker processes.
 ///
@@ -352,6 +352,27 @@ impl Pool {
         self.inner.shutdown();
     }
 
+    /// The shared state, for the pool's other modules.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// The connections of the workers serving now, with their worker ids:
+    /// for requests outside the call path (listing the tools).
+    pub(crate) fn live_connections(&self) -> Result<Vec<(String, Arc<Connection>)>, Error> {
+        let runtime = self.inner.runtime.lock();
+        let rt = runtime.as_ref().ok_or(Error::ShuttingDown)?;
+        Ok(rt
+            .workers
+            .iter()
+            .zip(&self.inner.shared.workers)
+            .filter_map(|(handle, info)| {
+                let conn = handle.current.read().clone()?;
+                Some((info.id.clone(), conn))
+            })
+            .collect())
+    }
+
     pub(crate) fn start(config: Config) -> Result<Pool, Error> {
         let pool_error = |message: String| Error::Startup {
             worker: "pool".into(),
@@ -474,7 +495,7 @@ impl Drop for Inner {
 /// A new directory only this user can enter, for the workers' sockets:
 /// under `$XDG_RUNTIME_DIR` when set, else the system temp dir. Kept short,
 /// since a Unix socket path has a 108-byte limit.
-fn private_socket_dir() -> std::io::Result<PathBuf> {
+pub(crate) fn private_socket_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let base = std::env::var_os("XDG_RUNTIME_DIR")

@@ -14,7 +14,8 @@ const FILES_HASH: &str = include_str!(concat!(env!("OUT_DIR"), "/python_hash.txt
 
 /// The interpreter the workers run on, in order of precedence: the
 /// builder's `.python(..)`, `SNAKEPIT_PYTHON`, the active virtual
-/// environment (`VIRTUAL_ENV`), then `python3` on PATH.
+/// environment (`VIRTUAL_ENV`), the virtual environment `snakepit setup`
+/// creates ([`venv_dir`]), then `python3` on PATH.
 pub(crate) fn interpreter(explicit: Option<&Path>) -> PathBuf {
     if let Some(path) = explicit {
         return path.to_owned();
@@ -28,7 +29,20 @@ pub(crate) fn interpreter(explicit: Option<&Path>) -> PathBuf {
             return python;
         }
     }
+    let python = venv_dir().join("bin").join("python");
+    if python.exists() {
+        return python;
+    }
     PathBuf::from("python3")
+}
+
+/// Where `snakepit setup` creates its virtual environment: `$SNAKEPIT_VENV`,
+/// else `venv` in the cache directory (`~/.cache/snakepit/venv`).
+pub(crate) fn venv_dir() -> PathBuf {
+    match std::env::var_os("SNAKEPIT_VENV").filter(|p| !p.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_root().join("venv"),
+    }
 }
 
 /// Makes sure the embedded worker files are on disk and returns the
@@ -111,6 +125,24 @@ mod tests {
         assert!(!names
             .iter()
             .any(|n| n.contains("__pycache__") || n.starts_with("tests/")));
+    }
+
+    #[test]
+    fn the_setup_venv_comes_after_the_variables_and_before_python3() {
+        if std::env::var_os("SNAKEPIT_PYTHON").is_some()
+            || std::env::var_os("VIRTUAL_ENV").is_some()
+        {
+            return; // those win; the order below cannot be seen here
+        }
+        let venv = std::env::temp_dir().join(format!("snakepit-venv-test-{}", std::process::id()));
+        // No other unit test reads SNAKEPIT_VENV.
+        std::env::set_var("SNAKEPIT_VENV", &venv);
+        assert_eq!(interpreter(None), PathBuf::from("python3"), "no venv yet");
+        fs::create_dir_all(venv.join("bin")).unwrap();
+        fs::write(venv.join("bin").join("python"), "").unwrap();
+        assert_eq!(interpreter(None), venv.join("bin").join("python"));
+        std::env::remove_var("SNAKEPIT_VENV");
+        let _ = fs::remove_dir_all(&venv);
     }
 
     #[test]

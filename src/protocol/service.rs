@@ -8,7 +8,7 @@ use grpcio::{Marshaller, Method, MethodType};
 
 use super::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteToolRequest, ExecuteToolResponse,
-    PingRequest, PingResponse, ToolChunk,
+    InitializeSessionRequest, InitializeSessionResponse, PingRequest, PingResponse, ToolChunk,
 };
 
 macro_rules! method {
@@ -49,4 +49,11 @@ method!(
     "CleanupSession",
     CleanupSessionRequest,
     CleanupSessionResponse
+);
+method!(
+    INITIALIZE_SESSION,
+    MethodType::Unary,
+    "InitializeSession",
+    InitializeSessionRequest,
+    InitializeSessionResponse
 );

@@ -92,6 +92,9 @@ pub(crate) enum Control {
 pub(crate) struct WorkerHandle {
     pub control: Sender<Control>,
     pub thread: JoinHandle<()>,
+    /// The process serving now, if any: for requests outside the call path
+    /// (listing the tools).
+    pub current: Arc<RwLock<Option<Arc<Connection>>>>,
 }
 
 /// What a worker needs to run, besides the pool's shared state.
@@ -111,14 +114,16 @@ impl WorkerHandle {
     pub fn spawn(setup: WorkerSetup) -> WorkerHandle {
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let name = format!("snakepit-{}", setup.shared.workers[setup.slot].id);
-        let tx = control_tx.clone();
+        let worker = Worker::new(setup, control_tx.clone(), control_rx);
+        let current = worker.current.clone();
         let thread = thread::Builder::new()
             .name(name)
-            .spawn(move || Worker::new(setup, tx, control_rx).run())
+            .spawn(move || worker.run())
             .expect("spawning a worker thread");
         WorkerHandle {
             control: control_tx,
             thread,
+            current,
         }
     }
 }

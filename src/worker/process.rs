@@ -173,7 +173,7 @@ impl PythonProcess {
             .env("PYTHONUNBUFFERED", "1")
             .env("SNAKEPIT_READY_FILE", &ready_file)
             .env("SNAKEPIT_WORKER_ID", worker_id)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(worker_env(spec, worker_id))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -296,6 +296,37 @@ impl Drop for PythonProcess {
     }
 }
 
+/// Variables that size the thread pools of OpenMP and the BLAS libraries.
+/// Each defaults to one thread per call the process may run, so a pool of
+/// N workers does not start N x cores threads.
+const THREAD_COUNT_VARS: [&str; 3] = ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"];
+
+/// The variables the pool sets for this worker: the configured ones with
+/// `{worker_index}` and `{worker_id}` filled in, then a thread-count default
+/// for each of [`THREAD_COUNT_VARS`] that neither they nor the host's
+/// environment set.
+fn worker_env(spec: &LaunchSpec, worker_id: &str) -> Vec<(String, String)> {
+    // Worker ids are "worker-<slot index>".
+    let index = worker_id.rsplit('-').next().unwrap_or(worker_id);
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(key, value)| {
+            let value = value
+                .replace("{worker_index}", index)
+                .replace("{worker_id}", worker_id);
+            (key.clone(), value)
+        })
+        .collect();
+    let threads = spec.threads.unwrap_or(1).to_string();
+    for var in THREAD_COUNT_VARS {
+        if !env.iter().any(|(key, _)| key == var) && std::env::var_os(var).is_none() {
+            env.push((var.to_owned(), threads.clone()));
+        }
+    }
+    env
+}
+
 fn signal_group(pid: u32, signal: libc::c_int) {
     // SAFETY: plain syscall; an already empty group gives ESRCH, ignored.
     unsafe {
@@ -362,4 +393,61 @@ fn reap(
             on_exit(status);
         })
         .expect("spawning a reaper thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(threads: Option<usize>, env: &[(&str, &str)]) -> LaunchSpec {
+        LaunchSpec {
+            python: "python3".into(),
+            files_dir: "/nonexistent".into(),
+            python_path: Vec::new(),
+            adapter: "m.A".into(),
+            threads,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            max_message_bytes: 1 << 20,
+        }
+    }
+
+    fn get<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn placeholders_become_the_workers_index_and_id() {
+        let spec = spec(
+            None,
+            &[
+                ("CUDA_VISIBLE_DEVICES", "{worker_index}"),
+                ("LOG_NAME", "run-{worker_id}.log"),
+                ("PLAIN", "{\"json\": 1}"),
+            ],
+        );
+        let env = worker_env(&spec, "worker-3");
+        assert_eq!(get(&env, "CUDA_VISIBLE_DEVICES"), Some("3"));
+        assert_eq!(get(&env, "LOG_NAME"), Some("run-worker-3.log"));
+        assert_eq!(get(&env, "PLAIN"), Some("{\"json\": 1}"));
+    }
+
+    #[test]
+    fn thread_counts_default_to_the_profile_unless_set() {
+        // MKL_NUM_THREADS is set by the pool; the other two get the default
+        // unless the test runner's environment happens to set them.
+        let process = worker_env(&spec(None, &[("MKL_NUM_THREADS", "7")]), "worker-0");
+        assert_eq!(get(&process, "MKL_NUM_THREADS"), Some("7"));
+        let thread = worker_env(&spec(Some(8), &[]), "worker-0");
+        for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
+            if std::env::var_os(var).is_none() {
+                assert_eq!(get(&process, var), Some("1"));
+                assert_eq!(get(&thread, var), Some("8"));
+            } else {
+                assert_eq!(get(&process, var), None, "the host's {var} is inherited");
+            }
+        }
+    }
 }

@@ -1,0 +1,1209 @@
+//! The configuration file: one or more named pools and their options, in
+//! TOML, for running pools without writing Rust for every option.
+//!
+//! ```toml
+//! # Options every pool gets unless it sets them itself.
+//! [defaults]
+//! python_path = ["python/"]          # relative to this file
+//! call_timeout = "30s"
+//!
+//! [pools.compute]
+//! adapter = "my_pkg.adapters.MathAdapter"
+//! workers = 8
+//! profile = "process"
+//! max_requests = 1000
+//! env = { CUDA_VISIBLE_DEVICES = "{worker_index}" }
+//!
+//! [pools.io]
+//! adapter = "my_pkg.adapters.FetchAdapter"
+//! workers = 2
+//! profile = "thread"
+//! threads = 16
+//! ```
+//!
+//! Every key is a [`PoolBuilder`] option of the same name; see
+//! [`ConfigFile::parse`] for the value formats. The whole file is checked
+//! before any process starts, and an error names the key, the value and what
+//! is allowed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use crate::builder::{PoolBuilder, Profile};
+use crate::call::Affinity;
+use crate::error::Error;
+use crate::slots::MAX_CAPACITY;
+
+/// The most workers one pool may have (as [`PoolBuilder::workers`] allows).
+const MAX_WORKERS: i64 = 4096;
+
+/// Every key a pool (or `[defaults]`) may set, with what it takes.
+const POOL_KEYS: &[(&str, &str)] = &[
+    (
+        "adapter",
+        "the adapter class, e.g. \"my_pkg.adapters.MyAdapter\"",
+    ),
+    (
+        "python",
+        "the interpreter, a command (\"python3.12\") or a path",
+    ),
+    ("python_path", "a directory or a list of directories"),
+    ("workers", "an integer from 1 to 4096"),
+    ("profile", "\"process\" or \"thread\""),
+    (
+        "threads",
+        "an integer from 1 to 65535 (with profile = \"thread\")",
+    ),
+    ("env", "a table of environment variables"),
+    ("startup_timeout", DURATION),
+    ("queue_size", "an integer, 0 or more"),
+    ("queue_timeout", DURATION),
+    ("call_timeout", DURATION),
+    ("kill_hung_workers", "true or false"),
+    ("shutdown_grace", DURATION),
+    ("max_message_bytes", SIZE),
+    ("restart_backoff", "{ min = \"100ms\", max = \"10s\" }"),
+    ("max_requests", "an integer, 1 or more"),
+    ("max_requests_jitter", "an integer, 0 or more"),
+    ("max_lifetime", DURATION),
+    ("max_lifetime_jitter", DURATION),
+    ("max_memory", SIZE),
+    ("memory_check_interval", DURATION),
+    (
+        "health_check_interval",
+        "a duration such as \"30s\", or \"off\"",
+    ),
+    ("health_check_timeout", DURATION),
+    (
+        "affinity",
+        "\"hint\", \"strict_queue\" or \"strict_fail_fast\"",
+    ),
+    ("session_idle_timeout", DURATION),
+];
+
+/// Keys of options that later versions will have: refused by name, so a
+/// file written for a newer snakepit fails clearly instead of silently.
+const NOT_SUPPORTED_YET: &[&str] = &["worker_script"];
+
+const DURATION: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"";
+const SIZE: &str = "a size in bytes: an integer, or a string such as \"512MiB\" or \"2GB\"";
+
+/// A parsed and checked configuration file: its pools, in file order.
+///
+/// ```no_run
+/// use snakepit::config::ConfigFile;
+///
+/// let config = ConfigFile::load("snakepit.toml")?;
+/// for pool in config.pools() {
+///     println!("{}: {} x {}", pool.name(), pool.workers(), pool.adapter());
+/// }
+/// # Ok::<(), snakepit::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    path: PathBuf,
+    pools: Vec<PoolConfig>,
+}
+
+/// One `[pools.NAME]` table of a [`ConfigFile`], merged with `[defaults]`.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    name: String,
+    builder: PoolBuilder,
+}
+
+impl PoolConfig {
+    /// The pool's name (`NAME` in `[pools.NAME]`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The adapter class.
+    pub fn adapter(&self) -> &str {
+        &self.builder.settings().adapter
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.builder.settings().workers
+    }
+
+    /// The worker profile.
+    pub fn profile(&self) -> Profile {
+        self.builder.settings().profile
+    }
+
+    /// A builder with every option of this pool set, to adjust before
+    /// [`build`](PoolBuilder::build) (e.g. to add an event handler).
+    pub fn builder(&self) -> PoolBuilder {
+        self.builder.clone()
+    }
+}
+
+impl ConfigFile {
+    /// Reads and checks the file at `path`. Fails with
+    /// [`Error::InvalidConfig`] when it cannot be read, is not TOML, or has
+    /// a key or value that cannot work; no process is started either way.
+    pub fn load(path: impl AsRef<Path>) -> Result<ConfigFile, Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::InvalidConfig {
+            option: "config file",
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        ConfigFile::parse(&text, path)
+    }
+
+    /// Checks `text` as if read from `path` (which need not exist): errors
+    /// name `path`, and relative paths in it are relative to its directory.
+    ///
+    /// The file has a `[pools.NAME]` table per pool and an optional
+    /// `[defaults]` table whose keys every pool gets unless it sets them
+    /// (the `env` tables are merged, variable by variable). The keys are the
+    /// [`PoolBuilder`] options:
+    ///
+    /// | key | value |
+    /// |---|---|
+    /// | `adapter` (required) | `"package.module.Class"` |
+    /// | `python` | a command (`"python3.12"`) or a path |
+    /// | `python_path` | a directory or a list of them |
+    /// | `workers` | 1 to 4096 |
+    /// | `profile`, `threads` | `"process"`, or `"thread"` with `threads` = 1 to 65535 |
+    /// | `env` | a table; values may use `{worker_index}` and `{worker_id}` |
+    /// | `startup_timeout`, `queue_timeout`, `call_timeout`, `shutdown_grace`, `max_lifetime`, `max_lifetime_jitter`, `memory_check_interval`, `health_check_timeout` | a duration: `"500ms"`, `"30s"`, `"1.5m"`, `"1h"` |
+    /// | `health_check_interval` | a duration, or `"off"` |
+    /// | `queue_size`, `max_requests`, `max_requests_jitter` | an integer |
+    /// | `kill_hung_workers` | `true` or `false` |
+    /// | `max_message_bytes`, `max_memory` | bytes, or `"512MiB"`, `"2GB"`, ... |
+    /// | `restart_backoff` | `{ min = "100ms", max = "10s" }` |
+    ///
+    /// ```
+    /// use snakepit::config::ConfigFile;
+    ///
+    /// let config = ConfigFile::parse(
+    ///     r#"
+    ///     [pools.compute]
+    ///     adapter = "snakepit_showcase.adapter.ShowcaseAdapter"
+    ///     workers = 0
+    ///     "#,
+    ///     "snakepit.toml".as_ref(),
+    /// );
+    /// let message = config.unwrap_err().to_string();
+    /// assert!(message.contains("pools.compute.workers = 0"), "{message}");
+    /// assert!(message.contains("from 1 to 4096"), "{message}");
+    /// ```
+    pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, Error> {
+        let origin = path.display().to_string();
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| Error::InvalidConfig {
+                option: "config file",
+                message: format!("{origin} is not valid TOML: {}", e.to_string().trim_end()),
+            })?;
+        let reader = Reader {
+            origin: &origin,
+            base_dir: path.parent().unwrap_or(Path::new("")),
+        };
+        let pools = reader.file(&table)?;
+        Ok(ConfigFile {
+            path: path.to_owned(),
+            pools,
+        })
+    }
+
+    /// The file it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The pools, in file order.
+    pub fn pools(&self) -> &[PoolConfig] {
+        &self.pools
+    }
+
+    /// The pool called `name`; [`Error::InvalidConfig`] naming the pools
+    /// there are when there is none.
+    pub fn pool(&self, name: &str) -> Result<&PoolConfig, Error> {
+        self.pools
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::InvalidConfig {
+                option: "pool",
+                message: format!(
+                    "{} has no pool named {name:?}; its pools are: {}",
+                    self.path.display(),
+                    self.pools
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+}
+
+/// Reads the TOML tables, knowing where they came from for its messages.
+struct Reader<'a> {
+    origin: &'a str,
+    base_dir: &'a Path,
+}
+
+/// One option as written: its key, its value and the dotted path it was
+/// written at (`pools.NAME.key` or `defaults.key`).
+struct Entry<'t> {
+    key: &'t str,
+    value: &'t Value,
+    path: String,
+}
+
+impl Reader<'_> {
+    fn file(&self, table: &Table) -> Result<Vec<PoolConfig>, Error> {
+        for (key, value) in table {
+            if key != "defaults" && key != "pools" {
+                return Err(self.unknown("config file", key, value, &["defaults", "pools"]));
+            }
+        }
+        let defaults = match table.get("defaults") {
+            None => None,
+            Some(Value::Table(t)) => Some(t),
+            Some(other) => {
+                return Err(self.bad(
+                    "defaults",
+                    "defaults",
+                    other,
+                    "expected a table: [defaults]",
+                ))
+            }
+        };
+        let pools = match table.get("pools") {
+            Some(Value::Table(t)) if !t.is_empty() => t,
+            Some(Value::Table(_)) | None => {
+                return Err(Error::InvalidConfig {
+                    option: "pools",
+                    message: format!(
+                        "{}: no pools: add a [pools.NAME] table with at least \
+                         adapter = \"package.module.Class\"",
+                        self.origin
+                    ),
+                })
+            }
+            Some(other) => {
+                return Err(self.bad(
+                    "pools",
+                    "pools",
+                    other,
+                    "expected a table of pools: [pools.NAME]",
+                ))
+            }
+        };
+        let mut configs = Vec::with_capacity(pools.len());
+        for (name, value) in pools {
+            let path = format!("pools.{name}");
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                return Err(Error::InvalidConfig {
+                    option: "pools",
+                    message: format!(
+                        "{}: pool name {name:?}: expected letters, digits, '_' and '-' only",
+                        self.origin
+                    ),
+                });
+            }
+            let Value::Table(table) = value else {
+                return Err(self.bad(
+                    "pools",
+                    &path,
+                    value,
+                    "expected a table of options: [pools.NAME]",
+                ));
+            };
+            configs.push(self.pool(name, table, defaults)?);
+        }
+        Ok(configs)
+    }
+
+    /// One pool: `[defaults]` overlaid with its own table, read into a
+    /// builder and checked as the builder would check it.
+    fn pool(&self, name: &str, own: &Table, defaults: Option<&Table>) -> Result<PoolConfig, Error> {
+        let mut entries: Vec<Entry> = Vec::new();
+        for (key, value) in defaults.into_iter().flatten() {
+            if !own.contains_key(key) || key == "env" {
+                entries.push(Entry {
+                    key,
+                    value,
+                    path: format!("defaults.{key}"),
+                });
+            }
+        }
+        for (key, value) in own {
+            entries.push(Entry {
+                key,
+                value,
+                path: format!("pools.{name}.{key}"),
+            });
+        }
+
+        let mut builder = PoolBuilder::new();
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut profile: Option<(bool, String)> = None;
+        let mut threads: Option<(usize, String)> = None;
+        let mut has_adapter = false;
+        for Entry { key, value, path } in &entries {
+            let (key, value, path) = (*key, *value, path.as_str());
+            builder = match key {
+                "adapter" => {
+                    has_adapter = true;
+                    builder.adapter(self.string("adapter", path, value)?)
+                }
+                "python" => builder.python(self.python(path, value)?),
+                "python_path" => {
+                    let mut b = builder;
+                    for dir in self.dirs(path, value)? {
+                        b = b.python_path(dir);
+                    }
+                    b
+                }
+                "workers" => {
+                    builder.workers(self.int("workers", path, value, 1, MAX_WORKERS)? as usize)
+                }
+                "profile" => {
+                    let thread = match value.as_str() {
+                        Some("process") => false,
+                        Some("thread") => true,
+                        _ => {
+                            return Err(self.bad(
+                                "profile",
+                                path,
+                                value,
+                                "expected \"process\" or \"thread\"",
+                            ))
+                        }
+                    };
+                    profile = Some((thread, path.to_owned()));
+                    builder
+                }
+                "threads" => {
+                    let n = self.int("threads", path, value, 1, MAX_CAPACITY as i64)?;
+                    threads = Some((n as usize, path.to_owned()));
+                    builder
+                }
+                "env" => {
+                    for (var, val) in self.env(path, value)? {
+                        env.retain(|(k, _)| *k != var);
+                        env.push((var, val));
+                    }
+                    builder
+                }
+                "startup_timeout" => {
+                    builder.startup_timeout(self.duration("startup_timeout", path, value)?)
+                }
+                "queue_size" => {
+                    builder.queue_size(self.int("queue_size", path, value, 0, i64::MAX)? as usize)
+                }
+                "queue_timeout" => {
+                    builder.queue_timeout(self.duration("queue_timeout", path, value)?)
+                }
+                "call_timeout" => {
+                    builder.call_timeout(self.duration("call_timeout", path, value)?)
+                }
+                "kill_hung_workers" => {
+                    builder.kill_hung_workers(self.boolean("kill_hung_workers", path, value)?)
+                }
+                "shutdown_grace" => {
+                    builder.shutdown_grace(self.duration("shutdown_grace", path, value)?)
+                }
+                "max_message_bytes" => {
+                    let bytes = self.size("max_message_bytes", path, value, i32::MAX as u64)?;
+                    builder.max_message_bytes(bytes as usize)
+                }
+                "restart_backoff" => {
+                    let (min, max) = self.backoff(path, value)?;
+                    builder.restart_backoff(min, max)
+                }
+                "max_requests" => {
+                    builder.max_requests(self.int("max_requests", path, value, 1, i64::MAX)? as u64)
+                }
+                "max_requests_jitter" => builder.max_requests_jitter(self.int(
+                    "max_requests_jitter",
+                    path,
+                    value,
+                    0,
+                    i64::MAX,
+                )? as u64),
+                "max_lifetime" => {
+                    builder.max_lifetime(self.duration("max_lifetime", path, value)?)
+                }
+                "max_lifetime_jitter" => builder.max_lifetime_jitter(self.duration(
+                    "max_lifetime_jitter",
+                    path,
+                    value,
+                )?),
+                "max_memory" => {
+                    builder.max_memory(self.size("max_memory", path, value, u64::MAX)?)
+                }
+                "memory_check_interval" => builder.memory_check_interval(self.duration(
+                    "memory_check_interval",
+                    path,
+                    value,
+                )?),
+                "health_check_interval" => {
+                    let interval = match value {
+                        Value::String(s) if s == "off" => None,
+                        Value::Boolean(false) => None,
+                        _ => Some(
+                            self.duration("health_check_interval", path, value)
+                                .map_err(|_| {
+                                    self.bad(
+                                        "health_check_interval",
+                                        path,
+                                        value,
+                                        &format!("expected {DURATION}, or \"off\""),
+                                    )
+                                })?,
+                        ),
+                    };
+                    builder.health_check_interval(interval)
+                }
+                "health_check_timeout" => builder.health_check_timeout(self.duration(
+                    "health_check_timeout",
+                    path,
+                    value,
+                )?),
+                "affinity" => builder.affinity(match value.as_str() {
+                    Some("hint") => Affinity::Hint,
+                    Some("strict_queue") => Affinity::StrictQueue,
+                    Some("strict_fail_fast") => Affinity::StrictFailFast,
+                    _ => {
+                        return Err(self.bad(
+                            "affinity",
+                            path,
+                            value,
+                            "expected \"hint\", \"strict_queue\" or \"strict_fail_fast\"",
+                        ))
+                    }
+                }),
+                "session_idle_timeout" => builder.session_idle_timeout(self.duration(
+                    "session_idle_timeout",
+                    path,
+                    value,
+                )?),
+                _ if NOT_SUPPORTED_YET.contains(&key) => {
+                    return Err(Error::InvalidConfig {
+                        option: "pools",
+                        message: format!(
+                            "{}: {path} = {}: `{key}` is not supported yet by this version \
+                             of snakepit; remove it",
+                            self.origin,
+                            show(value)
+                        ),
+                    })
+                }
+                _ => {
+                    let allowed: Vec<&str> = POOL_KEYS.iter().map(|(k, _)| *k).collect();
+                    return Err(self.unknown("pools", path, value, &allowed));
+                }
+            };
+        }
+
+        if !has_adapter {
+            return Err(Error::InvalidConfig {
+                option: "adapter",
+                message: format!(
+                    "{}: pools.{name}.adapter is missing: every pool needs its adapter class, \
+                     e.g. adapter = \"my_pkg.adapters.MyAdapter\"",
+                    self.origin
+                ),
+            });
+        }
+        builder = match (profile, threads) {
+            (Some((true, _)), Some((threads, _))) => builder.profile(Profile::Thread { threads }),
+            (Some((true, path)), None) => {
+                return Err(Error::InvalidConfig {
+                    option: "threads",
+                    message: format!(
+                        "{}: {path} = \"thread\" needs threads = N (calls at once per \
+                         process, 1 to {MAX_CAPACITY}) in pool `{name}`",
+                        self.origin
+                    ),
+                })
+            }
+            (_, Some((threads, path))) => {
+                return Err(Error::InvalidConfig {
+                    option: "threads",
+                    message: format!(
+                        "{}: {path} = {threads}: threads applies only to profile = \"thread\"; \
+                         set that in pool `{name}` or remove threads",
+                        self.origin
+                    ),
+                })
+            }
+            (Some((false, _)), None) | (None, None) => builder.profile(Profile::Process),
+        };
+        for (var, val) in env {
+            builder = builder.env(var, val);
+        }
+
+        // The builder's own rules (the adapter's form, min <= max, ...),
+        // reported against the key as written.
+        builder.validate().map_err(|e| match e {
+            Error::InvalidConfig { option, message } => {
+                let key = if option == "profile" {
+                    "threads"
+                } else {
+                    option
+                };
+                let written = entries.iter().rev().find(|e| e.key == key);
+                let message = match written {
+                    Some(e) => {
+                        format!("{}: {} = {}: {message}", self.origin, e.path, show(e.value))
+                    }
+                    None => format!("{}: pool `{name}`: {message}", self.origin),
+                };
+                Error::InvalidConfig { option, message }
+            }
+            other => other,
+        })?;
+        Ok(PoolConfig {
+            name: name.to_owned(),
+            builder,
+        })
+    }
+
+    fn bad(&self, option: &'static str, path: &str, value: &Value, allowed: &str) -> Error {
+        Error::InvalidConfig {
+            option,
+            message: format!("{}: {path} = {}: {allowed}", self.origin, show(value)),
+        }
+    }
+
+    fn unknown(&self, option: &'static str, path: &str, value: &Value, allowed: &[&str]) -> Error {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        let hint = allowed
+            .iter()
+            .map(|k| (edit_distance(key, k), *k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+            .min()
+            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        Error::InvalidConfig {
+            option,
+            message: format!(
+                "{}: {path} = {}: unknown key{hint}; allowed keys: {}",
+                self.origin,
+                show(value),
+                allowed.join(", ")
+            ),
+        }
+    }
+
+    fn string(&self, option: &'static str, path: &str, value: &Value) -> Result<String, Error> {
+        match value {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(self.bad(
+                option,
+                path,
+                value,
+                &format!("expected {}", allowed(option)),
+            )),
+        }
+    }
+
+    fn boolean(&self, option: &'static str, path: &str, value: &Value) -> Result<bool, Error> {
+        value
+            .as_bool()
+            .ok_or_else(|| self.bad(option, path, value, "expected true or false"))
+    }
+
+    fn int(
+        &self,
+        option: &'static str,
+        path: &str,
+        value: &Value,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, Error> {
+        let expected = || match (min, max) {
+            (min, i64::MAX) => format!("expected an integer, {min} or more"),
+            (min, max) => format!("expected an integer from {min} to {max}"),
+        };
+        match value.as_integer() {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.bad(option, path, value, &expected())),
+        }
+    }
+
+    fn duration(&self, option: &'static str, path: &str, value: &Value) -> Result<Duration, Error> {
+        value
+            .as_str()
+            .and_then(parse_duration)
+            .ok_or_else(|| self.bad(option, path, value, &format!("expected {DURATION}")))
+    }
+
+    fn size(
+        &self,
+        option: &'static str,
+        path: &str,
+        value: &Value,
+        max: u64,
+    ) -> Result<u64, Error> {
+        let bytes = match value {
+            Value::Integer(n) => u64::try_from(*n).ok(),
+            Value::String(s) => parse_size(s),
+            _ => None,
+        };
+        match bytes {
+            Some(n) if n >= 1 && n <= max => Ok(n),
+            _ => Err(self.bad(
+                option,
+                path,
+                value,
+                &format!("expected {SIZE}, from 1 byte to {max} bytes"),
+            )),
+        }
+    }
+
+    fn backoff(&self, path: &str, value: &Value) -> Result<(Duration, Duration), Error> {
+        let expected = "expected { min = \"100ms\", max = \"10s\" } (both durations)";
+        let Value::Table(t) = value else {
+            return Err(self.bad("restart_backoff", path, value, expected));
+        };
+        if t.len() != 2 {
+            return Err(self.bad("restart_backoff", path, value, expected));
+        }
+        let read = |k: &str| {
+            t.get(k)
+                .and_then(Value::as_str)
+                .and_then(parse_duration)
+                .ok_or_else(|| self.bad("restart_backoff", path, value, expected))
+        };
+        Ok((read("min")?, read("max")?))
+    }
+
+    /// An interpreter: a bare command is looked up on PATH by the worker
+    /// launch; anything with a slash is a path, relative to the file.
+    fn python(&self, path: &str, value: &Value) -> Result<PathBuf, Error> {
+        let s = self.string("python", path, value)?;
+        if s.is_empty() {
+            return Err(self.bad(
+                "python",
+                path,
+                value,
+                &format!("expected {}", allowed("python")),
+            ));
+        }
+        Ok(if s.contains('/') {
+            self.base_dir.join(s)
+        } else {
+            PathBuf::from(s)
+        })
+    }
+
+    fn dirs(&self, path: &str, value: &Value) -> Result<Vec<PathBuf>, Error> {
+        let bad = || {
+            self.bad(
+                "python_path",
+                path,
+                value,
+                "expected a directory or a list of directories",
+            )
+        };
+        let items: Vec<&Value> = match value {
+            Value::String(_) => vec![value],
+            Value::Array(items) => items.iter().collect(),
+            _ => return Err(bad()),
+        };
+        items
+            .into_iter()
+            .map(|item| match item.as_str() {
+                Some(dir) if !dir.is_empty() => Ok(self.base_dir.join(dir)),
+                _ => Err(bad()),
+            })
+            .collect()
+    }
+
+    fn env(&self, path: &str, value: &Value) -> Result<Vec<(String, String)>, Error> {
+        let Value::Table(vars) = value else {
+            return Err(self.bad(
+                "env",
+                path,
+                value,
+                "expected a table of variables: env = { NAME = \"value\" }",
+            ));
+        };
+        let mut env = Vec::with_capacity(vars.len());
+        for (var, val) in vars {
+            let var_path = format!("{path}.{var}");
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                return Err(self.bad("env", &var_path, val, "not a valid variable name"));
+            }
+            let text = match val {
+                Value::String(s) => s.clone(),
+                Value::Integer(n) => n.to_string(),
+                Value::Boolean(b) => b.to_string(),
+                Value::Float(f) => f.to_string(),
+                _ => {
+                    return Err(self.bad(
+                        "env",
+                        &var_path,
+                        val,
+                        "expected a string, a number or a boolean",
+                    ))
+                }
+            };
+            if let Some(placeholder) = unknown_placeholder(&text) {
+                return Err(self.bad(
+                    "env",
+                    &var_path,
+                    val,
+                    &format!(
+                        "unknown placeholder {{{placeholder}}}; \
+                         allowed: {{worker_index}}, {{worker_id}}"
+                    ),
+                ));
+            }
+            env.push((var.clone(), text));
+        }
+        Ok(env)
+    }
+}
+
+/// What a key takes, from [`POOL_KEYS`].
+fn allowed(key: &str) -> &'static str {
+    POOL_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("a valid value", |(_, what)| what)
+}
+
+/// The first `{name}` in `text` that looks like a placeholder (letters,
+/// digits and '_' between braces) but is not one the worker launch fills
+/// in. Other braces, as in JSON text, are left alone.
+fn unknown_placeholder(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find('}') else { break };
+        let name = &rest[..close];
+        let is_word =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if is_word && name != "worker_index" && name != "worker_id" {
+            return Some(name);
+        }
+    }
+    None
+}
+
+/// Reads a duration as the configuration file writes it: a non-negative
+/// number and a unit, `ms`, `s`, `m` (or `min`) or `h`.
+///
+/// ```
+/// use snakepit::config::parse_duration;
+/// use std::time::Duration;
+///
+/// assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+/// assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
+/// assert_eq!(parse_duration("30"), None); // the unit is required
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// `"512MiB"`, `"2GB"`, `"100kB"`, `"4096"`: bytes, with an optional
+/// decimal (kB, MB, GB) or binary (KiB, MiB, GiB) unit.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// A value as it would be written in the file, for messages.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Integer(n) => n.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Datetime(d) => d.to_string(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Table(t) => format!(
+            "{{ {} }}",
+            t.iter()
+                .map(|(k, v)| format!("{k} = {}", show(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConfigFile, Error> {
+        ConfigFile::parse(text, Path::new("/etc/app/snakepit.toml"))
+    }
+
+    /// The error's message, checked to be an `InvalidConfig` for `option`.
+    fn error(text: &str, option: &str) -> String {
+        match parse(text) {
+            Err(Error::InvalidConfig { option: o, message }) => {
+                assert_eq!(o, option, "{message}");
+                assert!(message.starts_with("/etc/app/snakepit.toml"), "{message}");
+                message
+            }
+            other => panic!("expected InvalidConfig for {option}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_option_is_read_into_the_pools_builder() {
+        let config = parse(
+            r#"
+            [defaults]
+            python_path = ["lib", "/opt/shared"]
+            call_timeout = "30s"
+            env = { SHARED = "yes", LEVEL = "defaults" }
+
+            [pools.compute]
+            adapter = "pkg.mod.Compute"
+            python = "venv/bin/python"
+            workers = 8
+            profile = "process"
+            env = { CUDA_VISIBLE_DEVICES = "{worker_index}", LEVEL = "pool", OMP_NUM_THREADS = 2 }
+            startup_timeout = "1.5m"
+            queue_size = 0
+            queue_timeout = "250ms"
+            kill_hung_workers = false
+            shutdown_grace = "2s"
+            max_message_bytes = "64MiB"
+            restart_backoff = { min = "50ms", max = "5s" }
+            max_requests = 1000
+            max_requests_jitter = 50
+            max_lifetime = "1h"
+            max_lifetime_jitter = "5m"
+            max_memory = "2GB"
+            memory_check_interval = "1s"
+            health_check_interval = "off"
+            health_check_timeout = "3s"
+
+            [pools.io]
+            adapter = "pkg.mod.Fetch"
+            python = "python3.12"
+            profile = "thread"
+            threads = 16
+            call_timeout = "2s"
+            "#,
+        )
+        .unwrap();
+        let names: Vec<&str> = config.pools().iter().map(PoolConfig::name).collect();
+        assert_eq!(names, ["compute", "io"], "file order is kept");
+
+        let compute = config.pool("compute").unwrap().builder();
+        let c = compute.settings();
+        assert_eq!(c.adapter, "pkg.mod.Compute");
+        assert_eq!(
+            c.python.as_deref(),
+            Some(Path::new("/etc/app/venv/bin/python"))
+        );
+        assert_eq!(
+            c.python_path,
+            [PathBuf::from("/etc/app/lib"), PathBuf::from("/opt/shared")]
+        );
+        assert_eq!(c.workers, 8);
+        assert_eq!(c.profile, Profile::Process);
+        let env: Vec<(&str, &str)> = c
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("SHARED", "yes"),
+                ("CUDA_VISIBLE_DEVICES", "{worker_index}"),
+                ("LEVEL", "pool"),
+                ("OMP_NUM_THREADS", "2"),
+            ]
+        );
+        assert_eq!(c.startup_timeout, Duration::from_secs(90));
+        assert_eq!(c.queue_size, 0);
+        assert_eq!(c.queue_timeout, Duration::from_millis(250));
+        assert_eq!(c.call_timeout, Duration::from_secs(30), "from [defaults]");
+        assert!(!c.kill_hung_workers);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(2));
+        assert_eq!(c.max_message_bytes, 64 << 20);
+        assert_eq!(
+            c.restart_backoff,
+            (Duration::from_millis(50), Duration::from_secs(5))
+        );
+        assert_eq!(c.max_requests, Some(1000));
+        assert_eq!(c.max_requests_jitter, 50);
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(c.max_lifetime_jitter, Duration::from_secs(300));
+        assert_eq!(c.max_memory, Some(2_000_000_000));
+        assert_eq!(c.memory_check_interval, Duration::from_secs(1));
+        assert_eq!(c.health_check_interval, None);
+        assert_eq!(c.health_check_timeout, Duration::from_secs(3));
+
+        let io = config.pool("io").unwrap();
+        assert_eq!(io.profile(), Profile::Thread { threads: 16 });
+        let c = io.builder();
+        let c = c.settings();
+        assert_eq!(
+            c.python.as_deref(),
+            Some(Path::new("python3.12")),
+            "a command stays a command"
+        );
+        assert_eq!(
+            c.call_timeout,
+            Duration::from_secs(2),
+            "the pool's own value wins"
+        );
+        assert_eq!(
+            c.env,
+            [
+                ("SHARED".into(), "yes".into()),
+                ("LEVEL".into(), "defaults".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_the_value_and_what_is_allowed() {
+        let pool = |body: &str| format!("[pools.p]\nadapter = \"pkg.mod.A\"\n{body}\n");
+
+        let m = error(&pool("workers = 0"), "workers");
+        assert!(
+            m.contains("pools.p.workers = 0: expected an integer from 1 to 4096"),
+            "{m}"
+        );
+
+        let m = error(&pool("call_timeout = 30"), "call_timeout");
+        assert!(
+            m.contains("pools.p.call_timeout = 30: expected a duration such as \"500ms\""),
+            "{m}"
+        );
+
+        let m = error(&pool("call_timeout = \"30 seconds\""), "call_timeout");
+        assert!(m.contains("\"30 seconds\""), "{m}");
+
+        let m = error(&pool("profile = \"threads\""), "profile");
+        assert!(
+            m.contains("pools.p.profile = \"threads\": expected \"process\" or \"thread\""),
+            "{m}"
+        );
+
+        let m = error(&pool("wrokers = 4"), "pools");
+        assert!(
+            m.contains("pools.p.wrokers = 4: unknown key (did you mean `workers`?)"),
+            "{m}"
+        );
+        assert!(m.contains("allowed keys: adapter, python,"), "{m}");
+
+        let m = error(&pool("max_memory = \"2 potatoes\""), "max_memory");
+        assert!(m.contains("expected a size in bytes"), "{m}");
+
+        let m = error(&pool("max_message_bytes = \"4GiB\""), "max_message_bytes");
+        assert!(m.contains("to 2147483647 bytes"), "{m}");
+
+        let m = error(&pool("kill_hung_workers = \"yes\""), "kill_hung_workers");
+        assert!(m.contains("= \"yes\": expected true or false"), "{m}");
+
+        let m = error(&pool("env = { A = [1, 2] }"), "env");
+        assert!(
+            m.contains("pools.p.env.A = [1, 2]: expected a string"),
+            "{m}"
+        );
+
+        let m = error(&pool("env = { GPU = \"{worker_idx}\" }"), "env");
+        assert!(
+            m.contains("unknown placeholder {worker_idx}; allowed: {worker_index}, {worker_id}"),
+            "{m}"
+        );
+
+        let m = error(&pool("python_path = 3"), "python_path");
+        assert!(
+            m.contains("pools.p.python_path = 3: expected a directory"),
+            "{m}"
+        );
+
+        let m = error(&pool("restart_backoff = \"1s\""), "restart_backoff");
+        assert!(
+            m.contains("expected { min = \"100ms\", max = \"10s\" }"),
+            "{m}"
+        );
+
+        // The builder's own rules, reported against the key as written.
+        let m = error(
+            &pool("restart_backoff = { min = \"10s\", max = \"1s\" }"),
+            "restart_backoff",
+        );
+        let expected =
+            "pools.p.restart_backoff = { min = \"10s\", max = \"1s\" }: min must not exceed max";
+        assert!(m.contains(expected), "{m}");
+        let m = error(&pool("call_timeout = \"0s\""), "call_timeout");
+        assert!(
+            m.contains("pools.p.call_timeout = \"0s\": must be longer than zero"),
+            "{m}"
+        );
+        let m = error("[pools.p]\nadapter = \"NoModule\"\n", "adapter");
+        assert!(
+            m.contains("pools.p.adapter = \"NoModule\": expected a Python class path"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn profile_and_threads_go_together() {
+        let m = error(
+            "[pools.p]\nadapter = \"m.A\"\nprofile = \"thread\"\n",
+            "threads",
+        );
+        assert!(
+            m.contains("pools.p.profile = \"thread\" needs threads = N"),
+            "{m}"
+        );
+        let m = error("[pools.p]\nadapter = \"m.A\"\nthreads = 4\n", "threads");
+        assert!(
+            m.contains("pools.p.threads = 4: threads applies only to profile = \"thread\""),
+            "{m}"
+        );
+        let m = error(
+            "[pools.p]\nadapter = \"m.A\"\nprofile = \"thread\"\nthreads = 0\n",
+            "threads",
+        );
+        assert!(m.contains("expected an integer from 1 to 65535"), "{m}");
+    }
+
+    #[test]
+    fn the_shape_of_the_file_is_checked() {
+        let m = error("[pools.p]\nworkers = 2\n", "adapter");
+        assert!(m.contains("pools.p.adapter is missing"), "{m}");
+        let m = error("[defaults]\nworkers = 2\n", "pools");
+        assert!(m.contains("no pools: add a [pools.NAME] table"), "{m}");
+        let m = error("[pool.p]\nadapter = \"m.A\"\n", "config file");
+        assert!(
+            m.contains("pool = { p = { adapter = \"m.A\" } }: unknown key (did you mean `pools`?)"),
+            "{m}"
+        );
+        let m = error("[pools]\np = 3\n", "pools");
+        assert!(
+            m.contains("pools.p = 3: expected a table of options"),
+            "{m}"
+        );
+        let m = error("[pools.\"a b\"]\nadapter = \"m.A\"\n", "pools");
+        assert!(m.contains("pool name \"a b\""), "{m}");
+        let m = error("[pools.p]\nadapter = \"m.A\"\nworkers = \n", "config file");
+        assert!(
+            m.contains("is not valid TOML") && m.contains("line 3"),
+            "{m}"
+        );
+        let m = error(
+            "[defaults]\nworkers = -1\n[pools.p]\nadapter = \"m.A\"\n",
+            "workers",
+        );
+        assert!(
+            m.contains("defaults.workers = -1"),
+            "a default is reported where it is written: {m}"
+        );
+    }
+
+    #[test]
+    fn keys_not_supported_yet_are_refused_by_name() {
+        for key in NOT_SUPPORTED_YET {
+            let m = error(
+                &format!("[pools.p]\nadapter = \"m.A\"\n{key} = \"x\"\n"),
+                "pools",
+            );
+            assert!(
+                m.contains(&format!(
+                    "pools.p.{key} = \"x\": `{key}` is not supported yet"
+                )),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_file_and_an_unknown_pool_say_so() {
+        let err = ConfigFile::load("/nonexistent/snakepit.toml").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot read /nonexistent/snakepit.toml"),
+            "{err}"
+        );
+        let config = parse("[pools.a]\nadapter = \"m.A\"\n[pools.b]\nadapter = \"m.B\"\n").unwrap();
+        let err = config.pool("c").unwrap_err().to_string();
+        assert!(
+            err.contains("no pool named \"c\"; its pools are: a, b"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_size("100kB"), Some(100_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1.5GB"), None);
+        assert_eq!(parse_size("99999999999GiB"), None);
+    }
+}

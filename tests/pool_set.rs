@@ -1,0 +1,231 @@
+//! Pools started from a configuration file: several named pools side by
+//! side, a broken one beside working ones, per-worker environments, and the
+//! tool listing.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Scope, SHOWCASE, THREADED_SHOWCASE};
+use serde_json::json;
+use snakepit::{Error, PoolSet, Profile};
+
+/// Writes `pools` (TOML tables) to a configuration file whose `[defaults]`
+/// tag every worker with the scope's tag.
+fn config_file(scope: &Scope, pools: &str) -> PathBuf {
+    let path = scope.path("snakepit.toml");
+    let text = format!(
+        "[defaults]\nstartup_timeout = \"60s\"\nenv = {{ SNAKEPIT_TEST_TAG = \"{}\" }}\n\n{pools}",
+        scope.tag
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A variable of a live process's environment.
+fn environ(pid: u32, var: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{var}=");
+    environ
+        .split(|&b| b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
+}
+
+#[test]
+fn two_pools_with_different_adapters_serve_side_by_side() {
+    let scope = Scope::new("poolset");
+    let path = config_file(
+        &scope,
+        &format!(
+            r#"
+            [pools.compute]
+            adapter = "{SHOWCASE}"
+            workers = 2
+            profile = "process"
+            env = {{ DEVICE = "gpu{{worker_index}}", NAME = "{{worker_id}}" }}
+
+            [pools.io]
+            adapter = "{THREADED_SHOWCASE}"
+            workers = 1
+            profile = "thread"
+            threads = 4
+            "#
+        ),
+    );
+    let set = PoolSet::from_config_file(&path).unwrap();
+    assert!(set.failures().is_empty(), "{:?}", set.failures());
+    assert_eq!(set.names().collect::<Vec<_>>(), ["compute", "io"]);
+
+    let compute = set.pool("compute").unwrap();
+    let io = set.pool("io").unwrap();
+    assert_eq!(compute.profile(), Profile::Process);
+    assert_eq!(io.profile(), Profile::Thread { threads: 4 });
+    assert_eq!(io.stats().capacity, 4);
+
+    // Both serve at once, from several threads, each with its own adapter.
+    let set = &set;
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            s.spawn(move || {
+                let sum = set
+                    .pool("compute")
+                    .unwrap()
+                    .execute_blocking("add", json!({"a": i, "b": 1}))
+                    .unwrap();
+                assert_eq!(sum, json!(i + 1));
+                let thread = set
+                    .pool("io")
+                    .unwrap()
+                    .execute_blocking("thread_id", json!(null))
+                    .unwrap();
+                assert!(thread.is_u64());
+            });
+        }
+    });
+    let err = compute
+        .execute_blocking("thread_id", json!(null))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ToolNotFound { .. }),
+        "thread_id is only in the threaded adapter: {err:?}"
+    );
+
+    // Each worker got its own values, and a thread-count default that fits
+    // its profile.
+    for worker in compute.stats().per_worker {
+        let pid = worker.pid.unwrap();
+        let index = worker.id.strip_prefix("worker-").unwrap();
+        assert_eq!(environ(pid, "DEVICE"), Some(format!("gpu{index}")));
+        assert_eq!(environ(pid, "NAME"), Some(worker.id.clone()));
+    }
+    if std::env::var_os("OMP_NUM_THREADS").is_none() {
+        let compute_pid = compute.stats().per_worker[0].pid.unwrap();
+        let io_pid = io.stats().per_worker[0].pid.unwrap();
+        assert_eq!(
+            environ(compute_pid, "OMP_NUM_THREADS").as_deref(),
+            Some("1")
+        );
+        assert_eq!(environ(io_pid, "OMP_NUM_THREADS").as_deref(), Some("4"));
+        assert_eq!(environ(io_pid, "MKL_NUM_THREADS").as_deref(), Some("4"));
+    }
+
+    set.shutdown();
+    assert!(matches!(
+        compute.execute_blocking("ping", json!(null)),
+        Err(Error::ShuttingDown)
+    ));
+    scope.assert_no_processes();
+}
+
+#[test]
+fn a_pool_that_fails_to_start_does_not_stop_the_others() {
+    let scope = Scope::new("poolset-broken");
+    let path = config_file(
+        &scope,
+        &format!(
+            r#"
+            [pools.good]
+            adapter = "{SHOWCASE}"
+            workers = 1
+
+            [pools.broken]
+            adapter = "snakepit_showcase.broken.BrokenAdapter"
+            workers = 2
+            restart_backoff = {{ min = "10ms", max = "100ms" }}
+            "#
+        ),
+    );
+    let set = PoolSet::from_config_file(&path).unwrap();
+
+    let failures = set.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].0, "broken");
+    let err = set.pool("broken").unwrap_err();
+    assert!(
+        matches!(&err, Error::Startup { message, .. } if message.contains("broken on purpose")),
+        "the failure says why: {err}"
+    );
+
+    let good = set.pool("good").unwrap();
+    assert_eq!(
+        good.execute_blocking("add", json!({"a": 2, "b": 3}))
+            .unwrap(),
+        json!(5)
+    );
+    let err = set.pool("nope").unwrap_err().to_string();
+    assert!(
+        err.contains("no pool named \"nope\"; the pools are: good, broken"),
+        "{err}"
+    );
+
+    set.shutdown();
+    scope.assert_no_processes();
+}
+
+#[test]
+fn an_invalid_file_is_refused_before_any_process_starts() {
+    let scope = Scope::new("poolset-invalid");
+    let path = config_file(
+        &scope,
+        &format!(
+            r#"
+            [pools.good]
+            adapter = "{SHOWCASE}"
+            workers = 1
+
+            [pools.typo]
+            adapter = "{SHOWCASE}"
+            call_timout = "5s"
+            "#
+        ),
+    );
+    let err = PoolSet::from_config_file(&path).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err:?}");
+    assert!(
+        message.contains(
+            "pools.typo.call_timout = \"5s\": unknown key (did you mean `call_timeout`?)"
+        ),
+        "{message}"
+    );
+    // Not even the valid pool was started.
+    scope.assert_no_processes();
+}
+
+#[test]
+fn tools_lists_every_tool_with_its_parameters() {
+    let scope = Scope::new("tools");
+    let pool = scope.threaded_builder(2).workers(1).build().unwrap();
+
+    let tools = pool.tools().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted by name");
+    assert!(names.contains(&"thread_id"));
+
+    let add = tools.iter().find(|t| t.name == "add").unwrap();
+    assert_eq!(add.description, "Adds two numbers");
+    let params: Vec<(&str, &str, bool)> = add
+        .parameters
+        .iter()
+        .map(|p| (p.name.as_str(), p.type_name.as_str(), p.required))
+        .collect();
+    assert_eq!(params, [("a", "float", true), ("b", "float", true)]);
+    assert_eq!(add.signature(), "add(a: float, b: float)");
+
+    let raise = tools.iter().find(|t| t.name == "raise_error").unwrap();
+    assert_eq!(raise.parameters[0].default, Some(json!("ValueError")));
+    assert!(!raise.parameters[0].required);
+
+    let stream = tools.iter().find(|t| t.name == "count_stream").unwrap();
+    assert!(stream.supports_streaming);
+    assert!(!add.supports_streaming);
+
+    // Listing takes no slot: the pool's load is untouched.
+    assert_eq!(pool.stats().load, 0);
+    pool.shutdown();
+    assert!(matches!(pool.tools(), Err(Error::ShuttingDown)));
+    scope.assert_no_processes();
+}
