@@ -64,6 +64,7 @@ pub(crate) struct Config {
     pub events: Arc<dyn HandleEvent>,
     pub affinity: Affinity,
     pub session_idle_timeout: Duration,
+    pub adapter_per_worker: bool,
 }
 
 /// Builds a [`Pool`]. Get one with [`Pool::builder`].
@@ -117,6 +118,7 @@ impl Default for PoolBuilder {
                 events: Arc::new(LogEvents),
                 affinity: Affinity::Hint,
                 session_idle_timeout: Duration::from_secs(30 * 60),
+                adapter_per_worker: false,
             },
         }
     }
@@ -319,6 +321,16 @@ impl PoolBuilder {
     /// to free the session's state. Default: 30 minutes.
     pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.session_idle_timeout = timeout;
+        self
+    }
+
+    /// Keeps one adapter instance per worker process instead of creating
+    /// one per call (Snakepit's behaviour, the default). `initialize()` then
+    /// runs once per process and `cleanup()` at its end, not around every
+    /// call; the session context is still per call. For adapters whose
+    /// construction or `initialize()` is expensive. Default: false.
+    pub fn adapter_per_worker(mut self, per_worker: bool) -> Self {
+        self.config.adapter_per_worker = per_worker;
         self
     }
 

@@ -62,6 +62,7 @@ const POOL_KEYS: &[(&str, &str)] = &[
     ("queue_timeout", DURATION),
     ("call_timeout", DURATION),
     ("kill_hung_workers", "true or false"),
+    ("adapter_per_worker", "true or false"),
     ("shutdown_grace", DURATION),
     ("max_message_bytes", SIZE),
     ("restart_backoff", "{ min = \"100ms\", max = \"10s\" }"),
@@ -409,6 +410,9 @@ impl Reader<'_> {
                 }
                 "call_timeout" => {
                     builder.call_timeout(self.duration("call_timeout", path, value)?)
+                }
+                "adapter_per_worker" => {
+                    builder.adapter_per_worker(self.boolean("adapter_per_worker", path, value)?)
                 }
                 "kill_hung_workers" => {
                     builder.kill_hung_workers(self.boolean("kill_hung_workers", path, value)?)

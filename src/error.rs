@@ -99,6 +99,16 @@ pub enum Error {
         /// The worker it was on.
         worker: String,
     },
+    /// The arguments or the result are larger than `max_message_bytes`.
+    /// Nothing was sent (arguments), or the result was dropped (result).
+    PayloadTooLarge {
+        /// `"arguments"` or `"result"`.
+        what: &'static str,
+        /// The message size in bytes, when known.
+        size: Option<u64>,
+        /// The limit, `PoolBuilder::max_message_bytes`.
+        limit: u64,
+    },
     /// The gRPC transport to a live worker failed.
     Transport {
         /// The worker the call was on.
@@ -134,6 +144,7 @@ impl Error {
             Error::ShuttingDown => "ShuttingDown",
             Error::WorkerBusy { .. } => "WorkerBusy",
             Error::SessionWorkerUnavailable { .. } => "SessionWorkerUnavailable",
+            Error::PayloadTooLarge { .. } => "PayloadTooLarge",
             Error::Transport { .. } => "Transport",
             Error::InvalidConfig { .. } => "InvalidConfig",
         }
@@ -220,6 +231,16 @@ impl fmt::Display for Error {
                 "session `{session}`'s worker {worker} was replaced and its state is gone \
                  (strict affinity); close the session and start a new one"
             ),
+            Error::PayloadTooLarge { what, size, limit } => {
+                write!(f, "the call's {what} ")?;
+                if let Some(size) = size {
+                    write!(f, "({size} bytes) ")?;
+                }
+                write!(
+                    f,
+                    "exceed the {limit}-byte message limit (raise PoolBuilder::max_message_bytes)"
+                )
+            }
             Error::Transport {
                 worker,
                 code,

@@ -244,6 +244,15 @@ impl Pool {
         let session_id = session.as_ref().map(|(id, _)| id.as_str());
         let mut message = value::encode_request(tool, &args, options.binary, session_id)?;
         message.stream = matches!(reply, Replier::Stream { .. });
+        let size = protobuf::Message::compute_size(&message);
+        let limit = shared.config.max_message_bytes as u64;
+        if size > limit {
+            return Err(Error::PayloadTooLarge {
+                what: "arguments",
+                size: Some(size),
+                limit,
+            });
+        }
         let now = Instant::now();
         let req = Request {
             tool: tool.to_owned(),
@@ -390,6 +399,7 @@ impl Pool {
             files_dir,
             python_path: config.python_path.clone(),
             adapter: config.adapter.clone(),
+            adapter_per_worker: config.adapter_per_worker,
             threads: match config.profile {
                 Profile::Process => None,
                 Profile::Thread { threads } => Some(threads),

@@ -8,6 +8,7 @@ errors, concurrency, crashes, memory, streaming and sessions.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -297,6 +298,19 @@ class ShowcaseTools:
         with _COUNTER_LOCK:
             context.store["counter"] = context.store.get("counter", 0) + 1
             return context.store["counter"]
+
+    @tool(description="Prints `message` and logs it at WARNING: both reach the host's log")
+    def say(self, message: str) -> bool:
+        """Writes to stdout and to the ``logging`` module."""
+        print(f"printed: {message}")
+        logging.getLogger("showcase").warning("logged: %s", message)
+        return True
+
+    @tool(description="Calls made on this adapter instance (1 unless instances are kept per worker)")
+    def instance_calls(self) -> int:
+        """Counts calls on ``self``: shows whether the instance is reused."""
+        self._instance_calls = getattr(self, "_instance_calls", 0) + 1
+        return self._instance_calls
 
     @tool(description="pid, worker id and session id of this call")
     def whoami(self) -> dict[str, Any]:

@@ -229,6 +229,15 @@ impl Lane {
                         timeout: req.timeout,
                     };
                 }
+                // Our own arguments are checked before sending, so this is
+                // the worker refusing to send a result past the limit.
+                RpcStatusCode::RESOURCE_EXHAUSTED => {
+                    return Error::PayloadTooLarge {
+                        what: "result",
+                        size: None,
+                        limit: self.shared.config.max_message_bytes as u64,
+                    };
+                }
                 // A streaming tool that raised: the status message is the
                 // worker's JSON error payload.
                 RpcStatusCode::INTERNAL if status.message().starts_with('{') => {

@@ -36,6 +36,7 @@ pub(crate) struct LaunchSpec {
     pub threads: Option<usize>,
     pub env: Vec<(String, String)>,
     pub max_message_bytes: usize,
+    pub adapter_per_worker: bool,
 }
 
 /// The exit status of a process, set once by its reaper thread.
@@ -166,6 +167,9 @@ impl PythonProcess {
             .arg(worker_id)
             .arg("--max-message-bytes")
             .arg(spec.max_message_bytes.to_string());
+        if spec.adapter_per_worker {
+            cmd.arg("--adapter-per-worker");
+        }
         if let Some(threads) = spec.threads {
             cmd.arg("--max-workers").arg(threads.to_string());
         }
@@ -411,6 +415,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             max_message_bytes: 1 << 20,
+            adapter_per_worker: false,
         }
     }
 
