@@ -182,3 +182,30 @@ fn dropping_the_last_handle_stops_every_worker() {
     assert!(pids.iter().all(|&p| !common::is_alive(p)));
     scope.assert_no_processes();
 }
+
+#[test]
+fn an_interpreter_without_grpcio_names_the_command_that_fixes_it() {
+    let scope = Scope::new("nogrpc");
+    // A bare virtual environment: Python, but none of the worker's packages.
+    let venv = scope.path("bare-venv");
+    let made = std::process::Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = scope
+        .builder()
+        .python(venv.join("bin").join("python"))
+        .workers(1)
+        .build()
+        .unwrap_err();
+    match err {
+        Error::Startup { message, .. } => {
+            assert!(message.contains("pip install -r"), "{message}");
+            assert!(message.contains("requirements.txt"), "{message}");
+        }
+        other => panic!("expected a start-up error, got {other:?}"),
+    }
+    scope.assert_no_processes();
+}
