@@ -47,6 +47,10 @@
 //! written to a cache directory at run time; the interpreter needs the
 //! packages `grpcio` and `protobuf` (`python3 -m pip install grpcio
 //! protobuf`).
+//!
+//! A Python tool can call back into the program: register Rust closures
+//! with [`PoolBuilder::host_tool`] and call them from Python with
+//! `self.session_context.call_host_tool("name", **kwargs)`.
 
 #![warn(missing_docs)]
 
@@ -55,6 +59,8 @@ mod call;
 mod dispatcher;
 mod error;
 pub mod events;
+mod host_server;
+mod host_tool;
 mod pool;
 pub mod protocol;
 mod python;
@@ -66,5 +72,6 @@ mod worker;
 pub use builder::{PoolBuilder, Profile};
 pub use call::{CallOptions, Reply};
 pub use error::{Error, Exit};
+pub use host_server::{HostSession, RegisteredTool};
 pub use pool::Pool;
 pub use stats::{PoolStats, Recycles, WorkerState, WorkerStats};

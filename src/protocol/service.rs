@@ -1,12 +1,20 @@
 //! gRPC method descriptors of `snakepit.bridge.BridgeService`.
 //!
 //! Written by hand: grpcio-compiler emits the same glue but only reads
-//! protobuf 2 descriptors, and the host only needs the client side of a few
-//! methods.
+//! protobuf 2 descriptors. The host is the client of `Ping` and
+//! `ExecuteTool`, and the server of the callback methods below them (see
+//! `crate::host_server`).
 
 use grpcio::{Marshaller, Method, MethodType};
 
-use super::messages::{ExecuteToolRequest, ExecuteToolResponse, PingRequest, PingResponse};
+use super::messages::{
+    CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
+    ExecuteElixirToolResponse, ExecuteToolRequest, ExecuteToolResponse,
+    GetExposedElixirToolsRequest, GetExposedElixirToolsResponse, GetSessionRequest,
+    GetSessionResponse, HeartbeatRequest, HeartbeatResponse, InitializeSessionRequest,
+    InitializeSessionResponse, PingRequest, PingResponse, RegisterToolsRequest,
+    RegisterToolsResponse,
+};
 
 macro_rules! method {
     ($name:ident, $ty:expr, $path:literal, $req:ty, $resp:ty) => {
@@ -32,4 +40,55 @@ method!(
     "ExecuteTool",
     ExecuteToolRequest,
     ExecuteToolResponse
+);
+
+// The callback side, served by the host to its workers.
+method!(
+    INITIALIZE_SESSION,
+    MethodType::Unary,
+    "InitializeSession",
+    InitializeSessionRequest,
+    InitializeSessionResponse
+);
+method!(
+    CLEANUP_SESSION,
+    MethodType::Unary,
+    "CleanupSession",
+    CleanupSessionRequest,
+    CleanupSessionResponse
+);
+method!(
+    GET_SESSION,
+    MethodType::Unary,
+    "GetSession",
+    GetSessionRequest,
+    GetSessionResponse
+);
+method!(
+    HEARTBEAT,
+    MethodType::Unary,
+    "Heartbeat",
+    HeartbeatRequest,
+    HeartbeatResponse
+);
+method!(
+    REGISTER_TOOLS,
+    MethodType::Unary,
+    "RegisterTools",
+    RegisterToolsRequest,
+    RegisterToolsResponse
+);
+method!(
+    GET_EXPOSED_ELIXIR_TOOLS,
+    MethodType::Unary,
+    "GetExposedElixirTools",
+    GetExposedElixirToolsRequest,
+    GetExposedElixirToolsResponse
+);
+method!(
+    EXECUTE_ELIXIR_TOOL,
+    MethodType::Unary,
+    "ExecuteElixirTool",
+    ExecuteElixirToolRequest,
+    ExecuteElixirToolResponse
 );

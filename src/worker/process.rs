@@ -36,6 +36,11 @@ pub(crate) struct LaunchSpec {
     pub threads: Option<usize>,
     pub env: Vec<(String, String)>,
     pub max_message_bytes: usize,
+    /// The host's callback server (`unix:PATH`), passed as
+    /// `--elixir-address` when it runs.
+    pub elixir_address: Option<String>,
+    /// A Snakepit-contract worker script to run instead of our launcher.
+    pub worker_script: Option<PathBuf>,
 }
 
 /// The exit status of a process, set once by its reaper thread.
@@ -146,7 +151,11 @@ impl PythonProcess {
         let _ = std::fs::remove_file(socket);
         let _ = std::fs::remove_file(&ready_file);
 
-        let mut python_path: Vec<PathBuf> = vec![spec.files_dir.clone()];
+        let mut python_path: Vec<PathBuf> = Vec::new();
+        // A worker script brings its own packages: ours would shadow them.
+        if spec.worker_script.is_none() {
+            python_path.push(spec.files_dir.clone());
+        }
         python_path.extend(spec.python_path.iter().cloned());
         if let Some(existing) = std::env::var_os("PYTHONPATH") {
             python_path.extend(std::env::split_paths(&existing));
@@ -156,16 +165,32 @@ impl PythonProcess {
         })?;
 
         let mut cmd = Command::new(&spec.python);
-        cmd.arg("-u")
-            .arg(spec.files_dir.join("grpc_server.py"))
-            .arg("--adapter")
-            .arg(&spec.adapter)
-            .arg("--socket")
-            .arg(socket)
-            .arg("--worker-id")
-            .arg(worker_id)
-            .arg("--max-message-bytes")
-            .arg(spec.max_message_bytes.to_string());
+        cmd.arg("-u");
+        match &spec.worker_script {
+            None => {
+                cmd.arg(spec.files_dir.join("grpc_server.py"))
+                    .arg("--adapter")
+                    .arg(&spec.adapter)
+                    .arg("--socket")
+                    .arg(socket)
+                    .arg("--worker-id")
+                    .arg(worker_id)
+                    .arg("--max-message-bytes")
+                    .arg(spec.max_message_bytes.to_string());
+            }
+            // Only the flags of the Snakepit contract; it reports a TCP
+            // port in the ready file.
+            Some(script) => {
+                cmd.arg(script)
+                    .arg("--adapter")
+                    .arg(&spec.adapter)
+                    .arg("--port")
+                    .arg("0");
+            }
+        }
+        if let Some(address) = &spec.elixir_address {
+            cmd.arg("--elixir-address").arg(address);
+        }
         if let Some(threads) = spec.threads {
             cmd.arg("--max-workers").arg(threads.to_string());
         }
