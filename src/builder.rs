@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::call::Affinity;
+use serde_json::Value;
+
 use crate::error::Error;
 use crate::events::{HandleEvent, LogEvents};
+use crate::host_tool::HostTool;
 use crate::pool::Pool;
 use crate::slots::MAX_CAPACITY;
 
@@ -65,7 +68,13 @@ pub(crate) struct Config {
     pub affinity: Affinity,
     pub session_idle_timeout: Duration,
     pub adapter_per_worker: bool,
+    pub host_tools: Vec<HostTool>,
+    pub host_tool_threads: usize,
+    pub worker_script: Option<PathBuf>,
 }
+
+/// Default of [`PoolBuilder::host_tool_threads`].
+const DEFAULT_HOST_TOOL_THREADS: usize = 4;
 
 /// Builds a [`Pool`]. Get one with [`Pool::builder`].
 ///
@@ -119,6 +128,9 @@ impl Default for PoolBuilder {
                 affinity: Affinity::Hint,
                 session_idle_timeout: Duration::from_secs(30 * 60),
                 adapter_per_worker: false,
+                host_tools: Vec::new(),
+                host_tool_threads: DEFAULT_HOST_TOOL_THREADS,
+                worker_script: None,
             },
         }
     }
@@ -342,6 +354,116 @@ impl PoolBuilder {
         self
     }
 
+    /// Registers a host tool: a Rust closure that Python tools call with
+    /// `self.session_context.call_host_tool("name", **kwargs)` (or
+    /// `call_elixir_tool`, Snakepit's name) and list with
+    /// `self.session_context.host_tools()`. Repeatable; names must differ.
+    ///
+    /// The keyword arguments arrive as one JSON object. `Ok` goes back to
+    /// Python as the call's result; `Err(message)`, or a panic, raises
+    /// `RuntimeError` with that message in Python (so a Rust caller of the
+    /// Python tool sees [`Error::Python`] with class `"RuntimeError"`,
+    /// unless the tool catches it). Closures run on the host's own threads
+    /// (see [`host_tool_threads`](PoolBuilder::host_tool_threads)), never on
+    /// gRPC's. Default: no host tools.
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    ///
+    /// let pool = snakepit::Pool::builder()
+    ///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+    ///     .host_tool("greet", "Greets someone", |args| {
+    ///         let name = args["name"].as_str().ok_or("name must be a string")?;
+    ///         Ok(json!(format!("hello, {name}")))
+    ///     })
+    ///     .build()?;
+    /// // The showcase tool `call_host` calls a host tool from Python.
+    /// let greeting = pool.execute_blocking(
+    ///     "call_host",
+    ///     json!({"name": "greet", "arguments": {"name": "Ada"}}),
+    /// )?;
+    /// assert_eq!(greeting, json!("hello, Ada"));
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn host_tool(
+        mut self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        tool: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config
+            .host_tools
+            .push(HostTool::plain(name.into(), description.into(), tool));
+        self
+    }
+
+    /// Registers a host tool whose closure is also handed the [`Pool`], so
+    /// it can call Python tools itself (`pool.execute_blocking(..)`).
+    ///
+    /// The Python worker that called the host tool stays busy until it
+    /// returns, so a nested call runs on another worker: with free capacity
+    /// it runs at once; when every worker is busy it waits in the queue
+    /// like any call and fails with [`Error::QueueTimeout`] after the queue
+    /// timeout (it cannot deadlock for longer than that). Give the pool
+    /// enough workers for the nesting depth you use. The handle does not
+    /// keep the pool alive: once the pool shuts down, calls fail with
+    /// [`Error::ShuttingDown`] and the host tool itself fails.
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    ///
+    /// let pool = snakepit::Pool::builder()
+    ///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+    ///     .workers(2)
+    ///     .host_tool_with_pool("add_in_python", "Adds a and b on another worker", |pool, args| {
+    ///         pool.execute_blocking("add", args).map_err(|e| e.to_string())
+    ///     })
+    ///     .build()?;
+    /// let sum = pool.execute_blocking(
+    ///     "call_host",
+    ///     json!({"name": "add_in_python", "arguments": {"a": 1, "b": 2}}),
+    /// )?;
+    /// assert_eq!(sum, json!(3));
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn host_tool_with_pool(
+        mut self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        tool: impl Fn(&Pool, Value) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config
+            .host_tools
+            .push(HostTool::with_pool(name.into(), description.into(), tool));
+        self
+    }
+
+    /// How many host tool calls may run at once (the host's own threads;
+    /// further calls wait for one). Default: 4.
+    pub fn host_tool_threads(mut self, n: usize) -> Self {
+        self.config.host_tool_threads = n;
+        self
+    }
+
+    /// Runs workers with a script that follows the Snakepit worker contract
+    /// instead of the crate's own launcher, e.g. Snakepit's
+    /// `grpc_server.py`. It is started as `<python> <script> --adapter
+    /// <class> --port 0 --elixir-address <host callback address>
+    /// [--max-workers N]`, with `SNAKEPIT_READY_FILE` in its environment; it
+    /// must wait for the host's `Ping`, then write the TCP port it listens
+    /// on (on 127.0.0.1) to the ready file. The host serves the callback
+    /// side it needs (`RegisterTools`, `InitializeSession`, host tools;
+    /// see [`Pool::registered_tools`] and [`Pool::host_sessions`]).
+    ///
+    /// The crate's own Python files are not put on `PYTHONPATH` for such a
+    /// script (they would shadow a `snakepit_bridge` of its own); add what
+    /// it needs with [`python_path`](PoolBuilder::python_path). Default:
+    /// the crate's launcher.
+    pub fn worker_script(mut self, script: impl Into<PathBuf>) -> Self {
+        self.config.worker_script = Some(script.into());
+        self
+    }
+
     /// Starts every worker concurrently and blocks until all are ready.
     ///
     /// Fails with [`Error::InvalidConfig`] for an option that cannot work
@@ -411,6 +533,31 @@ impl PoolBuilder {
         ] {
             if timeout.is_zero() {
                 return invalid(name, "must be longer than zero".into());
+            }
+        }
+        if c.host_tool_threads == 0 || c.host_tool_threads > 1024 {
+            return invalid(
+                "host_tool_threads",
+                format!("must be 1 to 1024, got {}", c.host_tool_threads),
+            );
+        }
+        for (i, tool) in c.host_tools.iter().enumerate() {
+            if tool.name.is_empty() {
+                return invalid("host_tool", "a host tool needs a name".into());
+            }
+            if c.host_tools[..i].iter().any(|t| t.name == tool.name) {
+                return invalid(
+                    "host_tool",
+                    format!("host tool `{}` is registered twice", tool.name),
+                );
+            }
+        }
+        if let Some(script) = &c.worker_script {
+            if !script.is_file() {
+                return invalid(
+                    "worker_script",
+                    format!("{} is not a file", script.display()),
+                );
             }
         }
         for (key, _) in &c.env {

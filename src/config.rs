@@ -49,6 +49,10 @@ const POOL_KEYS: &[(&str, &str)] = &[
         "python",
         "the interpreter, a command (\"python3.12\") or a path",
     ),
+    (
+        "worker_script",
+        "a worker script following Snakepit's launch contract (a path)",
+    ),
     ("python_path", "a directory or a list of directories"),
     ("workers", "an integer from 1 to 4096"),
     ("profile", "\"process\" or \"thread\""),
@@ -83,10 +87,6 @@ const POOL_KEYS: &[(&str, &str)] = &[
     ),
     ("session_idle_timeout", DURATION),
 ];
-
-/// Keys of options that later versions will have: refused by name, so a
-/// file written for a newer snakepit fails clearly instead of silently.
-const NOT_SUPPORTED_YET: &[&str] = &["worker_script"];
 
 const DURATION: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"";
 const SIZE: &str = "a size in bytes: an integer, or a string such as \"512MiB\" or \"2GB\"";
@@ -361,6 +361,18 @@ impl Reader<'_> {
                     builder.adapter(self.string("adapter", path, value)?)
                 }
                 "python" => builder.python(self.python(path, value)?),
+                "worker_script" => {
+                    let script = self.string("worker_script", path, value)?;
+                    if script.is_empty() {
+                        return Err(self.bad(
+                            "worker_script",
+                            path,
+                            value,
+                            &format!("expected {}", allowed("worker_script")),
+                        ));
+                    }
+                    builder.worker_script(self.base_dir.join(script))
+                }
                 "python_path" => {
                     let mut b = builder;
                     for dir in self.dirs(path, value)? {
@@ -495,17 +507,6 @@ impl Reader<'_> {
                     path,
                     value,
                 )?),
-                _ if NOT_SUPPORTED_YET.contains(&key) => {
-                    return Err(Error::InvalidConfig {
-                        option: "pools",
-                        message: format!(
-                            "{}: {path} = {}: `{key}` is not supported yet by this version \
-                             of snakepit; remove it",
-                            self.origin,
-                            show(value)
-                        ),
-                    })
-                }
                 _ => {
                     let allowed: Vec<&str> = POOL_KEYS.iter().map(|(k, _)| *k).collect();
                     return Err(self.unknown("pools", path, value, &allowed));
@@ -1160,22 +1161,6 @@ mod tests {
             m.contains("defaults.workers = -1"),
             "a default is reported where it is written: {m}"
         );
-    }
-
-    #[test]
-    fn keys_not_supported_yet_are_refused_by_name() {
-        for key in NOT_SUPPORTED_YET {
-            let m = error(
-                &format!("[pools.p]\nadapter = \"m.A\"\n{key} = \"x\"\n"),
-                "pools",
-            );
-            assert!(
-                m.contains(&format!(
-                    "pools.p.{key} = \"x\": `{key}` is not supported yet"
-                )),
-                "{m}"
-            );
-        }
     }
 
     #[test]

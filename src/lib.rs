@@ -63,6 +63,10 @@
 //! written to a cache directory at run time; the interpreter needs the
 //! packages `grpcio` and `protobuf` (`python3 -m pip install grpcio
 //! protobuf`).
+//!
+//! A Python tool can call back into the program: register Rust closures
+//! with [`PoolBuilder::host_tool`] and call them from Python with
+//! `self.session_context.call_host_tool("name", **kwargs)`.
 
 #![warn(missing_docs)]
 
@@ -73,6 +77,8 @@ mod dispatcher;
 pub mod doctor;
 mod error;
 pub mod events;
+mod host_server;
+mod host_tool;
 mod pool;
 mod pool_set;
 pub mod protocol;
@@ -88,6 +94,7 @@ mod worker;
 pub use builder::{PoolBuilder, Profile};
 pub use call::{Affinity, CallOptions, Reply};
 pub use error::{Error, Exit};
+pub use host_server::{HostSession, RegisteredTool};
 pub use pool::Pool;
 pub use pool_set::PoolSet;
 pub use session::Session;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
@@ -16,6 +16,7 @@ use crate::call::{CallOptions, Replier, Reply, Request};
 use crate::dispatcher::{Command, Dispatcher};
 use crate::error::Error;
 use crate::events::HandleEvent;
+use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::protocol::value;
 use crate::python;
 use crate::session::Session;
@@ -52,6 +53,20 @@ struct Inner {
     shared: Arc<Shared>,
     commands: Sender<Command>,
     runtime: Mutex<Option<Runtime>>,
+    /// What the host's callback server saw, when it runs.
+    host: Option<Arc<HostState>>,
+}
+
+/// A handle that does not keep the pool alive: host tools hold one, since
+/// the pool owns them.
+#[derive(Clone)]
+pub(crate) struct WeakPool(Weak<Inner>);
+
+impl WeakPool {
+    /// The pool, unless its last handle is gone.
+    pub fn upgrade(&self) -> Option<Pool> {
+        self.0.upgrade().map(|inner| Pool { inner })
+    }
 }
 
 /// The threads and files a running pool owns.
@@ -59,6 +74,7 @@ struct Runtime {
     dispatcher: JoinHandle<()>,
     workers: Vec<WorkerHandle>,
     socket_dir: PathBuf,
+    host: Option<HostServer>,
 }
 
 /// State shared by callers, the dispatcher, the workers and their lanes.
@@ -347,6 +363,28 @@ impl Pool {
             .map_err(|_| Error::ShuttingDown)
     }
 
+    /// The tools workers announced to the host with `RegisterTools`, by
+    /// worker. Snakepit's worker script registers its tools at start-up (see
+    /// [`PoolBuilder::worker_script`]); the crate's own worker does not, and
+    /// without host tools or a worker script the host serves no callbacks,
+    /// so the list is then empty.
+    pub fn registered_tools(&self) -> Vec<RegisteredTool> {
+        self.inner
+            .host
+            .as_ref()
+            .map_or_else(Vec::new, |host| host.registered_tools())
+    }
+
+    /// The sessions workers opened on the host with `InitializeSession`
+    /// and have not cleaned up, oldest first (Snakepit's worker script opens
+    /// one before each call). Empty when the host serves no callbacks.
+    pub fn host_sessions(&self) -> Vec<HostSession> {
+        self.inner
+            .host
+            .as_ref()
+            .map_or_else(Vec::new, |host| host.sessions())
+    }
+
     /// The worker profile the pool runs.
     pub fn profile(&self) -> Profile {
         self.inner.shared.config.profile
@@ -394,6 +432,23 @@ impl Pool {
         })?;
         let socket_dir = private_socket_dir()
             .map_err(|e| pool_error(format!("cannot create the socket directory: {e}")))?;
+        // Up before any worker: a worker waits for its Ping at start-up.
+        let host = if config.host_tools.is_empty() && config.worker_script.is_none() {
+            None
+        } else {
+            match HostServer::start(
+                config.host_tools.clone(),
+                config.host_tool_threads,
+                &socket_dir,
+                config.max_message_bytes,
+            ) {
+                Ok(host) => Some(host),
+                Err(message) => {
+                    let _ = std::fs::remove_dir_all(&socket_dir);
+                    return Err(pool_error(message));
+                }
+            }
+        };
         let spec = Arc::new(LaunchSpec {
             python: python::interpreter(config.python.as_deref()),
             files_dir,
@@ -406,6 +461,8 @@ impl Pool {
             },
             env: config.env.clone(),
             max_message_bytes: config.max_message_bytes,
+            elixir_address: host.as_ref().map(|h| h.address.clone()),
+            worker_script: config.worker_script.clone(),
         });
         let env = Arc::new(EnvBuilder::new().name_prefix("snakepit-grpc").build());
 
@@ -451,13 +508,18 @@ impl Pool {
             inner: Arc::new(Inner {
                 shared,
                 commands: commands_tx,
+                host: host.as_ref().map(|h| h.state.clone()),
                 runtime: Mutex::new(Some(Runtime {
                     dispatcher,
                     workers,
                     socket_dir,
+                    host,
                 })),
             }),
         };
+        if let Some(host) = &pool.inner.host {
+            host.attach(WeakPool(Arc::downgrade(&pool.inner)));
+        }
         // Every worker starts at once; the first failure stops them all.
         for _ in 0..n {
             match ready_rx.recv() {
@@ -491,6 +553,10 @@ impl Inner {
         }
         for worker in rt.workers {
             let _ = worker.thread.join();
+        }
+        // After the workers: none of them can call back any more.
+        if let Some(mut host) = rt.host {
+            host.stop(self.shared.config.shutdown_grace);
         }
         let _ = std::fs::remove_dir_all(&rt.socket_dir);
     }

@@ -18,7 +18,8 @@ DEFAULT_CALLBACK_TIMEOUT_S = 30.0
 
 
 class HostCallbackClient:
-    """Calls the host's ``BridgeService`` (``ExecuteElixirTool``, ``Ping``).
+    """Calls the host's ``BridgeService`` (``ExecuteElixirTool``,
+    ``GetExposedElixirTools``, ``Ping``).
 
     ``address`` is ``host:port`` or ``unix:/path``. The channel opens lazily
     and is shared by every call of the process.
@@ -87,6 +88,21 @@ class HostCallbackClient:
             return None
         return serialization.decode_any(response.result)
 
+    def list_tools(
+        self, session_id: str = "", timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S
+    ) -> list[dict[str, Any]]:
+        """The host's tools (``GetExposedElixirTools``), as
+        ``{"name", "description", "supports_streaming"}`` dicts in the host's order."""
+        from . import protocol
+
+        response = self._call(
+            "GetExposedElixirTools", protocol.GetExposedElixirToolsRequest(session_id=session_id), timeout
+        )
+        return [
+            {"name": spec.name, "description": spec.description, "supports_streaming": spec.supports_streaming}
+            for spec in response.tools
+        ]
+
     def close(self) -> None:
         """Closes the channel, if it was opened."""
         with self._lock:
@@ -135,6 +151,17 @@ class SessionContext:
     def call_elixir_tool(self, tool_name: str, /, **arguments: Any) -> Any:
         """Snakepit's name for :meth:`call_host_tool`."""
         return self.call_host_tool(tool_name, **arguments)
+
+    def host_tools(self) -> list[dict[str, Any]]:
+        """The tools the host offers (``GetExposedElixirTools``): a list of
+        ``{"name", "description", "supports_streaming"}`` dicts.
+
+        Raises ``RuntimeError`` when the worker was started without
+        ``--elixir-address``.
+        """
+        if self.host is None:
+            raise RuntimeError("no host callback address: the worker was started without --elixir-address")
+        return self.host.list_tools(self.session_id, self.callback_timeout_s)
 
     def __repr__(self) -> str:
         return f"SessionContext(session_id={self.session_id!r}, worker_id={self.worker_id!r})"

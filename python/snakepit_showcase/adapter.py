@@ -328,6 +328,12 @@ class ShowcaseTools:
         context = self.session_context  # type: ignore[attr-defined]
         return context.call_host_tool(name, **(arguments or {}))
 
+    @tool(description="The host's tools: [{name, description, supports_streaming}]")
+    def list_host_tools(self) -> list[dict[str, Any]]:
+        """``session_context.host_tools()``."""
+        context = self.session_context  # type: ignore[attr-defined]
+        return context.host_tools()
+
 
 class ShowcaseAdapter(ShowcaseTools, BaseAdapter):
     """The showcase tools for the process profile."""

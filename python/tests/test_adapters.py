@@ -363,6 +363,8 @@ def test_host_callback_needs_an_address() -> None:
     assert payload["type"] == "RuntimeError" and "no host callback address" in payload["message"]
     with pytest.raises(RuntimeError, match="no host callback address"):
         SessionContext("s").call_elixir_tool("anything", a=1)
+    with pytest.raises(RuntimeError, match="no host callback address"):
+        SessionContext("s").host_tools()
 
 
 # ---------------------------------------------------------------- streaming, in process

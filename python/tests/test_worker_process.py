@@ -298,7 +298,8 @@ def test_a_crashing_tool_ends_the_process_with_its_status(start_worker: StartWor
 
 
 class FakeHost:
-    """A host callback server: Ping, and ExecuteElixirTool with two tools."""
+    """A host callback server: Ping, GetExposedElixirTools, and
+    ExecuteElixirTool with one tool."""
 
     def __init__(self, socket_path: Path) -> None:
         self.requests: list[Any] = []
@@ -307,6 +308,11 @@ class FakeHost:
                 lambda request, context: protocol.PingResponse(message="host pong"),
                 request_deserializer=protocol.PingRequest.FromString,
                 response_serializer=protocol.PingResponse.SerializeToString,
+            ),
+            "GetExposedElixirTools": grpc.unary_unary_rpc_method_handler(
+                self.list_tools,
+                request_deserializer=protocol.GetExposedElixirToolsRequest.FromString,
+                response_serializer=protocol.GetExposedElixirToolsResponse.SerializeToString,
             ),
             "ExecuteElixirTool": grpc.unary_unary_rpc_method_handler(
                 self.execute,
@@ -329,6 +335,10 @@ class FakeHost:
             )
         return protocol.ExecuteElixirToolResponse(success=False, error_message=f"host has no tool {request.tool_name}")
 
+    def list_tools(self, request: Any, context: Any) -> Any:
+        self.requests.append(request)
+        return protocol.GetExposedElixirToolsResponse(tools=[protocol.ToolSpec(name="sum", description="Sums values")])
+
     def stop(self) -> None:
         self.server.stop(0).wait(5)
 
@@ -343,5 +353,16 @@ def test_tools_can_call_host_tools(start_worker: StartWorker, short_dir: Path) -
         assert request.parameters["values"].type_url == "type.googleapis.com/google.protobuf.StringValue"
         failed = json.loads(worker.execute("call_host", name="missing").error_message)
         assert failed["type"] == "RuntimeError" and failed["message"] == "host has no tool missing"
+    finally:
+        host.stop()
+
+
+def test_tools_can_list_host_tools(start_worker: StartWorker, short_dir: Path) -> None:
+    host = FakeHost(short_dir / "host.sock")
+    try:
+        worker = start_worker(SHOWCASE, "--elixir-address", host.address)
+        listed = worker.result("list_host_tools", session_id="s6")
+        assert listed == [{"name": "sum", "description": "Sums values", "supports_streaming": False}]
+        assert host.requests[-1].session_id == "s6"
     finally:
         host.stop()

@@ -1,14 +1,19 @@
 //! gRPC method descriptors of `snakepit.bridge.BridgeService`.
 //!
 //! Written by hand: grpcio-compiler emits the same glue but only reads
-//! protobuf 2 descriptors, and the host only needs the client side of a few
-//! methods.
+//! protobuf 2 descriptors. The host is the client of `Ping` and
+//! `ExecuteTool`, and the server of the callback methods below them (see
+//! `crate::host_server`).
 
 use grpcio::{Marshaller, Method, MethodType};
 
 use super::messages::{
-    CleanupSessionRequest, CleanupSessionResponse, ExecuteToolRequest, ExecuteToolResponse,
-    InitializeSessionRequest, InitializeSessionResponse, PingRequest, PingResponse, ToolChunk,
+    CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
+    ExecuteElixirToolResponse, ExecuteToolRequest, ExecuteToolResponse,
+    GetExposedElixirToolsRequest, GetExposedElixirToolsResponse, GetSessionRequest,
+    GetSessionResponse, HeartbeatRequest, HeartbeatResponse, InitializeSessionRequest,
+    InitializeSessionResponse, PingRequest, PingResponse, RegisterToolsRequest,
+    RegisterToolsResponse, ToolChunk,
 };
 
 macro_rules! method {
@@ -43,6 +48,15 @@ method!(
     ExecuteToolRequest,
     ToolChunk
 );
+
+// The callback side, served by the host to its workers.
+method!(
+    INITIALIZE_SESSION,
+    MethodType::Unary,
+    "InitializeSession",
+    InitializeSessionRequest,
+    InitializeSessionResponse
+);
 method!(
     CLEANUP_SESSION,
     MethodType::Unary,
@@ -51,9 +65,37 @@ method!(
     CleanupSessionResponse
 );
 method!(
-    INITIALIZE_SESSION,
+    GET_SESSION,
     MethodType::Unary,
-    "InitializeSession",
-    InitializeSessionRequest,
-    InitializeSessionResponse
+    "GetSession",
+    GetSessionRequest,
+    GetSessionResponse
+);
+method!(
+    HEARTBEAT,
+    MethodType::Unary,
+    "Heartbeat",
+    HeartbeatRequest,
+    HeartbeatResponse
+);
+method!(
+    REGISTER_TOOLS,
+    MethodType::Unary,
+    "RegisterTools",
+    RegisterToolsRequest,
+    RegisterToolsResponse
+);
+method!(
+    GET_EXPOSED_ELIXIR_TOOLS,
+    MethodType::Unary,
+    "GetExposedElixirTools",
+    GetExposedElixirToolsRequest,
+    GetExposedElixirToolsResponse
+);
+method!(
+    EXECUTE_ELIXIR_TOOL,
+    MethodType::Unary,
+    "ExecuteElixirTool",
+    ExecuteElixirToolRequest,
+    ExecuteElixirToolResponse
 );

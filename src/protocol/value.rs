@@ -6,6 +6,10 @@
 //! JSON error payload in `error_message`, which becomes a typed [`Error`].
 
 use protobuf::well_known_types::any::Any;
+use protobuf::well_known_types::struct_::value::Kind;
+use protobuf::well_known_types::struct_::Value as StructValue;
+use protobuf::well_known_types::wrappers::StringValue;
+use protobuf::Message;
 use serde_json::Value;
 
 use super::messages::{ExecuteToolRequest, ExecuteToolResponse};
@@ -78,6 +82,97 @@ pub(crate) fn decode_value(any: Option<&Any>) -> Result<Value, String> {
         Some(any) => serde_json::from_slice(&any.value)
             .map_err(|e| format!("result of type `{}` is not JSON: {e}", any.type_url)),
     }
+}
+
+/// Reads one parameter of a callback from a worker (`ExecuteElixirTool`).
+///
+/// Our worker sends JSON text, whatever the `type_url`. Snakepit's own
+/// worker also sends a string as a packed `google.protobuf.StringValue` and
+/// may send a packed `google.protobuf.Value`; both are recognised by their
+/// `type_url`. A packed StringValue is tried first: read as JSON, its
+/// leading length byte may be whitespace and the rest valid JSON (a nine
+/// character string of digits would become a number), while JSON text
+/// never starts with the tag byte of a packed message.
+pub(crate) fn decode_parameter(any: &Any) -> Result<Value, String> {
+    let url = any.type_url.as_str();
+    if url.ends_with("google.protobuf.StringValue") {
+        if any.value.is_empty() {
+            // The packed form of "" is no bytes at all.
+            return Ok(Value::String(String::new()));
+        }
+        if let Some(text) = packed_string(&any.value) {
+            return Ok(Value::String(text));
+        }
+    }
+    match serde_json::from_slice(&any.value) {
+        Ok(value) => Ok(value),
+        Err(_) if any.value.is_empty() => Ok(Value::Null),
+        Err(json_error) => {
+            if url.ends_with("google.protobuf.Value") {
+                if let Ok(packed) = StructValue::parse_from_bytes(&any.value) {
+                    return Ok(from_struct_value(packed));
+                }
+            }
+            let url = if url.is_empty() { "(no type_url)" } else { url };
+            Err(format!(
+                "a value of type {url} is neither JSON nor a packed protobuf value: {json_error}"
+            ))
+        }
+    }
+}
+
+/// A packed `StringValue` with nothing but its one field, or `None`.
+fn packed_string(bytes: &[u8]) -> Option<String> {
+    if bytes.first() != Some(&0x0a) {
+        return None;
+    }
+    let packed = StringValue::parse_from_bytes(bytes).ok()?;
+    packed
+        .special_fields
+        .unknown_fields()
+        .iter()
+        .next()
+        .is_none()
+        .then_some(packed.value)
+}
+
+fn from_struct_value(value: StructValue) -> Value {
+    match value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+        }
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::StructValue(s)) => Value::Object(
+            s.fields
+                .into_iter()
+                .map(|(k, v)| (k, from_struct_value(v)))
+                .collect(),
+        ),
+        Some(Kind::ListValue(l)) => {
+            Value::Array(l.values.into_iter().map(from_struct_value).collect())
+        }
+        Some(_) => Value::Null,
+    }
+}
+
+/// Wraps a host tool's result as the workers expect a result:
+/// `type.googleapis.com/snakepit.<kind>` and JSON text.
+pub(crate) fn encode_result(value: &Value) -> Any {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+    };
+    let mut any = Any::new();
+    any.type_url = format!("type.googleapis.com/snakepit.{kind}");
+    any.value = serde_json::to_vec(value).expect("serde_json::Value always serialises");
+    any
 }
 
 /// What a successful response carries.
@@ -215,5 +310,95 @@ mod tests {
         assert!(decode_error("t", payload).is_python("ValueError"));
         let plain = decode_error("t", "something broke");
         assert!(matches!(plain, Error::Python { ref message, .. } if message == "something broke"));
+    }
+
+    #[test]
+    fn callback_parameters_in_every_form_snakepit_sends() {
+        let any = |url: &str, value: Vec<u8>| {
+            let mut any = Any::new();
+            any.type_url = url.to_owned();
+            any.value = value;
+            any
+        };
+        let string_url = "type.googleapis.com/google.protobuf.StringValue";
+        let value_url = "type.googleapis.com/google.protobuf.Value";
+
+        // JSON text, as our worker sends it.
+        assert_eq!(
+            decode_parameter(&encode_value(&json!({"a": [1, 2.5]}))).unwrap(),
+            json!({"a": [1, 2.5]})
+        );
+        assert_eq!(
+            decode_parameter(&encode_value(&json!("text"))).unwrap(),
+            json!("text")
+        );
+
+        // Packed StringValues, including one whose length byte is a tab and
+        // whose text is JSON.
+        for text in ["hello", "123456789", "", "héllo ✓"] {
+            let mut packed = StringValue::new();
+            packed.value = text.to_owned();
+            let bytes = packed.write_to_bytes().unwrap();
+            assert_eq!(
+                decode_parameter(&any(string_url, bytes)).unwrap(),
+                json!(text),
+                "{text:?}"
+            );
+        }
+
+        // Numbers as JSON under google.protobuf.Value, and a packed Value.
+        assert_eq!(
+            decode_parameter(&any(value_url, b"42".to_vec())).unwrap(),
+            json!(42)
+        );
+        assert_eq!(
+            decode_parameter(&any(value_url, b"0.5".to_vec())).unwrap(),
+            json!(0.5)
+        );
+        let mut packed = StructValue::new();
+        packed.kind = Some(Kind::ListValue(
+            protobuf::well_known_types::struct_::ListValue {
+                values: vec![
+                    StructValue {
+                        kind: Some(Kind::NumberValue(1.5)),
+                        ..Default::default()
+                    },
+                    StructValue {
+                        kind: Some(Kind::StringValue("x".into())),
+                        ..Default::default()
+                    },
+                    StructValue {
+                        kind: Some(Kind::BoolValue(true)),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+        ));
+        let bytes = packed.write_to_bytes().unwrap();
+        assert_eq!(
+            decode_parameter(&any(value_url, bytes)).unwrap(),
+            json!([1.5, "x", true])
+        );
+
+        assert_eq!(decode_parameter(&any("", vec![])).unwrap(), Value::Null);
+        assert!(decode_parameter(&any("x", b"\xff not json".to_vec())).is_err());
+    }
+
+    #[test]
+    fn host_tool_results_name_their_kind() {
+        for (value, kind) in [
+            (json!(null), "null"),
+            (json!(true), "boolean"),
+            (json!(3), "integer"),
+            (json!(3.5), "float"),
+            (json!("s"), "string"),
+            (json!([1]), "list"),
+            (json!({"k": 1}), "map"),
+        ] {
+            let any = encode_result(&value);
+            assert_eq!(any.type_url, format!("type.googleapis.com/snakepit.{kind}"));
+            assert_eq!(serde_json::from_slice::<Value>(&any.value).unwrap(), value);
+        }
     }
 }

@@ -37,6 +37,11 @@ pub(crate) struct LaunchSpec {
     pub env: Vec<(String, String)>,
     pub max_message_bytes: usize,
     pub adapter_per_worker: bool,
+    /// The host's callback server (`unix:PATH`), passed as
+    /// `--elixir-address` when it runs.
+    pub elixir_address: Option<String>,
+    /// A Snakepit-contract worker script to run instead of our launcher.
+    pub worker_script: Option<PathBuf>,
 }
 
 /// The exit status of a process, set once by its reaper thread.
@@ -147,7 +152,11 @@ impl PythonProcess {
         let _ = std::fs::remove_file(socket);
         let _ = std::fs::remove_file(&ready_file);
 
-        let mut python_path: Vec<PathBuf> = vec![spec.files_dir.clone()];
+        let mut python_path: Vec<PathBuf> = Vec::new();
+        // A worker script brings its own packages: ours would shadow them.
+        if spec.worker_script.is_none() {
+            python_path.push(spec.files_dir.clone());
+        }
         python_path.extend(spec.python_path.iter().cloned());
         if let Some(existing) = std::env::var_os("PYTHONPATH") {
             python_path.extend(std::env::split_paths(&existing));
@@ -157,18 +166,34 @@ impl PythonProcess {
         })?;
 
         let mut cmd = Command::new(&spec.python);
-        cmd.arg("-u")
-            .arg(spec.files_dir.join("grpc_server.py"))
-            .arg("--adapter")
-            .arg(&spec.adapter)
-            .arg("--socket")
-            .arg(socket)
-            .arg("--worker-id")
-            .arg(worker_id)
-            .arg("--max-message-bytes")
-            .arg(spec.max_message_bytes.to_string());
-        if spec.adapter_per_worker {
-            cmd.arg("--adapter-per-worker");
+        cmd.arg("-u");
+        match &spec.worker_script {
+            None => {
+                cmd.arg(spec.files_dir.join("grpc_server.py"))
+                    .arg("--adapter")
+                    .arg(&spec.adapter)
+                    .arg("--socket")
+                    .arg(socket)
+                    .arg("--worker-id")
+                    .arg(worker_id)
+                    .arg("--max-message-bytes")
+                    .arg(spec.max_message_bytes.to_string());
+                if spec.adapter_per_worker {
+                    cmd.arg("--adapter-per-worker");
+                }
+            }
+            // Only the flags of the Snakepit contract; it reports a TCP
+            // port in the ready file.
+            Some(script) => {
+                cmd.arg(script)
+                    .arg("--adapter")
+                    .arg(&spec.adapter)
+                    .arg("--port")
+                    .arg("0");
+            }
+        }
+        if let Some(address) = &spec.elixir_address {
+            cmd.arg("--elixir-address").arg(address);
         }
         if let Some(threads) = spec.threads {
             cmd.arg("--max-workers").arg(threads.to_string());
@@ -416,6 +441,8 @@ mod tests {
                 .collect(),
             max_message_bytes: 1 << 20,
             adapter_per_worker: false,
+            elixir_address: None,
+            worker_script: None,
         }
     }
 
