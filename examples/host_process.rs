@@ -19,12 +19,8 @@ fn main() -> Result<(), snakepit::Error> {
         .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
         .workers(workers)
         .build()?;
-    let for_signal = pool.clone();
-    ctrlc::set_handler(move || {
-        for_signal.shutdown();
-        std::process::exit(130);
-    })
-    .expect("installing the Ctrl-C handler");
+    // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
+    pool.shutdown_on_ctrl_c()?;
 
     let worker_pids: Vec<u32> = pool
         .stats()

@@ -51,6 +51,8 @@ fn main() -> Result<(), Error> {
             },
         )
         .build()?;
+    // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
+    pool.shutdown_on_ctrl_c()?;
 
     // What Python sees: `self.session_context.host_tools()`.
     let listed = pool.execute_blocking("list_host_tools", json!(null))?;

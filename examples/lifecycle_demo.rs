@@ -57,12 +57,8 @@ fn main() -> Result<(), Error> {
         .max_requests(5)
         .event_handler(Narrator(Instant::now()))
         .build()?;
-    let for_signal = pool.clone();
-    ctrlc::set_handler(move || {
-        for_signal.shutdown();
-        std::process::exit(130);
-    })
-    .expect("installing the Ctrl-C handler");
+    // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
+    pool.shutdown_on_ctrl_c()?;
 
     println!("\n12 calls: each worker passes its limit and is replaced");
     for i in 0..12 {

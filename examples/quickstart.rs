@@ -22,13 +22,7 @@ fn main() -> Result<(), Error> {
     println!("2 workers ready in {:?}", started.elapsed());
 
     // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
-    let for_signal = pool.clone();
-    ctrlc::set_handler(move || {
-        eprintln!("interrupted: shutting the pool down");
-        for_signal.shutdown();
-        std::process::exit(130);
-    })
-    .expect("installing the Ctrl-C handler");
+    pool.shutdown_on_ctrl_c()?;
 
     let sum = pool.execute_blocking("add", json!({"a": 1, "b": 2}))?;
     println!("add(1, 2)            = {sum}");

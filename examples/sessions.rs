@@ -19,12 +19,8 @@ fn main() -> Result<(), Error> {
         .workers(3)
         .session_idle_timeout(Duration::from_secs(600))
         .build()?;
-    let for_signal = pool.clone();
-    ctrlc::set_handler(move || {
-        for_signal.shutdown();
-        std::process::exit(130);
-    })
-    .expect("installing the Ctrl-C handler");
+    // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
+    pool.shutdown_on_ctrl_c()?;
 
     let alice = pool.session("alice");
     let bob = pool.session("bob");

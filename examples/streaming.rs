@@ -15,12 +15,8 @@ fn main() -> Result<(), Error> {
         .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
         .workers(1)
         .build()?;
-    let for_signal = pool.clone();
-    ctrlc::set_handler(move || {
-        for_signal.shutdown();
-        std::process::exit(130);
-    })
-    .expect("installing the Ctrl-C handler");
+    // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
+    pool.shutdown_on_ctrl_c()?;
 
     println!("5 items, 100 ms apart, printed as they arrive:");
     let started = Instant::now();

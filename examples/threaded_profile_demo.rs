@@ -24,12 +24,8 @@ fn main() -> Result<(), Error> {
         .workers(1)
         .profile(Profile::Thread { threads: THREADS })
         .build()?;
-    let for_signal = pool.clone();
-    ctrlc::set_handler(move || {
-        for_signal.shutdown();
-        std::process::exit(130);
-    })
-    .expect("installing the Ctrl-C handler");
+    // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
+    pool.shutdown_on_ctrl_c()?;
 
     let stats = pool.stats();
     println!(

@@ -385,6 +385,29 @@ impl Pool {
             .map_or_else(Vec::new, |host| host.sessions())
     }
 
+    /// Installs a Ctrl-C (SIGINT/SIGTERM) handler that shuts the pool down
+    /// and then exits the program with status 130, so no worker outlives an
+    /// interrupted program. A process has one such handler: a second call
+    /// (for this pool or another) fails with [`Error::InvalidConfig`].
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
+    /// pool.shutdown_on_ctrl_c()?;
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn shutdown_on_ctrl_c(&self) -> Result<(), Error> {
+        let pool = self.clone();
+        ctrlc::set_handler(move || {
+            log::warn!("interrupted: shutting the pool down");
+            pool.shutdown();
+            std::process::exit(130);
+        })
+        .map_err(|e| Error::InvalidConfig {
+            option: "ctrl_c_handler",
+            message: format!("cannot install the Ctrl-C handler: {e}"),
+        })
+    }
+
     /// The worker profile the pool runs.
     pub fn profile(&self) -> Profile {
         self.inner.shared.config.profile
