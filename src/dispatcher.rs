@@ -5,7 +5,10 @@
 //! which session.
 //!
 //! Placing a call is a scan of the slot array and one compare-and-swap
-//! (see `slots`). Lanes ring a doorbell when they free capacity while calls
+//! (see `slots`). When nothing waits, a caller makes that scan itself and
+//! hands its call straight to the worker (`Pool::submit`), sparing a thread
+//! hand-off; the dispatcher takes the calls that must wait, the session
+//! calls, and everything during shutdown. Lanes ring a doorbell when they free capacity while calls
 //! are waiting; the `waiting` count and the slot words are both sequentially
 //! consistent, so either the lane sees the waiting call and rings, or the
 //! dispatcher's second pass sees the freed capacity.

@@ -24,7 +24,7 @@ use crate::slots::{Slots, Ticket};
 use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
 use crate::stream::{Stream, StreamControl};
 use crate::worker::process::LaunchSpec;
-use crate::worker::{Connection, Control, WorkerHandle, WorkerSetup};
+use crate::worker::{Connection, Control, Job, Work, WorkerHandle, WorkerSetup};
 
 /// A pool of Python worker processes.
 ///
@@ -52,6 +52,9 @@ pub struct Pool {
 struct Inner {
     shared: Arc<Shared>,
     commands: Sender<Command>,
+    /// The workers' job channels, for calls that need no queue; taken at
+    /// shutdown so the lanes can end.
+    lanes: parking_lot::RwLock<Option<Vec<Sender<Work>>>>,
     runtime: Mutex<Option<Runtime>>,
     /// What the host's callback server saw, when it runs.
     host: Option<Arc<HostState>>,
@@ -281,10 +284,38 @@ impl Pool {
             session,
             retries: options.crash_retries,
         };
+        // The fast path: nothing waits and a worker is free, so the caller
+        // places its own call (the same scan and compare-and-swap the
+        // dispatcher would make) and skips one thread hand-off. Session calls
+        // and calls that must wait go through the dispatcher.
+        let req = if req.session.is_none() && shared.waiting.load(SeqCst) == 0 {
+            match shared.slots.acquire() {
+                Some(ticket) => return self.place_directly(Job { req, ticket }),
+                None => req,
+            }
+        } else {
+            req
+        };
         self.inner
             .commands
             .send(Command::Submit(req))
             .map_err(|_| Error::ShuttingDown)
+    }
+
+    fn place_directly(&self, job: Job) -> Result<(), Error> {
+        let lanes = self.inner.lanes.read();
+        let rejected = match lanes.as_ref() {
+            Some(lanes) => match lanes[job.ticket.slot].send(Work::Call(job)) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::SendError(work)) => work,
+            },
+            None => Work::Call(job),
+        };
+        // The pool shut down between the check and the send.
+        if let Work::Call(job) = rejected {
+            self.inner.shared.release(job.ticket);
+        }
+        Err(Error::ShuttingDown)
     }
 
     /// A snapshot of the pool's workers, load and counters.
@@ -521,6 +552,7 @@ impl Pool {
                 first_ready: ready_tx.clone(),
             }));
         }
+        let lanes = parking_lot::RwLock::new(Some(job_senders.clone()));
         let dispatcher = Dispatcher::new(shared.clone(), commands_rx, doorbell_rx, job_senders);
         let dispatcher = thread::Builder::new()
             .name("snakepit-dispatcher".into())
@@ -531,6 +563,7 @@ impl Pool {
             inner: Arc::new(Inner {
                 shared,
                 commands: commands_tx,
+                lanes,
                 host: host.as_ref().map(|h| h.state.clone()),
                 runtime: Mutex::new(Some(Runtime {
                     dispatcher,
@@ -569,6 +602,9 @@ impl Inner {
         let Some(rt) = runtime.take() else {
             return;
         };
+        // Lanes end once every job sender is gone: ours first, then the
+        // dispatcher's.
+        self.lanes.write().take();
         let _ = self.commands.send(Command::Shutdown);
         let _ = rt.dispatcher.join();
         for worker in &rt.workers {
