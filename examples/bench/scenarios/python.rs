@@ -156,8 +156,8 @@ fn process_pool_executor(
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
     // SAFETY: only an async-signal-safe call between fork and exec. The
-    // script dies with the bench; its executor's workers see their queue
-    // close and end.
+    // script dies with the bench, and its executor's workers with it (they
+    // ask for a parent-death signal too).
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
