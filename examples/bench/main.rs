@@ -99,8 +99,10 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut report = Report::default();
     let mut failed = false;
+    let mut load = serde_json::Map::new();
     for name in &chosen {
         let t = Instant::now();
+        let load_before = load_average();
         let outcome = match name.as_str() {
             "overhead" => scenarios::overhead::run(&plan, &mut report),
             "scaling" => scenarios::scaling::run(&plan, &mut report),
@@ -111,8 +113,15 @@ fn main() -> ExitCode {
             "memory" => scenarios::memory::run(&plan, &mut report),
             _ => unreachable!("checked above"),
         };
+        // Other programs on the machine show here: the bench alone keeps
+        // the 1-minute load average near its number of busy threads.
+        let load_after = load_average();
+        load.insert(name.clone(), json!([load_before, load_after]));
         match outcome {
-            Ok(()) => println!("({name}: {:.0} s)", t.elapsed().as_secs_f64()),
+            Ok(()) => println!(
+                "({name}: {:.0} s, load average {load_before:.2} -> {load_after:.2})",
+                t.elapsed().as_secs_f64()
+            ),
             Err(e) => {
                 eprintln!("scenario {name} failed: {e}");
                 failed = true;
@@ -126,12 +135,21 @@ fn main() -> ExitCode {
         "scenarios": chosen,
         "machine": machine,
         "total_s": report::round(started.elapsed().as_secs_f64(), 1),
+        "load_average": load,
     }));
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The machine's 1-minute load average.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// The interpreter the pool would pick.

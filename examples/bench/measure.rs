@@ -205,3 +205,29 @@ pub fn cpu_spent(
         })
         .collect()
 }
+
+/// CPU time (user + system, all threads) a process has used so far, from
+/// `/proc/<pid>/stat`, in clock ticks' resolution (10 ms on most kernels).
+pub fn process_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which may hold spaces: state is the
+    // first, utime and stime the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let total = ticks(11) + ticks(12);
+    Duration::from_secs(total / per_sec)
+        + Duration::from_nanos(total % per_sec * 1_000_000_000 / per_sec)
+}

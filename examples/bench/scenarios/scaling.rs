@@ -1,7 +1,9 @@
 //! Scenario 2: calls per second of process pools with 1, 2 and 4 workers,
-//! from 1 to 16 caller threads, on `ping` and on a 1 ms CPU burn; and the
-//! host's own CPU time per call. Every pool is up for the whole scenario and
-//! each round visits every cell, so slow drift spreads over all of them.
+//! from 1 to 16 caller threads, on `ping` and on a 1 ms CPU burn; the
+//! host's own CPU time per call, and the Python workers' (which, on a small
+//! machine, is what bounds the peak). Every pool is up for the whole
+//! scenario and each round visits every cell, so slow drift spreads over
+//! all of them.
 
 use std::time::Duration;
 
@@ -9,13 +11,20 @@ use serde_json::json;
 use snakepit::{Pool, Profile};
 
 use super::Outcome;
-use crate::measure::{median, window, Window};
+use crate::measure::{median, process_cpu, window};
 use crate::report::{per_sec, ratio, round, time_us, Report, Table, Target};
 use crate::Plan;
 
 const WORKERS: [usize; 3] = [1, 2, 4];
 const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
-const TOOLS: [&str; 2] = ["ping", "cpu_burn 1 ms"];
+const TOOLS: [(&str, &str); 2] = [("ping", "ping"), ("cpu_burn 1 ms", "cpu_burn_1ms")];
+
+/// One window's figures.
+struct Cell {
+    calls_per_sec: f64,
+    host_cpu_us: f64,
+    workers_cpu_us: f64,
+}
 
 pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     let rounds = plan.pick(3, 1);
@@ -28,13 +37,30 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         0 => super::ping(pool),
         _ => super::burn_1ms(pool),
     };
+    let measure = |pool: &Pool, tool: usize, threads: usize, length: Duration| {
+        let pids: Vec<u32> = pool
+            .stats()
+            .per_worker
+            .iter()
+            .filter_map(|w| w.pid)
+            .collect();
+        let workers_cpu = || pids.iter().map(|&p| process_cpu(p)).sum::<Duration>();
+        let before = workers_cpu();
+        let w = window(threads, length, || call(pool, tool));
+        let calls = w.calls.max(1) as f64;
+        Cell {
+            calls_per_sec: w.calls_per_sec(),
+            host_cpu_us: w.cpu_per_call_us(),
+            workers_cpu_us: (workers_cpu() - before).as_secs_f64() * 1e6 / calls,
+        }
+    };
     for pool in &pools {
         for tool in 0..TOOLS.len() {
-            window(16, Duration::from_millis(200), || call(pool, tool));
+            measure(pool, tool, 16, Duration::from_millis(200));
         }
     }
-    // cells[tool][workers][threads] = one window per round
-    let mut cells: Vec<Vec<Vec<Vec<Window>>>> = (0..TOOLS.len())
+    // cells[tool][workers][threads]: one cell per round
+    let mut cells: Vec<Vec<Vec<Vec<Cell>>>> = (0..TOOLS.len())
         .map(|_| {
             WORKERS
                 .iter()
@@ -46,18 +72,18 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         for (tool, by_tool) in cells.iter_mut().enumerate() {
             for (w, pool) in pools.iter().enumerate() {
                 for (t, &threads) in THREADS.iter().enumerate() {
-                    by_tool[w][t].push(window(threads, length, || call(pool, tool)));
+                    by_tool[w][t].push(measure(pool, tool, threads, length));
                 }
             }
         }
     }
     drop(pools);
 
-    let rate = |ws: &[Window]| median(&ws.iter().map(Window::calls_per_sec).collect::<Vec<_>>());
-    let cpu = |ws: &[Window]| median(&ws.iter().map(Window::cpu_per_call_us).collect::<Vec<_>>());
+    let med = |cs: &[Cell], f: fn(&Cell) -> f64| median(&cs.iter().map(f).collect::<Vec<_>>());
+    let rate = |cs: &[Cell]| med(cs, |c| c.calls_per_sec);
     let mut table = Table::new(
         format!(
-            "2. Throughput, process profile: calls/s and host CPU per call (median of {rounds} rounds x {:.2} s)",
+            "2. Throughput, process profile: calls/s, and host CPU per call (median of {rounds} rounds x {:.2} s)",
             length.as_secs_f64()
         ),
         &[
@@ -66,42 +92,85 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             "1 worker",
             "2 workers",
             "4 workers",
-            "CPU/call 1w",
-            "CPU/call 2w",
-            "CPU/call 4w",
+            "host CPU/call 1w",
+            "2w",
+            "4w",
+        ],
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut limits = Table::new(
+        format!(
+            "2b. What bounds the peak: CPU per call, host and Python workers, on {cores} cores"
+        ),
+        &[
+            "tool",
+            "workers",
+            "peak calls/s",
+            "at callers",
+            "host CPU/call",
+            "workers' CPU/call",
+            "all cores busy at",
+            "peak / that",
         ],
     );
     let mut figures = serde_json::Map::new();
-    for (tool, name) in TOOLS.iter().enumerate() {
+    for (tool, (label, key)) in TOOLS.iter().enumerate() {
         let mut rows = Vec::new();
         for (t, threads) in THREADS.iter().enumerate() {
             let cell = |w: usize| &cells[tool][w][t][..];
-            let mut row = vec![name.to_string(), threads.to_string()];
+            let mut row = vec![label.to_string(), threads.to_string()];
             row.extend((0..WORKERS.len()).map(|w| per_sec(rate(cell(w)))));
-            row.extend((0..WORKERS.len()).map(|w| time_us(cpu(cell(w)))));
+            row.extend((0..WORKERS.len()).map(|w| time_us(med(cell(w), |c| c.host_cpu_us))));
             table.row(row);
             rows.push(json!({
                 "threads": threads,
                 "calls_per_sec": (0..WORKERS.len()).map(|w| round(rate(cell(w)), 1)).collect::<Vec<_>>(),
-                "cpu_per_call_us": (0..WORKERS.len()).map(|w| round(cpu(cell(w)), 1)).collect::<Vec<_>>(),
+                "host_cpu_per_call_us": (0..WORKERS.len()).map(|w| round(med(cell(w), |c| c.host_cpu_us), 1)).collect::<Vec<_>>(),
+                "workers_cpu_per_call_us": (0..WORKERS.len()).map(|w| round(med(cell(w), |c| c.workers_cpu_us), 1)).collect::<Vec<_>>(),
             }));
         }
-        // Peak: the best caller count for each pool size.
-        let peak = |w: usize| {
+        // The peak of each pool size: its best caller count.
+        let best = |w: usize| {
             (0..THREADS.len())
-                .map(|t| rate(&cells[tool][w][t]))
-                .fold(0.0, f64::max)
+                .max_by(|&a, &b| rate(&cells[tool][w][a]).total_cmp(&rate(&cells[tool][w][b])))
+                .expect("thread counts")
         };
-        let speedup = peak(1) / peak(0);
-        let mut row = vec![name.to_string(), "peak vs 1 worker".into(), "1.00x".into()];
+        let peak = |w: usize| rate(&cells[tool][w][best(w)]);
+        let mut row = vec![label.to_string(), "peak vs 1 worker".into(), "1.00x".into()];
         row.extend((1..WORKERS.len()).map(|w| ratio(peak(w) / peak(0))));
         row.extend(["".into(), "".into(), "".into()]);
         table.row(row);
+
+        let mut peaks = Vec::new();
+        for (w, workers) in WORKERS.iter().enumerate() {
+            let cs = &cells[tool][w][best(w)];
+            let (host, python) = (med(cs, |c| c.host_cpu_us), med(cs, |c| c.workers_cpu_us));
+            let saturated = cores * 1e6 / (host + python);
+            limits.row(vec![
+                label.to_string(),
+                workers.to_string(),
+                per_sec(peak(w)),
+                THREADS[best(w)].to_string(),
+                time_us(host),
+                time_us(python),
+                format!("{} calls/s", per_sec(saturated)),
+                ratio(peak(w) / saturated),
+            ]);
+            peaks.push(json!({
+                "workers": workers,
+                "calls_per_sec": round(peak(w), 1),
+                "threads": THREADS[best(w)],
+                "host_cpu_per_call_us": round(host, 1),
+                "workers_cpu_per_call_us": round(python, 1),
+                "all_cores_busy_calls_per_sec": round(saturated, 1),
+            }));
+        }
+        let speedup = peak(1) / peak(0);
         figures.insert(
-            if tool == 0 { "ping" } else { "cpu_burn_1ms" }.into(),
+            key.to_string(),
             json!({
                 "rows": rows,
-                "peak_calls_per_sec": (0..WORKERS.len()).map(|w| round(peak(w), 1)).collect::<Vec<_>>(),
+                "peaks": peaks,
                 "speedup_2w_vs_1w": round(speedup, 3),
                 "speedup_4w_vs_1w": round(peak(2) / peak(0), 3),
             }),
@@ -116,6 +185,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         }
     }
     table.print();
+    limits.print();
     figures.insert("workers".into(), json!(WORKERS));
     figures.insert("rounds".into(), json!(rounds));
     figures.insert("window_s".into(), json!(length.as_secs_f64()));
