@@ -7,16 +7,27 @@ use std::time::{Duration, Instant};
 /// threads included: the caller threads, the pool's dispatcher and lanes,
 /// and gRPC's completion-queue threads.
 pub fn host_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
+    let usage = rusage();
     let to_duration = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     to_duration(usage.ru_utime) + to_duration(usage.ru_stime)
+}
+
+/// Voluntary context switches of the host process so far, all threads:
+/// each time a thread blocked waiting for another (preemptions, which
+/// other programs' load causes, are not counted).
+pub fn host_switches() -> u64 {
+    rusage().ru_nvcsw as u64
+}
+
+fn rusage() -> libc::rusage {
+    // SAFETY: getrusage only writes the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    }
 }
 
 /// Resident memory of a process in bytes (`VmRSS`), `None` if it is gone.
@@ -61,6 +72,8 @@ pub struct Batch {
     pub latencies_us: Vec<f64>,
     /// Host CPU time over the batch, divided by the calls, in microseconds.
     pub cpu_per_call_us: f64,
+    /// Host voluntary context switches over the batch, divided by the calls.
+    pub switches_per_call: f64,
 }
 
 impl Batch {
@@ -76,16 +89,16 @@ impl Batch {
 /// Runs `call` `n` times in a row on this thread and times each run.
 pub fn sequential(n: usize, mut call: impl FnMut()) -> Batch {
     let mut latencies_us = Vec::with_capacity(n);
-    let cpu = host_cpu();
+    let (cpu, switches) = (host_cpu(), host_switches());
     for _ in 0..n {
         let t = Instant::now();
         call();
         latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let cpu_per_call_us = (host_cpu() - cpu).as_secs_f64() * 1e6 / n as f64;
     Batch {
         latencies_us,
-        cpu_per_call_us,
+        cpu_per_call_us: (host_cpu() - cpu).as_secs_f64() * 1e6 / n as f64,
+        switches_per_call: (host_switches() - switches) as f64 / n as f64,
     }
 }
 

@@ -15,7 +15,9 @@ use serde_json::json;
 use snakepit::{CallOptions, Profile};
 
 use super::Outcome;
-use crate::measure::{cpu_by_thread, cpu_spent, host_cpu, median, sequential, Batch};
+use crate::measure::{
+    cpu_by_thread, cpu_spent, host_cpu, host_switches, median, sequential, Batch,
+};
 use crate::raw::{self, RawWorker};
 use crate::report::{ratio, round, time_us, Report, Table, Target};
 use crate::Plan;
@@ -25,6 +27,7 @@ struct Summary {
     p50: f64,
     p99: f64,
     cpu: f64,
+    switches: f64,
 }
 
 impl Summary {
@@ -34,6 +37,7 @@ impl Summary {
             p50: each(Batch::p50),
             p99: each(Batch::p99),
             cpu: each(|b| b.cpu_per_call_us),
+            switches: each(|b| b.switches_per_call),
         }
     }
 
@@ -42,6 +46,7 @@ impl Summary {
             "p50_us": round(self.p50, 1),
             "p99_us": round(self.p99, 1),
             "cpu_per_call_us": round(self.cpu, 1),
+            "context_switches_per_call": round(self.switches, 2),
         })
     }
 }
@@ -104,7 +109,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         format!(
             "1. Overhead: `ping`, 1 worker, sequential calls (median of {rounds} rounds x {calls} calls)"
         ),
-        &["path", "p50", "p99", "host CPU per call"],
+        &["path", "p50", "p99", "host CPU per call", "thread blocks per call"],
     );
     for (name, s) in [
         ("raw grpcio blocking client", &raw_s),
@@ -115,6 +120,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             time_us(s.p50),
             time_us(s.p99),
             time_us(s.cpu),
+            format!("{:.1}", s.switches),
         ]);
     }
     t.row(vec![
@@ -122,29 +128,38 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         ratio(pool_s.p50 / raw_s.p50),
         ratio(pool_s.p99 / raw_s.p99),
         ratio(pool_s.cpu / raw_s.cpu),
+        ratio(pool_s.switches / raw_s.switches),
     ]);
     t.print();
 
     let per_call = |ns: u64| ns as f64 / 1e3 / (rounds * calls) as f64;
-    let mut names: Vec<&String> = raw_threads.keys().chain(pool_threads.keys()).collect();
-    names.sort();
-    names.dedup();
+    let by_role = |threads: &BTreeMap<String, u64>| {
+        let mut roles = BTreeMap::<&str, u64>::new();
+        for (name, ns) in threads {
+            *roles.entry(thread_role(name)).or_insert(0) += ns;
+        }
+        roles
+    };
+    let (raw_roles, pool_roles) = (by_role(&raw_threads), by_role(&pool_threads));
     let mut t = Table::new(
         "1b. Host CPU per call by thread (from /proc/self/task/*/schedstat, same batches)",
         &["thread", "raw grpcio", "pool"],
     );
+    for role in ROLES {
+        let raw = per_call(raw_roles.get(role).copied().unwrap_or(0));
+        let pool = per_call(pool_roles.get(role).copied().unwrap_or(0));
+        if raw >= 0.05 || pool >= 0.05 {
+            t.row(vec![
+                role.into(),
+                format!("{raw:.1} µs"),
+                format!("{pool:.1} µs"),
+            ]);
+        }
+    }
     let mut by_thread = serde_json::Map::new();
-    for name in names {
+    for name in raw_threads.keys().chain(pool_threads.keys()) {
         let raw = per_call(raw_threads.get(name).copied().unwrap_or(0));
         let pool = per_call(pool_threads.get(name).copied().unwrap_or(0));
-        if raw < 0.05 && pool < 0.05 {
-            continue;
-        }
-        t.row(vec![
-            thread_role(name),
-            format!("{raw:.1} µs"),
-            format!("{pool:.1} µs"),
-        ]);
         by_thread.insert(
             name.clone(),
             json!({"raw_us": round(raw, 2), "pool_us": round(pool, 2)}),
@@ -179,7 +194,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         format!(
             "1d. Thread hand-off model: crossbeam channels, parked threads, no gRPC (median of {rounds} rounds x {model_calls})"
         ),
-        &["path", "p50", "p99", "host CPU per round trip"],
+        &["path", "p50", "p99", "host CPU per round trip", "thread blocks"],
     );
     for (name, s) in [
         ("caller -> lane -> caller", &one_hop),
@@ -193,6 +208,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             time_us(s.p50),
             time_us(s.p99),
             time_us(s.cpu - no_hop.cpu),
+            format!("{:.1}", s.switches - no_hop.switches),
         ]);
     }
     t.print();
@@ -239,17 +255,26 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     Ok(())
 }
 
+/// The rows of table 1b, in order.
+const ROLES: [&str; 6] = [
+    "caller (the bench's main thread)",
+    "pool dispatcher",
+    "pool lane (and idle worker threads)",
+    "gRPC completion queues, pool",
+    "gRPC completion queues, raw client",
+    "gRPC core's own threads (executor, timers)",
+];
+
 /// What a thread (by its name in /proc) does.
-fn thread_role(name: &str) -> String {
-    let role = match name {
+fn thread_role(name: &str) -> &'static str {
+    match name {
         "bench" => "caller (the bench's main thread)",
         "snakepit-dispat" => "pool dispatcher",
         "snakepit-worker" => "pool lane (and idle worker threads)",
         "snakepit-grpc" => "gRPC completion queues, pool",
         "bench-raw" => "gRPC completion queues, raw client",
-        other => other,
-    };
-    role.to_owned()
+        _ => "gRPC core's own threads (executor, timers)",
+    }
 }
 
 /// Medians of a pool call's stages, in microseconds.
@@ -313,7 +338,7 @@ fn handoff_model(hops: usize, calls: usize) -> Batch {
         (lane_tx, None)
     };
     let mut latencies_us = Vec::with_capacity(calls);
-    let cpu = host_cpu();
+    let (cpu, switches) = (host_cpu(), host_switches());
     for _ in 0..calls {
         let t = Instant::now();
         if hops > 0 {
@@ -325,6 +350,7 @@ fn handoff_model(hops: usize, calls: usize) -> Batch {
         thread::sleep(GAP);
     }
     let cpu_per_call_us = (host_cpu() - cpu).as_secs_f64() * 1e6 / calls as f64;
+    let switches_per_call = (host_switches() - switches) as f64 / calls as f64;
     drop(entry);
     if let Some(hop) = hop {
         hop.join().expect("dispatcher model");
@@ -333,5 +359,6 @@ fn handoff_model(hops: usize, calls: usize) -> Batch {
     Batch {
         latencies_us,
         cpu_per_call_us,
+        switches_per_call,
     }
 }
