@@ -66,7 +66,12 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     let mut pools = Vec::new();
     for (i, n) in WORKERS.iter().enumerate() {
         let (r, s) = (median(&ready[i]), median(&shutdown[i]));
-        t.row(vec![format!("pool, {n} workers"), time_us(r), time_us(s)]);
+        let plural = if *n == 1 { "" } else { "s" };
+        t.row(vec![
+            format!("pool, {n} worker{plural}"),
+            time_us(r),
+            time_us(s),
+        ]);
         pools.push(json!({"workers": n, "ready_us": round(r, 0), "shutdown_us": round(s, 0)}));
     }
     t.print();
