@@ -119,21 +119,22 @@ impl Window {
     }
 }
 
-/// `threads` threads call `call` back to back until `length` has passed
-/// (calls in flight at that moment finish and count). The clock and the CPU
-/// reading start once every thread is up.
-pub fn window(threads: usize, length: Duration, call: impl Fn() + Sync) -> Window {
+/// `threads` threads call `call` (with their index) back to back until
+/// `length` has passed (calls in flight at that moment finish and count).
+/// The clock and the CPU reading start once every thread is up.
+pub fn window(threads: usize, length: Duration, call: impl Fn(usize) + Sync) -> Window {
     let gate = std::sync::Barrier::new(threads + 1);
     let deadline = std::sync::OnceLock::<Instant>::new();
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
+            .map(|i| {
+                let (gate, deadline, call) = (&gate, &deadline, &call);
+                s.spawn(move || {
                     gate.wait();
                     let end = *deadline.wait();
                     let mut calls = 0u64;
                     while Instant::now() < end {
-                        call();
+                        call(i);
                         calls += 1;
                     }
                     calls

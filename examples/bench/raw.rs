@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grpcio::{CallOption, ChannelBuilder, Client, EnvBuilder, Marshaller, Method, MethodType};
+use grpcio::{
+    CallOption, ChannelBuilder, Client, EnvBuilder, Environment, Marshaller, Method, MethodType,
+};
+use protobuf::well_known_types::any::Any;
 use snakepit::protocol::messages::{ExecuteToolRequest, ExecuteToolResponse};
 
 /// `BridgeService.ExecuteTool`, described for grpcio by hand.
@@ -108,7 +111,12 @@ impl RawWorker {
     /// A new client on a new environment. The pool's environment is made
     /// the same way (`EnvBuilder::new()`: one completion queue per CPU).
     pub fn connect(&self) -> RawClient {
-        let env = Arc::new(EnvBuilder::new().name_prefix("bench-raw").build());
+        self.connect_on(new_env())
+    }
+
+    /// A new client on `env`, which several clients may share, as the
+    /// pool's workers share one.
+    pub fn connect_on(&self, env: Arc<Environment>) -> RawClient {
         let channel = ChannelBuilder::new(env)
             .max_send_message_len(MAX_MESSAGE)
             .max_receive_message_len(MAX_MESSAGE)
@@ -143,10 +151,28 @@ impl Drop for Process {
     }
 }
 
+/// A gRPC environment like the pool's.
+pub fn new_env() -> Arc<Environment> {
+    Arc::new(EnvBuilder::new().name_prefix("bench-raw").build())
+}
+
 /// A request for `tool` with no arguments.
 pub fn request(tool: &str) -> ExecuteToolRequest {
     let mut req = ExecuteToolRequest::new();
     req.tool_name = tool.to_owned();
+    req
+}
+
+/// A request for `tool` with keyword arguments given as JSON text, wrapped
+/// the way the pool sends them.
+pub fn request_with(tool: &str, arguments: &[(&str, &str)]) -> ExecuteToolRequest {
+    let mut req = request(tool);
+    for (name, json) in arguments {
+        let mut any = Any::new();
+        any.type_url = "type.googleapis.com/google.protobuf.StringValue".into();
+        any.value = json.as_bytes().to_vec();
+        req.parameters.insert(name.to_string(), any);
+    }
     req
 }
 

@@ -59,7 +59,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         let mut this = serde_json::Map::new();
         for (_, tool) in TOOLS {
             let seq = sequential(calls, || call(&pool, tool));
-            let win = window(THREADS, length, || call(&pool, tool));
+            let win = window(THREADS, length, |_| call(&pool, tool));
             this.insert(
                 tool.into(),
                 json!({

@@ -12,6 +12,7 @@ use snakepit::{Pool, Profile};
 
 use super::Outcome;
 use crate::measure::{median, process_cpu, window};
+use crate::raw::{self, RawClient, RawWorker};
 use crate::report::{per_sec, ratio, round, time_us, Report, Table, Target};
 use crate::Plan;
 
@@ -46,7 +47,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             .collect();
         let workers_cpu = || pids.iter().map(|&p| process_cpu(p)).sum::<Duration>();
         let before = workers_cpu();
-        let w = window(threads, length, || call(pool, tool));
+        let w = window(threads, length, |_| call(pool, tool));
         let calls = w.calls.max(1) as f64;
         Cell {
             calls_per_sec: w.calls_per_sec(),
@@ -59,6 +60,29 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             measure(pool, tool, 16, Duration::from_millis(200));
         }
     }
+    // The limit: the same work with no pool, one raw client thread per
+    // worker, sharing one gRPC environment as the pool's workers do.
+    let raw_workers = [
+        RawWorker::start(&plan.python)?,
+        RawWorker::start(&plan.python)?,
+    ];
+    let raw_requests = [
+        raw::request("ping"),
+        raw::request_with("cpu_burn", &[("ms", "1")]),
+    ];
+    let raw_window = |tool: usize, workers: usize, length: Duration| {
+        let env = raw::new_env();
+        let clients: Vec<RawClient> = raw_workers[..workers]
+            .iter()
+            .map(|w| w.connect_on(env.clone()))
+            .collect();
+        window(workers, length, |i| {
+            clients[i].execute(&raw_requests[tool]);
+        })
+        .calls_per_sec()
+    };
+    // raw[tool][workers - 1]: calls/s, one per round
+    let mut raw = vec![vec![vec![]; 2]; TOOLS.len()];
     // cells[tool][workers][threads]: one cell per round
     let mut cells: Vec<Vec<Vec<Vec<Cell>>>> = (0..TOOLS.len())
         .map(|_| {
@@ -75,9 +99,14 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
                     by_tool[w][t].push(measure(pool, tool, threads, length));
                 }
             }
+            for workers in 1..=2 {
+                raw_window(tool, workers, Duration::from_millis(100));
+                raw[tool][workers - 1].push(raw_window(tool, workers, length));
+            }
         }
     }
     drop(pools);
+    drop(raw_workers);
 
     let med = |cs: &[Cell], f: fn(&Cell) -> f64| median(&cs.iter().map(f).collect::<Vec<_>>());
     let rate = |cs: &[Cell]| med(cs, |c| c.calls_per_sec);
@@ -111,6 +140,16 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             "workers' CPU/call",
             "all cores busy at",
             "peak / that",
+        ],
+    );
+    let mut limit = Table::new(
+        "2c. The limit: no pool, one raw grpcio client thread per worker, against the pool's peak",
+        &[
+            "tool",
+            "raw, 1 worker",
+            "raw, 2 workers",
+            "raw 2w / 1w",
+            "pool 2w / 1w",
         ],
     );
     let mut figures = serde_json::Map::new();
@@ -166,11 +205,21 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             }));
         }
         let speedup = peak(1) / peak(0);
+        let (raw1, raw2) = (median(&raw[tool][0]), median(&raw[tool][1]));
+        limit.row(vec![
+            label.to_string(),
+            per_sec(raw1),
+            per_sec(raw2),
+            ratio(raw2 / raw1),
+            ratio(speedup),
+        ]);
         figures.insert(
             key.to_string(),
             json!({
                 "rows": rows,
                 "peaks": peaks,
+                "raw_calls_per_sec": [round(raw1, 1), round(raw2, 1)],
+                "raw_speedup_2w_vs_1w": round(raw2 / raw1, 3),
                 "speedup_2w_vs_1w": round(speedup, 3),
                 "speedup_4w_vs_1w": round(peak(2) / peak(0), 3),
             }),
@@ -186,6 +235,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     }
     table.print();
     limits.print();
+    limit.print();
     figures.insert("workers".into(), json!(WORKERS));
     figures.insert("rounds".into(), json!(rounds));
     figures.insert("window_s".into(), json!(length.as_secs_f64()));
