@@ -15,7 +15,7 @@ use crate::report::{ratio, round, time_us, Report, Table};
 use crate::Plan;
 
 pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
-    let rounds = plan.pick(3, 1);
+    let rounds = plan.pick(5, 1);
     let sizes: [(&str, usize, usize); 3] = [
         ("1 KiB", 1 << 10, plan.pick(500, 50)),
         ("1 MiB", 1 << 20, plan.pick(40, 5)),
@@ -83,7 +83,9 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     }
 
     let mut t = Table::new(
-        format!("5. Payloads: binary_echo, 1 worker, sequential (median of {rounds} rounds)"),
+        format!(
+            "5. Payloads: binary_echo, 1 worker, sequential (median, and range, of {rounds} rounds; a new connection each round)"
+        ),
         &[
             "size",
             "calls/round",
@@ -93,6 +95,11 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             "pool p50 per call",
         ],
     );
+    let range = |rates: &[f64]| {
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(0.0, f64::max);
+        format!("{:.1} ({lo:.1}-{hi:.1})", median(rates))
+    };
     let mut figures = Vec::new();
     for (i, &(name, size, calls)) in sizes.iter().enumerate() {
         let (raw_rate, pool_rate) = (median(&raw_rates[i]), median(&pool_rates[i]));
@@ -100,8 +107,8 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         t.row(vec![
             name.into(),
             calls.to_string(),
-            format!("{raw_rate:.1}"),
-            format!("{pool_rate:.1}"),
+            range(&raw_rates[i]),
+            range(&pool_rates[i]),
             ratio(pool_rate / raw_rate),
             time_us(p50),
         ]);
@@ -110,6 +117,8 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             "calls_per_round": calls,
             "raw_mb_per_sec": round(raw_rate, 2),
             "pool_mb_per_sec": round(pool_rate, 2),
+            "raw_mb_per_sec_rounds": raw_rates[i].iter().map(|r| round(*r, 2)).collect::<Vec<_>>(),
+            "pool_mb_per_sec_rounds": pool_rates[i].iter().map(|r| round(*r, 2)).collect::<Vec<_>>(),
             "pool_over_raw": round(pool_rate / raw_rate, 3),
             "pool_p50_us": round(p50, 1),
         }));
