@@ -2,7 +2,7 @@
 //! instead, in one run.
 //!
 //! ```sh
-//! cargo run --release --example bench                     # every scenario (~5 min on 2 cores)
+//! cargo run --release --example bench                     # every scenario (~4 min on 2 cores)
 //! cargo run --release --example bench -- overhead python  # some of them
 //! cargo run --release --example bench -- --quick          # short runs, noisier figures
 //! ```

@@ -22,7 +22,8 @@ use crate::raw::{self, RawWorker};
 use crate::report::{ratio, round, time_us, Report, Table, Target};
 use crate::Plan;
 
-/// Median p50, p99 and CPU per call over several batches.
+/// Medians over several batches: p50, p99, host CPU and thread blocks per
+/// call.
 struct Summary {
     p50: f64,
     p99: f64,
@@ -46,7 +47,7 @@ impl Summary {
             "p50_us": round(self.p50, 1),
             "p99_us": round(self.p99, 1),
             "cpu_per_call_us": round(self.cpu, 1),
-            "context_switches_per_call": round(self.switches, 2),
+            "thread_blocks_per_call": round(self.switches, 2),
         })
     }
 }
@@ -72,7 +73,8 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     };
     // Only one of the two gRPC environments exists at a time: gRPC's
     // pollers are process-wide, and each would otherwise do some of the
-    // other's work.
+    // other's work. The order runs raw, pool, pool, raw, raw, pool, ...,
+    // so each goes first in every other pair.
     for r in 0..rounds * 2 {
         if r % 4 == 0 || r % 4 == 3 {
             let client = raw_worker.connect();
