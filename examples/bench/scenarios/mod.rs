@@ -1,0 +1,41 @@
+//! One module per scenario; each runs its rounds, prints its table of
+//! medians and adds its figures (and targets) to the report.
+
+pub mod memory;
+pub mod overhead;
+pub mod payload;
+pub mod python;
+pub mod scaling;
+pub mod startup;
+pub mod thread;
+
+use serde_json::json;
+use snakepit::{Pool, Profile};
+
+/// What a scenario returns when it cannot run.
+pub type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+/// A pool of the showcase adapter, every other option at its default.
+pub fn pool(workers: usize, profile: Profile) -> Result<Pool, snakepit::Error> {
+    let adapter = match profile {
+        Profile::Process => "snakepit_showcase.adapter.ShowcaseAdapter",
+        Profile::Thread { .. } => "snakepit_showcase.adapter.ThreadedShowcaseAdapter",
+    };
+    Pool::builder()
+        .adapter(adapter)
+        .workers(workers)
+        .profile(profile)
+        .build()
+}
+
+/// `ping` on the pool; panics on failure (a benchmark must not count
+/// failed calls).
+pub fn ping(pool: &Pool) {
+    pool.execute_blocking("ping", json!({})).expect("ping");
+}
+
+/// `cpu_burn(ms=1)` on the pool: 1 ms of CPU in the Python worker.
+pub fn burn_1ms(pool: &Pool) {
+    pool.execute_blocking("cpu_burn", json!({"ms": 1}))
+        .expect("cpu_burn");
+}

@@ -1,0 +1,174 @@
+//! Scenario 6: what a Python user would pick instead. The same `ping` and
+//! 1 ms CPU burn through `concurrent.futures.ProcessPoolExecutor`
+//! (`examples/bench_process_pool.py`, 2 worker processes) and through a
+//! 2-worker pool, rounds alternating between the two.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use snakepit::{Pool, Profile};
+
+use super::Outcome;
+use crate::measure::{median, sequential, window};
+use crate::report::{per_sec, ratio, round, time_us, Report, Table};
+use crate::Plan;
+
+const WORKERS: usize = 2;
+const THREADS: usize = 16;
+/// (label, key in the script's output)
+const TOOLS: [(&str, &str); 2] = [("ping", "ping"), ("cpu_burn 1 ms", "cpu_burn_1ms")];
+
+/// The figures compared, as (label, path in a round's JSON).
+const FIGURES: [(&str, &str, &str); 7] = [
+    ("p50 latency, sequential", "sequential", "p50_us"),
+    ("p99 latency, sequential", "sequential", "p99_us"),
+    ("calls/s, 16 caller threads", "threads", "calls_per_sec"),
+    ("calls/s, executor.map", "map", "calls_per_sec"),
+    (
+        "host CPU per call, sequential",
+        "sequential",
+        "cpu_per_call_us",
+    ),
+    (
+        "host CPU per call, 16 threads",
+        "threads",
+        "cpu_per_call_us",
+    ),
+    ("host CPU per call, executor.map", "map", "cpu_per_call_us"),
+];
+
+pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
+    let rounds = plan.pick(3, 1);
+    let calls = plan.pick(1_000, 200);
+    let batch = plan.pick(2_000, 400);
+    let length = Duration::from_millis(plan.pick(1_000, 250));
+    let pool = super::pool(WORKERS, Profile::Process)?;
+    let call = |pool: &Pool, tool: &str| match tool {
+        "ping" => super::ping(pool),
+        _ => super::burn_1ms(pool),
+    };
+    for (_, tool) in TOOLS {
+        sequential(calls / 10, || call(&pool, tool));
+    }
+
+    let (mut pool_rounds, mut python_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        python_rounds.push(process_pool_executor(plan, calls, batch)?);
+        let mut this = serde_json::Map::new();
+        for (_, tool) in TOOLS {
+            let seq = sequential(calls, || call(&pool, tool));
+            let win = window(THREADS, length, |_| call(&pool, tool));
+            this.insert(
+                tool.into(),
+                json!({
+                    "sequential": {
+                        "p50_us": seq.p50(),
+                        "p99_us": seq.p99(),
+                        "cpu_per_call_us": seq.cpu_per_call_us,
+                    },
+                    "threads": {
+                        "calls_per_sec": win.calls_per_sec(),
+                        "cpu_per_call_us": win.cpu_per_call_us(),
+                    },
+                }),
+            );
+        }
+        pool_rounds.push(Value::Object(this));
+    }
+    drop(pool);
+
+    let python_version = python_rounds[0]["python"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    let median_of = |rounds: &[Value], tool: &str, part: &str, key: &str| {
+        let values: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r[tool][part][key].as_f64())
+            .collect();
+        (!values.is_empty()).then(|| median(&values))
+    };
+    let mut t = Table::new(
+        format!(
+            "6. Against Python's ProcessPoolExecutor, {WORKERS} worker processes each (median of {rounds} rounds; Python {python_version})"
+        ),
+        &["tool", "measure", "snakepit pool", "ProcessPoolExecutor", "pool / executor"],
+    );
+    let mut figures = serde_json::Map::new();
+    for (label, tool) in TOOLS {
+        let mut by_tool = serde_json::Map::new();
+        for (name, part, key) in FIGURES {
+            let ours = median_of(&pool_rounds, tool, part, key);
+            let theirs = median_of(&python_rounds, tool, part, key);
+            let show = |v: Option<f64>| match v {
+                None => "-".to_owned(),
+                Some(v) if key == "calls_per_sec" => per_sec(v),
+                Some(v) => time_us(v),
+            };
+            let versus = match (ours, theirs) {
+                (Some(a), Some(b)) => ratio(a / b),
+                _ => "-".to_owned(),
+            };
+            t.row(vec![
+                label.into(),
+                name.into(),
+                show(ours),
+                show(theirs),
+                versus,
+            ]);
+            by_tool.insert(
+                format!("{part}_{key}"),
+                json!({
+                    "pool": ours.map(|v| round(v, 1)),
+                    "process_pool_executor": theirs.map(|v| round(v, 1)),
+                }),
+            );
+        }
+        figures.insert(tool.into(), Value::Object(by_tool));
+    }
+    t.print();
+    figures.insert("rounds".into(), json!(rounds));
+    figures.insert("workers".into(), json!(WORKERS));
+    figures.insert("threads".into(), json!(THREADS));
+    figures.insert("python".into(), json!(python_version));
+    report.figures("python", Value::Object(figures));
+    Ok(())
+}
+
+/// One run of the comparison script; its JSON line.
+fn process_pool_executor(
+    plan: &Plan,
+    calls: usize,
+    batch: usize,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/bench_process_pool.py"
+    );
+    let mut cmd = Command::new(&plan.python);
+    cmd.arg(script)
+        .args(["--workers", &WORKERS.to_string()])
+        .args(["--threads", &THREADS.to_string()])
+        .args(["--calls", &calls.to_string()])
+        .args(["--batch", &batch.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    // SAFETY: only an async-signal-safe call between fork and exec. The
+    // script dies with the bench, and its executor's workers with it (they
+    // ask for a parent-death signal too).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!("{script} failed: {}", out.status).into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().ok_or("the script printed nothing")?;
+    Ok(serde_json::from_str(line)?)
+}
