@@ -30,8 +30,8 @@ use serde_json::json;
 use report::Report;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 7] = [
-    "overhead", "scaling", "thread", "startup", "payload", "python", "memory",
+const SCENARIOS: [&str; 8] = [
+    "overhead", "scaling", "thread", "startup", "payload", "python", "memory", "adapter",
 ];
 
 /// How big a run is, and what it runs with.
@@ -111,6 +111,7 @@ fn main() -> ExitCode {
             "payload" => scenarios::payload::run(&plan, &mut report),
             "python" => scenarios::python::run(&plan, &mut report),
             "memory" => scenarios::memory::run(&plan, &mut report),
+            "adapter" => scenarios::adapter::run(&plan, &mut report),
             _ => unreachable!("checked above"),
         };
         // Other programs on the machine show here: the bench alone keeps

@@ -1,6 +1,7 @@
 //! One module per scenario; each runs its rounds, prints its table of
 //! medians and adds its figures (and targets) to the report.
 
+pub mod adapter;
 pub mod memory;
 pub mod overhead;
 pub mod payload;
