@@ -181,7 +181,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     );
     for (name, us) in [
         (
-            "request sent -> lane starts the gRPC call (2 hand-offs)",
+            "request sent -> lane starts the gRPC call (1 hand-off: caller to lane)",
             stages.to_lane,
         ),
         ("gRPC call + decode, on the lane", stages.on_lane),
