@@ -49,8 +49,7 @@ fn json_values_round_trip_intact() {
         json!("pong")
     );
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -98,8 +97,7 @@ fn a_python_exception_is_typed_and_the_pool_keeps_serving() {
     assert_eq!(pool.execute_blocking("pid", json!({})).unwrap(), pid_before);
     assert_eq!(pool.stats().crashes, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -122,13 +120,9 @@ fn an_unknown_tool_names_the_tools_that_exist() {
         }
         other => panic!("expected ToolNotFound, got {other:?}"),
     }
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
+    common::assert_serves(&pool);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -173,8 +167,7 @@ fn bad_arguments_are_refused_before_the_tool_runs() {
             .unwrap(),
         json!(3)
     );
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -194,6 +187,5 @@ fn bytes_travel_raw_both_ways() {
     assert_eq!(reply.value, json!(null));
     assert_eq!(reply.worker, "worker-0");
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }

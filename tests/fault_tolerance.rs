@@ -47,8 +47,7 @@ fn an_idempotent_call_is_retried_after_a_crash_and_succeeds() {
     let err = pool.execute_blocking("crash_once", args).unwrap_err();
     assert!(matches!(err, Error::WorkerCrashed { .. }), "{err:?}");
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -132,15 +131,11 @@ fn a_crash_storm_ends_every_call_and_the_pool_recovers() {
         "the pool did not return to full size: {:?}",
         pool.stats()
     );
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
+    common::assert_serves(&pool);
     let stats = pool.stats();
     assert_eq!(stats.load, 0);
     assert!(stats.crashes > 0);
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -174,8 +169,7 @@ fn recycling_under_load_fails_no_call() {
     assert!(stats.recycles.max_requests >= 90, "{stats:?}");
     assert_eq!((stats.failed, stats.crashes), (0, 0));
     assert_eq!(stats.succeeded, 2000);
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -207,8 +201,7 @@ fn a_worker_past_its_memory_limit_is_recycled() {
     let rss_kb = pool.execute_blocking("rss_kb", json!({})).unwrap();
     assert!(rss_kb.as_u64().unwrap() < 150 << 10, "{rss_kb}");
     assert_eq!(pool.stats().failed, 0);
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -262,8 +255,7 @@ fn lifetime_and_manual_recycling_replace_workers_without_failing_calls() {
             ..
         })
     ));
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -282,12 +274,8 @@ fn a_worker_that_stops_answering_health_checks_is_replaced() {
     assert!(wait_until(LIMIT, || pool.stats().ready_workers == 1));
     assert_ne!(pool.stats().per_worker[0].pid, Some(frozen));
     assert!(!is_alive(frozen));
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
-    pool.shutdown();
-    scope.assert_no_processes();
+    common::assert_serves(&pool);
+    scope.finish(&pool);
 }
 
 #[test]
@@ -338,12 +326,8 @@ fn a_crash_loop_backs_off_reports_degraded_and_fails_calls_fast() {
     // The cause goes away: the pool heals.
     std::fs::remove_file(&marker).unwrap();
     assert!(wait_until(LIMIT, || pool.stats().ready_workers == 1));
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
-    pool.shutdown();
-    scope.assert_no_processes();
+    common::assert_serves(&pool);
+    scope.finish(&pool);
 }
 
 /// The `host_process` example, built alongside the tests.

@@ -64,8 +64,7 @@ fn python_calls_a_rust_closure_and_uses_its_result() {
         "ran on {names:?}"
     );
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -97,8 +96,7 @@ fn a_closure_error_raises_runtime_error_in_python() {
         "lists the host tools: {message}"
     );
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -144,8 +142,7 @@ fn host_tools_run_concurrently_on_the_host_tool_threads() {
     threads.dedup();
     assert_eq!(threads.len(), 4, "four host tool threads: {threads:?}");
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -183,8 +180,7 @@ fn many_concurrent_host_tool_calls_all_get_their_replies() {
     assert_eq!(total.load(Ordering::SeqCst), 200);
     assert_eq!(pool.stats().failed, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -218,8 +214,7 @@ fn a_panicking_closure_is_an_error_and_the_host_keeps_serving() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(pool.stats().restarts, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -264,8 +259,7 @@ fn a_closure_calls_back_into_the_pool_without_deadlock() {
     );
     assert_eq!(stats.load, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -293,8 +287,7 @@ fn a_nested_call_with_no_free_worker_waits_only_until_its_queue_timeout() {
         json!("pong")
     );
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -319,8 +312,7 @@ fn python_lists_the_host_tools() {
         ])
     );
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -331,8 +323,7 @@ fn without_host_tools_no_callback_server_runs() {
     assert_eq!(class, "RuntimeError");
     assert!(message.contains("no host callback address"), "{message}");
     assert!(pool.registered_tools().is_empty());
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -419,8 +410,7 @@ fn a_host_tool_may_shut_its_pool_down() {
         pool.execute_blocking("ping", json!(null)),
         Err(Error::ShuttingDown)
     ));
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -597,8 +587,7 @@ fn a_snakepit_contract_worker_script_runs_under_the_pool() {
         })
     );
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -612,6 +601,5 @@ fn a_contract_worker_script_gets_max_workers_in_the_thread_profile() {
     let me = pool.execute_blocking("whoami", json!(null)).unwrap();
     assert_eq!(me["max_workers"], json!(3));
     assert_eq!(pool.registered_tools().len(), 3);
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }

@@ -136,8 +136,7 @@ fn a_worker_that_dies_mid_call_fails_that_call_and_is_replaced() {
     let after: Vec<_> = stats.per_worker.iter().map(|w| w.pid).collect();
     assert_eq!(before.iter().zip(&after).filter(|(a, b)| a != b).count(), 1);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]

@@ -51,8 +51,7 @@ fn one_thread_profile_process_runs_eight_calls_at_once() {
     assert_eq!(pool.stats().per_worker[0].pid, pid);
     assert_eq!(pool.stats().load, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -66,8 +65,7 @@ fn a_process_pool_runs_one_call_per_worker_at_once() {
     assert_eq!(workers, [json!("worker-0"), json!("worker-1")]);
     assert_eq!(pool.stats().load, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]

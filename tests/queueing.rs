@@ -73,8 +73,7 @@ fn a_full_queue_refuses_at_once_and_queued_calls_still_run() {
     let stats = pool.stats();
     assert_eq!((stats.load, stats.queued), (0, 0));
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -114,8 +113,7 @@ fn a_call_that_waits_past_its_queue_timeout_never_runs() {
     assert_eq!(stats.queue_timeouts, 1);
     assert_eq!((stats.load, stats.queued), (0, 0));
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -152,10 +150,7 @@ fn a_call_past_its_timeout_fails_and_leaks_nothing() {
     assert_eq!(pool.stats().timeouts, 1);
 
     // The stuck process is replaced and the pool serves again.
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
+    common::assert_serves(&pool);
     let stats = pool.stats();
     assert_eq!(stats.hung_killed, 1);
     assert_ne!(stats.per_worker[0].pid, Some(first_pid));
@@ -165,8 +160,7 @@ fn a_call_past_its_timeout_fails_and_leaks_nothing() {
     );
     assert_eq!(stats.load, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -183,13 +177,9 @@ fn a_thread_profile_timeout_keeps_the_process_and_its_other_calls() {
         )
         .unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
+    common::assert_serves(&pool);
     assert_eq!(pool.stats().per_worker[0].pid, pid, "the process was kept");
     assert_eq!(pool.stats().load, 0);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }

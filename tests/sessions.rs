@@ -48,8 +48,7 @@ fn a_session_stays_on_one_worker_and_keeps_its_state() {
         json!(1)
     );
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 /// Holds the session's worker with a call that waits for `release`.
@@ -123,17 +122,13 @@ fn each_affinity_mode_when_the_sessions_worker_is_busy() {
         "the strict call waits"
     );
     // The other worker is free, yet the strict call does not take it.
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
+    common::assert_serves(&pool);
     assert_eq!(pool.stats().queued, 1);
     std::fs::write(&release, b"").unwrap();
     holder.join().unwrap().unwrap();
     assert_eq!(waiting.join().unwrap().unwrap().worker, home);
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -209,6 +204,5 @@ fn an_idle_session_is_closed_and_its_state_freed() {
             .unwrap()
             == json!(1)
     }));
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }

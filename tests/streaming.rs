@@ -37,8 +37,7 @@ fn a_hundred_chunks_arrive_in_order_and_complete() {
         ]
     );
     assert_eq!(pool.stats().load, 0);
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -61,8 +60,7 @@ fn the_first_chunk_arrives_before_the_generator_finishes() {
         Chunk::Json(json!("second"))
     );
     assert!(stream.next().is_none());
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -94,13 +92,9 @@ fn dropping_a_stream_closes_the_generator_and_frees_the_worker() {
         "the slot was not released"
     );
     // The worker serves the next call.
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
+    common::assert_serves(&pool);
     assert_eq!(pool.stats().crashes, 0);
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -120,12 +114,8 @@ fn an_exception_mid_stream_ends_it_with_the_python_error() {
         }
         other => panic!("expected the Python error, got {other:?}"),
     }
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
-    pool.shutdown();
-    scope.assert_no_processes();
+    common::assert_serves(&pool);
+    scope.finish(&pool);
 }
 
 #[test]
@@ -161,6 +151,5 @@ fn streams_respect_the_call_timeout_and_work_in_sessions() {
         json!(2)
     );
     assert!(wait_until(LIMIT, || pool.stats().load == 0));
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }

@@ -43,8 +43,7 @@ fn every_json_kind_survives_python_both_ways() {
         .unwrap();
     assert!(back[0].is_i64() && back[1].is_f64(), "{back}");
 
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -62,12 +61,8 @@ fn what_json_cannot_carry_fails_clearly_or_becomes_a_marker() {
         "{marker}"
     );
     // The worker is fine afterwards.
-    assert_eq!(
-        pool.execute_blocking("ping", json!({})).unwrap(),
-        json!("pong")
-    );
-    pool.shutdown();
-    scope.assert_no_processes();
+    common::assert_serves(&pool);
+    scope.finish(&pool);
 }
 
 #[test]
@@ -93,8 +88,7 @@ fn exception_chains_are_kept_in_the_traceback() {
         }
         other => panic!("expected a Python error, got {other:?}"),
     }
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -111,8 +105,7 @@ fn a_64_mib_binary_round_trip_succeeds() {
         .unwrap();
     assert_eq!(reply.binary.as_ref().map(Vec::len), Some(payload.len()));
     assert!(reply.binary.unwrap() == payload, "bytes changed on the way");
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -164,8 +157,7 @@ fn oversized_payloads_fail_at_once_and_the_pool_goes_on() {
         .unwrap();
     assert_eq!(reply.value, json!(1000));
     assert_eq!(pool.stats().crashes, 0);
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -210,8 +202,7 @@ fn adapters_are_per_call_unless_kept_per_worker() {
         session.execute_blocking("whoami", json!({})).unwrap()["session_id"],
         json!("s")
     );
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }
 
 #[test]
@@ -244,6 +235,5 @@ fn a_snakepit_style_adapter_runs_unchanged() {
         counts,
         json!({"initialize": 4, "cleanup": 3, "execute_tool": 4})
     );
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }

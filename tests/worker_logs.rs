@@ -68,6 +68,5 @@ fn printed_and_logged_lines_reach_the_host_log_tagged_with_the_worker() {
             .unwrap(),
         json!(4)
     );
-    pool.shutdown();
-    scope.assert_no_processes();
+    scope.finish(&pool);
 }

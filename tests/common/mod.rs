@@ -83,6 +83,13 @@ impl Scope {
         pids
     }
 
+    /// Shuts `pool` down and asserts that every process this test started
+    /// is gone: the end of every scenario.
+    pub fn finish(&self, pool: &Pool) {
+        pool.shutdown();
+        self.assert_no_processes();
+    }
+
     /// Asserts that every process this test started is gone.
     pub fn assert_no_processes(&self) {
         let left = self.live_processes();
@@ -100,6 +107,16 @@ impl Drop for Scope {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Asserts that the pool answers a call: after a failure, it is healthy.
+pub fn assert_serves(pool: &Pool) {
+    assert_eq!(
+        pool.execute_blocking("ping", serde_json::json!({}))
+            .unwrap(),
+        serde_json::json!("pong"),
+        "the pool no longer serves"
+    );
 }
 
 pub fn is_zombie(pid: u32) -> bool {
