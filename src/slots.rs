@@ -156,6 +156,14 @@ impl Slots {
         self.update(slot, |s| Some(SlotState { capacity: 0, ..s }));
     }
 
+    /// Drains the slot only if it still runs `generation`: a lane closing
+    /// its own process must not close a replacement already in place.
+    pub fn drain_generation(&self, slot: usize, generation: u32) {
+        self.update(slot, |s| {
+            (s.generation == generation).then_some(SlotState { capacity: 0, ..s })
+        });
+    }
+
     /// Retires the slot's process: capacity and load to 0, generation + 1.
     /// Returns the new generation, which the next process uses.
     pub fn retire(&self, slot: usize) -> u32 {
@@ -248,6 +256,20 @@ mod tests {
             "the new process is left alone"
         );
         assert!(slots.acquire().is_some());
+    }
+
+    #[test]
+    fn draining_an_old_generation_leaves_its_replacement_open() {
+        let slots = Slots::new(1);
+        let old = slots.retire(0);
+        slots.install(0, old + 1, 2);
+        slots.drain_generation(0, old);
+        assert!(
+            slots.acquire().is_some(),
+            "the replacement still takes calls"
+        );
+        slots.drain_generation(0, old + 1);
+        assert_eq!(slots.acquire(), None);
     }
 
     #[test]

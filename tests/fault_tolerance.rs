@@ -398,3 +398,53 @@ fn ctrl_c_in_a_host_with_the_handler_stops_every_worker() {
         .all(|&p| !is_alive(p))));
     scope.assert_no_processes();
 }
+
+/// Records the pid of every process the pool starts.
+#[derive(Debug, Default, Clone)]
+struct Starts(Arc<std::sync::Mutex<Vec<u32>>>);
+
+impl snakepit::events::HandleEvent for Starts {
+    fn worker_started(&self, e: &snakepit::events::WorkerStarted) {
+        self.0.lock().unwrap().push(e.pid);
+    }
+}
+
+#[test]
+fn a_replacement_starts_before_the_old_process_reaches_max_requests() {
+    let scope = Scope::new("prestart");
+    let starts = Starts::default();
+    let pool = scope
+        .builder()
+        .workers(1)
+        .max_requests(10)
+        .queue_timeout(LIMIT)
+        .event_handler(starts.clone())
+        .build()
+        .unwrap();
+    for _ in 0..8 {
+        pool.execute_blocking("ping", json!({})).unwrap();
+    }
+    // The 9th call holds the old process, one call short of its limit...
+    let started = scope.path("started");
+    let release = scope.path("release");
+    let ninth = {
+        let pool = pool.clone();
+        let args = json!({"record_path": started.to_str().unwrap(), "wait_path": release.to_str().unwrap()});
+        thread::spawn(move || pool.execute_blocking("record_then_wait", args))
+    };
+    assert!(wait_until(LIMIT, || started.exists()));
+    // ...and its replacement is already starting.
+    assert!(
+        wait_until(LIMIT, || starts.0.lock().unwrap().len() == 2),
+        "no replacement started before the limit"
+    );
+    std::fs::write(&release, b"").unwrap();
+    assert_eq!(ninth.join().unwrap().unwrap(), json!(true));
+    for _ in 0..5 {
+        pool.execute_blocking("ping", json!({})).unwrap();
+    }
+    let stats = pool.stats();
+    assert!(stats.recycles.max_requests >= 1, "{stats:?}");
+    assert_eq!(stats.failed, 0);
+    scope.finish(&pool);
+}

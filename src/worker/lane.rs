@@ -274,13 +274,24 @@ impl Lane {
     }
 
     /// Counts a call against the process's `max_requests`.
+    ///
+    /// A little before the limit the worker is asked to start the
+    /// replacement, so it is usually ready by the time the limit is hit; at
+    /// the limit the slot closes, before this call frees its capacity, so
+    /// no call beyond it lands here. If the replacement is not ready yet,
+    /// calls go to the other workers meanwhile.
     fn count_served(&self, conn: &Connection) {
+        let Some(limit) = conn.max_requests else {
+            return;
+        };
         let served = conn.calls.fetch_add(1, Relaxed) + 1;
-        if conn.max_requests == Some(served) {
-            // The limit is a limit: close the slot before this call frees
-            // its capacity, so no call beyond it lands here. The worker
-            // starts the replacement; calls go to other workers meanwhile.
-            self.shared.slots.drain(self.slot);
+        let early = limit - (limit / 5).max(1).min(limit - 1);
+        if served == limit {
+            self.shared
+                .slots
+                .drain_generation(self.slot, conn.generation);
+        }
+        if served == early || served == limit {
             let _ = self.control.send(Control::Recycle {
                 generation: Some(conn.generation),
                 reason: RecycleReason::MaxRequests,
