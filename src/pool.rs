@@ -263,6 +263,14 @@ impl Pool {
         let session_id = session.as_ref().map(|(id, _)| id.as_str());
         let mut message = value::encode_request(tool, &args, options.binary, session_id)?;
         message.stream = matches!(reply, Replier::Stream { .. });
+        if message.stream {
+            // A failure mid-stream comes back as a final error chunk, not an
+            // error status: grpcio hands a client the status as soon as it
+            // arrives, dropping chunks sent ahead of it.
+            message
+                .metadata
+                .insert("snakepit.error_chunk".into(), "1".into());
+        }
         let size = protobuf::Message::compute_size(&message);
         let limit = shared.config.max_message_bytes as u64;
         if size > limit {
@@ -416,7 +424,7 @@ impl Pool {
             .map_or_else(Vec::new, |host| host.sessions())
     }
 
-    /// Installs a Ctrl-C (SIGINT/SIGTERM) handler that shuts the pool down
+    /// Installs a Ctrl-C (SIGINT) handler that shuts the pool down
     /// and then exits the program with status 130, so no worker outlives an
     /// interrupted program. A process has one such handler: a second call
     /// (for this pool or another) fails with [`Error::InvalidConfig`].

@@ -80,6 +80,11 @@ READY_FILE_ENV = "SNAKEPIT_READY_FILE"
 REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "requirements.txt"
 """The requirements file shipped next to ``grpc_server.py``."""
 
+
+#: Request metadata by which a host asks for a mid-stream failure as a final
+#: error chunk instead of an error status (ours does; Snakepit's does not).
+ERROR_CHUNK_KEY = "snakepit.error_chunk"
+
 log = logging.getLogger("snakepit.worker")
 
 
@@ -671,12 +676,15 @@ class BridgeServicer:
 
     def ExecuteStreamingTool(self, request: Any, context: Any) -> Iterator[Any]:
         """Streams a generator tool: one chunk per item, then an empty final
-        chunk. A failure ends the stream with INTERNAL and the JSON payload."""
+        chunk. A failure ends the stream with INTERNAL and the JSON payload,
+        or, when the host asks for it (``ERROR_CHUNK_KEY``), with a final
+        chunk holding the payload and marked ``error``."""
         import grpc
 
         from . import serialization
 
         tool_name = request.tool_name
+        count = 0
         with self._gate:
             adapter: Any = None
             items: Iterator[Any] | None = None
@@ -688,7 +696,6 @@ class BridgeServicer:
                 # An async generator is not awaitable: it is streamed as it is.
                 result = resolve_awaitable(adapter.execute_tool(tool_name, arguments, session))
                 items = stream_items(result)
-                count = 0
                 for item in items:
                     if not context.is_active():
                         break
@@ -706,7 +713,20 @@ class BridgeServicer:
                     yield final
             except (Exception, SystemExit) as error:  # noqa: BLE001 - every tool failure ends the stream
                 log.warning("streaming tool %s failed: %s: %s", tool_name, type(error).__name__, error)
-                # The payload travels as a gRPC status message (a header): keep it small.
+                if request.metadata.get(ERROR_CHUNK_KEY) == "1":
+                    # A host that asked for it gets the error as the final
+                    # chunk of a stream that ends normally: a client may see
+                    # an error status before the chunks sent ahead of it,
+                    # and lose them.
+                    payload = serialization.error_payload(error, {"tool": tool_name})
+                    chunk = self.protocol.ToolChunk(
+                        chunk_id=f"{tool_name}-{count}", data=payload.encode("utf-8"), is_final=True
+                    )
+                    chunk.metadata["error"] = "true"
+                    yield chunk
+                    return
+                # Snakepit's contract: INTERNAL with the payload as the status
+                # message (a header: keep it small).
                 payload = serialization.error_payload(error, {"tool": tool_name}, max_traceback_chars=2000)
                 context.abort(grpc.StatusCode.INTERNAL, payload)
             finally:

@@ -23,6 +23,7 @@ from conftest import (
     THREADED_SHOWCASE,
     RunningWorker,
     process_gone,
+    tool_request,
     wait_until,
 )
 
@@ -155,6 +156,27 @@ def test_a_failing_stream_ends_with_internal_and_the_payload(start_worker: Start
     assert received == ["stream_then_fail-0", "stream_then_fail-1"]
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     payload = json.loads(caught.value.details())
+    assert payload["type"] == "RuntimeError" and payload["message"] == "went wrong"
+
+
+def test_a_host_that_asks_gets_a_failing_stream_as_a_final_error_chunk(start_worker: StartWorker) -> None:
+    from snakepit_bridge.worker import ERROR_CHUNK_KEY
+
+    worker = start_worker()
+    method = protocol.METHODS["ExecuteStreamingTool"]
+    call = worker.channel.unary_stream(
+        method.path,
+        request_serializer=method.request.SerializeToString,
+        response_deserializer=method.response.FromString,
+    )
+    request = tool_request("stream_then_fail", n=2, message="went wrong")
+    request.metadata[ERROR_CHUNK_KEY] = "1"
+    chunks = list(call(request, timeout=30))
+    # Every chunk arrives, then the error as the final one; the call ends OK.
+    assert [c.chunk_id for c in chunks] == ["stream_then_fail-0", "stream_then_fail-1", "stream_then_fail-2"]
+    last = chunks[-1]
+    assert last.is_final and last.metadata["error"] == "true"
+    payload = json.loads(last.data)
     assert payload["type"] == "RuntimeError" and payload["message"] == "went wrong"
 
 

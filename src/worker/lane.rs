@@ -175,6 +175,10 @@ impl Lane {
                 Poll::Ready(Some(Ok(chunk))) => chunk,
             };
             let is_final = chunk.is_final;
+            if chunk.metadata.get("error").map(String::as_str) == Some("true") {
+                let payload = String::from_utf8_lossy(&chunk.data);
+                return Err(value::decode_error(&req.tool, &payload));
+            }
             if !(is_final && chunk.data.is_empty()) {
                 let item = match decode_chunk(&req.tool, chunk) {
                     Ok(item) => item,

@@ -399,7 +399,6 @@ impl Worker {
                 match self.recycle(serving, reason) {
                     Ok(next) => {
                         serving = next;
-                        self.count_restart();
                     }
                     Err(failed) => {
                         let (old, err) = *failed;
@@ -438,8 +437,11 @@ impl Worker {
         // Hand over: from here no new call reaches the old process; jobs
         // already queued for it go back to the dispatcher.
         self.generation = next_generation;
-        self.go_live(&fresh);
+        // Counted before the new process takes calls, so a caller that
+        // reaches it already sees the recycle in the stats.
         shared.counters.count_recycle(reason);
+        self.count_restart();
+        self.go_live(&fresh);
 
         // Drain the old process on a thread of its own, so this thread goes
         // on watching the new one: the old one's calls in flight run to
