@@ -645,6 +645,7 @@ pub(crate) fn private_socket_dir() -> std::io::Result<PathBuf> {
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
         .unwrap_or_else(std::env::temp_dir);
+    sweep_stale_socket_dirs(&base);
     loop {
         let n = COUNTER.fetch_add(1, SeqCst);
         let dir = base.join(format!("snakepit-{}-{n}", std::process::id()));
@@ -653,5 +654,63 @@ pub(crate) fn private_socket_dir() -> std::io::Result<PathBuf> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Removes the socket directories of hosts that are gone: one killed with
+/// SIGKILL cannot clean up after itself (its workers die with it, but the
+/// directory stays). A directory is `snakepit-<host pid>-<n>`; it is left
+/// alone while that pid runs, or when it is not this user's.
+fn sweep_stale_socket_dirs(base: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("snakepit-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<usize>().ok().and(pid.parse::<i32>().ok()))
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if ours && gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_directories_of_dead_hosts_are_swept_and_live_ones_kept() {
+        let base = std::env::temp_dir().join(format!("snakepit-sweep-test-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = base.join(format!("snakepit-{dead}-0"));
+        let live = base.join(format!("snakepit-{}-0", std::process::id()));
+        let other = base.join("snakepit-cache");
+        for dir in [&stale, &live, &other] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(stale.join("w0-1.sock"), b"").unwrap();
+
+        sweep_stale_socket_dirs(&base);
+        assert!(!stale.exists(), "a dead host's directory stays");
+        assert!(live.exists() && other.exists());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
