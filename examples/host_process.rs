@@ -22,12 +22,7 @@ fn main() -> Result<(), snakepit::Error> {
     // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
     pool.shutdown_on_ctrl_c()?;
 
-    let worker_pids: Vec<u32> = pool
-        .stats()
-        .per_worker
-        .iter()
-        .filter_map(|w| w.pid)
-        .collect();
+    let worker_pids: Vec<u32> = pool.stats().pids();
     // One call per worker at once (a barrier would be overkill: each call
     // holds its worker until all have been placed, since every worker is
     // needed for the `workers` calls in flight together).

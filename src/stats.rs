@@ -49,6 +49,14 @@ pub struct PoolStats {
     pub per_worker: Vec<WorkerStats>,
 }
 
+impl PoolStats {
+    /// The pids of the worker processes running at the snapshot, in slot
+    /// order (for monitoring them, or signalling them in a test).
+    pub fn pids(&self) -> Vec<u32> {
+        self.per_worker.iter().filter_map(|w| w.pid).collect()
+    }
+}
+
 /// One worker in a [`PoolStats`] snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -72,12 +72,7 @@ fn a_crash_storm_ends_every_call_and_the_pool_recovers() {
             let mut n = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(50));
-                let pids: Vec<u32> = pool
-                    .stats()
-                    .per_worker
-                    .iter()
-                    .filter_map(|w| w.pid)
-                    .collect();
+                let pids: Vec<u32> = pool.stats().pids();
                 if !pids.is_empty() {
                     n = n.wrapping_mul(31).wrapping_add(7);
                     kill(pids[n % pids.len()], libc::SIGKILL);

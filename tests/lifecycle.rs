@@ -163,12 +163,7 @@ fn shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
 fn dropping_the_last_handle_stops_every_worker() {
     let scope = Scope::new("drop");
     let pool = scope.builder().workers(2).build().unwrap();
-    let pids: Vec<u32> = pool
-        .stats()
-        .per_worker
-        .iter()
-        .filter_map(|w| w.pid)
-        .collect();
+    let pids: Vec<u32> = pool.stats().pids();
     assert_eq!(pids.len(), 2);
     let clone = pool.clone();
     drop(pool);

@@ -27,9 +27,8 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     let ready = host_rss();
     let workers_rss: u64 = pool
         .stats()
-        .per_worker
-        .iter()
-        .filter_map(|w| w.pid)
+        .pids()
+        .into_iter()
         .filter_map(|pid| rss_of(&pid.to_string()))
         .sum();
 

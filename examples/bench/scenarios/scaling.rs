@@ -39,12 +39,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         _ => super::burn_1ms(pool),
     };
     let measure = |pool: &Pool, tool: usize, threads: usize, length: Duration| {
-        let pids: Vec<u32> = pool
-            .stats()
-            .per_worker
-            .iter()
-            .filter_map(|w| w.pid)
-            .collect();
+        let pids: Vec<u32> = pool.stats().pids();
         let workers_cpu = || pids.iter().map(|&p| process_cpu(p)).sum::<Duration>();
         let before = workers_cpu();
         let w = window(threads, length, |_| call(pool, tool));
