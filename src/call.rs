@@ -172,23 +172,30 @@ impl Request {
         self.queued_since + self.queue_timeout
     }
 
-    /// Sends the outcome to the caller. The caller may have gone (it never
-    /// does on its own, but a panicking caller thread could), which is fine.
-    pub fn answer(self, outcome: Result<Reply, Error>) {
+    /// Ends a call that worked: a unary call gets its reply, a stream its
+    /// end. The caller may have gone (a dropped stream, a panicked caller
+    /// thread), which is fine.
+    pub fn succeed(self, reply: Option<Reply>) {
         match self.reply {
             Replier::Unary(tx) => {
-                let _ = tx.send(outcome);
+                let reply = reply.expect("a unary call always has a reply");
+                let _ = tx.send(Ok(reply));
             }
             Replier::Stream { events, .. } => {
-                if let Err(err) = outcome {
-                    let _ = events.send(StreamEvent::Failed(err));
-                }
+                let _ = events.send(StreamEvent::End);
             }
         }
     }
 
     /// Fails the call (either kind) with `err`.
     pub fn fail(self, err: Error) {
-        self.answer(Err(err));
+        match self.reply {
+            Replier::Unary(tx) => {
+                let _ = tx.send(Err(err));
+            }
+            Replier::Stream { events, .. } => {
+                let _ = events.send(StreamEvent::Failed(err));
+            }
+        }
     }
 }

@@ -21,12 +21,9 @@
 //! no longer than writing the reply.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,6 +37,7 @@ use protobuf::well_known_types::timestamp::Timestamp;
 use protobuf::MessageField;
 use serde_json::Value;
 
+use crate::block_on::block_on_timeout;
 use crate::host_tool::HostTool;
 use crate::pool::{Pool, WeakPool};
 use crate::protocol::messages::{
@@ -493,7 +491,7 @@ fn answer<T: Send + 'static>(
 
 /// Answers from a host tool thread, blocking until the call is complete.
 fn answer_from_thread<T>(sink: UnarySink<T>, resp: T) {
-    if wait_for(sink.success(resp), REPLY_TIMEOUT).is_none() {
+    if block_on_timeout(sink.success(resp), REPLY_TIMEOUT).is_none() {
         log::warn!("a host tool reply was not delivered within {REPLY_TIMEOUT:?}");
     }
 }
@@ -501,35 +499,6 @@ fn answer_from_thread<T>(sink: UnarySink<T>, resp: T) {
 /// How long a host tool thread waits for a reply to go out; it takes as
 /// long as writing it to the socket, so this only bounds a broken peer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Wakes the thread that polls a future.
-struct Unpark(thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Polls `future` on this thread until it is ready (the completion-queue
-/// thread wakes it), or `None` after `timeout`.
-fn wait_for<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
-    let deadline = Instant::now() + timeout;
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return Some(output);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        // A spurious wake-up only polls once more.
-        thread::park_timeout(left);
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -70,6 +70,7 @@
 
 #![warn(missing_docs)]
 
+mod block_on;
 mod builder;
 mod call;
 pub mod config;

@@ -6,8 +6,8 @@
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::{Context, Poll};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
@@ -15,6 +15,7 @@ use futures_core::Stream as _;
 use grpcio::{CallOption, ClientSStreamReceiver, RpcStatusCode};
 
 use super::{Connection, Control, Job, Work};
+use crate::block_on::thread_waker;
 use crate::call::{Replier, Reply, Request};
 use crate::dispatcher::Command;
 use crate::error::Error;
@@ -128,20 +129,9 @@ impl Lane {
             duration: req.submitted.elapsed(),
             outcome: outcome.as_ref().map(|_| ()).map_err(Error::kind),
         });
-        match (outcome, req.reply) {
-            (Ok(Some(reply)), Replier::Unary(tx)) => {
-                let _ = tx.send(Ok(reply));
-            }
-            (Ok(_), Replier::Stream { events, .. }) => {
-                let _ = events.send(StreamEvent::End);
-            }
-            (Err(err), Replier::Unary(tx)) => {
-                let _ = tx.send(Err(err));
-            }
-            (Err(err), Replier::Stream { events, .. }) => {
-                let _ = events.send(StreamEvent::Failed(err));
-            }
-            (Ok(None), Replier::Unary(_)) => unreachable!("a unary call always has a reply"),
+        match outcome {
+            Ok(reply) => req.succeed(reply),
+            Err(err) => req.fail(err),
         }
     }
 
@@ -157,7 +147,7 @@ impl Lane {
         control: &StreamControl,
     ) -> Result<(), Error> {
         control.attach(thread::current());
-        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let waker = thread_waker();
         let mut cx = Context::from_waker(&waker);
         loop {
             if control.is_cancelled() {
@@ -180,7 +170,8 @@ impl Lane {
                 return Err(value::decode_error(&req.tool, &payload));
             }
             if !(is_final && chunk.data.is_empty()) {
-                let item = match decode_chunk(&req.tool, chunk) {
+                let worker = &self.shared.workers[self.slot].id;
+                let item = match decode_chunk(&req.tool, worker, chunk) {
                     Ok(item) => item,
                     Err(e) => {
                         receiver.cancel();
@@ -329,28 +320,15 @@ impl Lane {
 
 /// Reads one streamed item: raw bytes when the worker marked it so, JSON
 /// text otherwise.
-fn decode_chunk(tool: &str, mut chunk: ToolChunk) -> Result<Chunk, Error> {
+fn decode_chunk(tool: &str, worker: &str, mut chunk: ToolChunk) -> Result<Chunk, Error> {
     if chunk.metadata.get("encoding").map(String::as_str) == Some("binary") {
         return Ok(Chunk::Bytes(std::mem::take(&mut chunk.data)));
     }
     serde_json::from_slice(&chunk.data)
         .map(Chunk::Json)
         .map_err(|e| Error::Transport {
-            worker: String::new(),
+            worker: worker.to_owned(),
             code: "INVALID_CHUNK".into(),
             message: format!("chunk {} of `{tool}` is not JSON: {e}", chunk.chunk_id),
         })
-}
-
-/// Wakes a parked lane.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
 }
