@@ -31,9 +31,10 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
-use crate::builder::{PoolBuilder, Profile};
+use crate::builder::PoolBuilder;
 use crate::call::Affinity;
 use crate::error::Error;
+use crate::options::Profile;
 use crate::slots::MAX_CAPACITY;
 
 /// The most workers one pool may have (as [`PoolBuilder::workers`] allows).

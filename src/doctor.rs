@@ -21,8 +21,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::builder::Profile;
 use crate::config::{ConfigFile, PoolConfig};
+use crate::options::Profile;
 use crate::pool::private_socket_dir;
 use crate::python;
 

@@ -11,12 +11,13 @@ use grpcio::EnvBuilder;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::builder::{Config, PoolBuilder, Profile};
+use crate::builder::PoolBuilder;
 use crate::call::{CallOptions, Replier, Reply, Request};
 use crate::dispatcher::{Command, Dispatcher};
 use crate::error::Error;
 use crate::events::HandleEvent;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
+use crate::options::{Config, Profile};
 use crate::protocol::value;
 use crate::python;
 use crate::session::Session;
