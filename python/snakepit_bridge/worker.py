@@ -32,9 +32,12 @@ stdin watch, process group, ready file, exit statuses),
 :mod:`~snakepit_bridge.server` (bind, serve, stop),
 :mod:`~snakepit_bridge.servicer` (the rpcs),
 :mod:`~snakepit_bridge.adapter_provider` (adapters per call or per process),
-:mod:`~snakepit_bridge.sessions` and :mod:`~snakepit_bridge.host_client`
-(the way back to the host). Only this module and the first two are
-imported before grpcio and protobuf.
+:mod:`~snakepit_bridge.sessions` (each session's store) and
+:mod:`~snakepit_bridge.host_client` (the way back to the host). Imports point one way:
+``worker -> server -> servicer -> adapter_provider, sessions, host_client
+-> serialization -> protocol``; ``command_line`` and ``lifetime`` import
+nothing of the package. Only this module and those two are imported
+before grpcio and protobuf.
 """
 
 from __future__ import annotations
