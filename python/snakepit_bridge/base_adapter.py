@@ -97,7 +97,7 @@ def tool(func: F, /) -> F: ...
 
 @overload
 def tool(
-    description: str = "",
+    description: str,
     /,
     *,
     supports_streaming: bool = False,
@@ -116,7 +116,7 @@ def tool(
 ) -> Callable[[F], F]: ...
 
 
-def tool(  # type: ignore[misc]
+def tool(
     func: Any = None,
     /,
     *,
@@ -242,7 +242,7 @@ def type_label(hint: Any) -> str:
         (collections.abc.Mapping, "dict"),
         ((list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set), "list"),
     ):
-        if issubclass(hint, base):  # type: ignore[arg-type]
+        if issubclass(hint, base):
             return label
     return "any"
 
@@ -255,7 +255,7 @@ def _accepts(hint: Any, value: Any) -> bool | None:
     """
     origin = typing.get_origin(hint)
     if origin in _UNION_TYPES:
-        verdicts = []
+        verdicts: list[bool | None] = []
         for arg in typing.get_args(hint):
             if arg is _NONE_TYPE:
                 verdicts.append(value is None)
@@ -515,7 +515,7 @@ class BaseAdapter:
         self._local_state().session_context = context
 
     def _local_state(self) -> threading.local:
-        state = self.__dict__.get("_snakepit_local")
+        state: threading.local | None = self.__dict__.get("_snakepit_local")
         if state is None:
             # A subclass whose __init__ skipped super().__init__().
             state = self.__dict__.setdefault("_snakepit_local", threading.local())
@@ -537,20 +537,26 @@ class BaseAdapter:
         with ``--adapter-per-worker``). May be ``async def``."""
         return None
 
+    def _tool_table(self) -> dict[str, tuple[str, ToolMeta]]:
+        # Through a plain ``type``: mypy takes ``type[BaseAdapter]`` for
+        # unhashable, which the cache of tool_table would refuse.
+        cls: type = type(self)
+        return tool_table(cls)
+
     def tool_names(self) -> list[str]:
         """Sorted names of this adapter's ``@tool`` methods."""
-        return list(tool_table(type(self)))
+        return list(self._tool_table())
 
     def get_tools(self) -> list[ToolInfo]:
         """A :class:`ToolInfo` for each ``@tool`` method, sorted by name."""
         return [
             describe_tool(tool_name, getattr(self, attribute_name), meta)
-            for tool_name, (attribute_name, meta) in tool_table(type(self)).items()
+            for tool_name, (attribute_name, meta) in self._tool_table().items()
         ]
 
     def find_tool(self, tool_name: str) -> tuple[Callable[..., Any], ToolMeta]:
         """The bound method and marker of a tool; :class:`ToolNotFoundError` if none."""
-        entry = tool_table(type(self)).get(tool_name)
+        entry = self._tool_table().get(tool_name)
         if entry is None:
             raise ToolNotFoundError(tool_name, self.tool_names(), type(self).__name__)
         attribute_name, meta = entry

@@ -8,16 +8,21 @@ file and checks that this table matches it field for field.
 
 Every message is a module attribute (``protocol.PingRequest``, ...). gRPC
 method paths come from :func:`method_path`.
+
+Because the classes are made at run time, a type checker cannot see their
+fields: each is typed :data:`MessageClass` and their instances
+:data:`DynamicMessage`, both ``Any``. Code that handles these messages says
+so with those names rather than with a bare ``Any``.
 """
 
 from __future__ import annotations
 
 from typing import Any as _AnyType
+from typing import Union
 
 # Imported first so that any.proto and timestamp.proto are in the default
 # pool before a file that depends on them is added.
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
-from google.protobuf.message import Message
 
 FILE_NAME = "snakepit_bridge.proto"
 PACKAGE = "snakepit.bridge"
@@ -25,10 +30,19 @@ SERVICE_NAME = f"{PACKAGE}.BridgeService"
 
 _DEPENDENCIES = (any_pb2, timestamp_pb2)
 
+MessageClass = _AnyType
+"""The type of a message class of this module (built at run time: ``Any``
+to a type checker, whose view of ``google.protobuf.message.Message`` has
+none of their fields)."""
+
+DynamicMessage = _AnyType
+"""The type of a message of this module (``Any``, see :data:`MessageClass`)."""
+
 # One entry per message, in .proto order: (field name, number, type[, oneof]).
 # A type is a scalar name, a message name (a bare name is in this package),
 # "repeated <type>" or "map<key,value>".
-_Field = tuple  # (name, number, type) or (name, number, type, oneof name)
+_Field = Union[tuple[str, int, str], tuple[str, int, str, str]]
+"""(name, number, type) or (name, number, type, oneof name)."""
 _MESSAGES: dict[str, tuple[_Field, ...]] = {
     "PingRequest": (("message", 1, "string"),),
     "PingResponse": (
@@ -301,53 +315,55 @@ FILE_DESCRIPTOR = POOL.FindFileByName(FILE_NAME)
 """The ``FileDescriptor`` of ``snakepit_bridge.proto``."""
 
 
-def message_class(full_name: str) -> type[Message]:
+def message_class(full_name: str) -> MessageClass:
     """The message class for a fully qualified message name (without leading dot)."""
     descriptor = POOL.FindMessageTypeByName(full_name)
     get_message_class = getattr(message_factory, "GetMessageClass", None)
     if get_message_class is not None:
         return get_message_class(descriptor)
-    return message_factory.MessageFactory(POOL).GetPrototype(descriptor)  # protobuf < 4.22
+    # protobuf < 4.22 (GetPrototype is gone from newer versions and their stubs).
+    factory: _AnyType = message_factory.MessageFactory(POOL)
+    return factory.GetPrototype(descriptor)
 
 
-def _own(name: str) -> type[Message]:
+def _own(name: str) -> MessageClass:
     return message_class(f"{PACKAGE}.{name}")
 
 
-Any: _AnyType = message_class("google.protobuf.Any")
+Any: MessageClass = message_class("google.protobuf.Any")
 """``google.protobuf.Any`` as used by the fields of these messages."""
-Timestamp: _AnyType = message_class("google.protobuf.Timestamp")
+Timestamp: MessageClass = message_class("google.protobuf.Timestamp")
 """``google.protobuf.Timestamp`` as used by the fields of these messages."""
 
-PingRequest: _AnyType = _own("PingRequest")
-PingResponse: _AnyType = _own("PingResponse")
-InitializeSessionRequest: _AnyType = _own("InitializeSessionRequest")
-SessionConfig: _AnyType = _own("SessionConfig")
-InitializeSessionResponse: _AnyType = _own("InitializeSessionResponse")
-CleanupSessionRequest: _AnyType = _own("CleanupSessionRequest")
-CleanupSessionResponse: _AnyType = _own("CleanupSessionResponse")
-ToolSpec: _AnyType = _own("ToolSpec")
-ParameterSpec: _AnyType = _own("ParameterSpec")
-ExecuteToolRequest: _AnyType = _own("ExecuteToolRequest")
-ExecuteToolResponse: _AnyType = _own("ExecuteToolResponse")
-ToolChunk: _AnyType = _own("ToolChunk")
-GetSessionRequest: _AnyType = _own("GetSessionRequest")
-GetSessionResponse: _AnyType = _own("GetSessionResponse")
-HeartbeatRequest: _AnyType = _own("HeartbeatRequest")
-HeartbeatResponse: _AnyType = _own("HeartbeatResponse")
-RegisterToolsRequest: _AnyType = _own("RegisterToolsRequest")
-ToolRegistration: _AnyType = _own("ToolRegistration")
-RegisterToolsResponse: _AnyType = _own("RegisterToolsResponse")
-GetExposedElixirToolsRequest: _AnyType = _own("GetExposedElixirToolsRequest")
-GetExposedElixirToolsResponse: _AnyType = _own("GetExposedElixirToolsResponse")
-ExecuteElixirToolRequest: _AnyType = _own("ExecuteElixirToolRequest")
-ExecuteElixirToolResponse: _AnyType = _own("ExecuteElixirToolResponse")
-TelemetryEvent: _AnyType = _own("TelemetryEvent")
-TelemetryValue: _AnyType = _own("TelemetryValue")
-TelemetryControl: _AnyType = _own("TelemetryControl")
-TelemetryToggle: _AnyType = _own("TelemetryToggle")
-TelemetrySamplingUpdate: _AnyType = _own("TelemetrySamplingUpdate")
-TelemetryEventFilter: _AnyType = _own("TelemetryEventFilter")
+PingRequest: MessageClass = _own("PingRequest")
+PingResponse: MessageClass = _own("PingResponse")
+InitializeSessionRequest: MessageClass = _own("InitializeSessionRequest")
+SessionConfig: MessageClass = _own("SessionConfig")
+InitializeSessionResponse: MessageClass = _own("InitializeSessionResponse")
+CleanupSessionRequest: MessageClass = _own("CleanupSessionRequest")
+CleanupSessionResponse: MessageClass = _own("CleanupSessionResponse")
+ToolSpec: MessageClass = _own("ToolSpec")
+ParameterSpec: MessageClass = _own("ParameterSpec")
+ExecuteToolRequest: MessageClass = _own("ExecuteToolRequest")
+ExecuteToolResponse: MessageClass = _own("ExecuteToolResponse")
+ToolChunk: MessageClass = _own("ToolChunk")
+GetSessionRequest: MessageClass = _own("GetSessionRequest")
+GetSessionResponse: MessageClass = _own("GetSessionResponse")
+HeartbeatRequest: MessageClass = _own("HeartbeatRequest")
+HeartbeatResponse: MessageClass = _own("HeartbeatResponse")
+RegisterToolsRequest: MessageClass = _own("RegisterToolsRequest")
+ToolRegistration: MessageClass = _own("ToolRegistration")
+RegisterToolsResponse: MessageClass = _own("RegisterToolsResponse")
+GetExposedElixirToolsRequest: MessageClass = _own("GetExposedElixirToolsRequest")
+GetExposedElixirToolsResponse: MessageClass = _own("GetExposedElixirToolsResponse")
+ExecuteElixirToolRequest: MessageClass = _own("ExecuteElixirToolRequest")
+ExecuteElixirToolResponse: MessageClass = _own("ExecuteElixirToolResponse")
+TelemetryEvent: MessageClass = _own("TelemetryEvent")
+TelemetryValue: MessageClass = _own("TelemetryValue")
+TelemetryControl: MessageClass = _own("TelemetryControl")
+TelemetryToggle: MessageClass = _own("TelemetryToggle")
+TelemetrySamplingUpdate: MessageClass = _own("TelemetrySamplingUpdate")
+TelemetryEventFilter: MessageClass = _own("TelemetryEventFilter")
 
 MESSAGE_NAMES: tuple[str, ...] = tuple(_MESSAGES)
 """Every message of the file, in .proto order."""
@@ -361,8 +377,8 @@ class Method:
     def __init__(
         self,
         name: str,
-        request: type[Message],
-        response: type[Message],
+        request: MessageClass,
+        response: MessageClass,
         client_streaming: bool,
         server_streaming: bool,
     ) -> None:

@@ -31,6 +31,11 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf import json_format, struct_pb2, wrappers_pb2
+
+from . import protocol
+from .protocol import DynamicMessage
+
 TYPE_URL_PREFIX = "type.googleapis.com/"
 """The prefix of every ``type_url`` this module writes."""
 
@@ -87,12 +92,8 @@ def decode_any(message: Any) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as json_error:
         if packed_string:
-            from google.protobuf import wrappers_pb2
-
             return wrappers_pb2.StringValue.FromString(data).value
         if type_url.endswith("google.protobuf.Value"):
-            from google.protobuf import json_format, struct_pb2
-
             return json_format.MessageToDict(struct_pb2.Value.FromString(data))
         raise ValueError(f"parameter of type {type_url or '(no type_url)'} is not UTF-8 JSON: {json_error}") from None
 
@@ -253,10 +254,8 @@ def is_binary(value: Any) -> bool:
     return isinstance(value, _BINARY)
 
 
-def json_any(value: Any, limit: int | None = None) -> Any:
+def json_any(value: Any, limit: int | None = None) -> DynamicMessage:
     """A result ``Any``: ``type.googleapis.com/snakepit.<kind>`` holding JSON text."""
-    from . import protocol
-
     converted = to_jsonable(value, limit)
     return protocol.Any(
         type_url=f"{TYPE_URL_PREFIX}snakepit.{kind_of(converted)}",
@@ -264,19 +263,15 @@ def json_any(value: Any, limit: int | None = None) -> Any:
     )
 
 
-def encode_result(value: Any, limit: int | None = None) -> tuple[Any, bytes]:
+def encode_result(value: Any, limit: int | None = None) -> tuple[DynamicMessage, bytes]:
     """The ``(result, binary_result)`` pair of an ``ExecuteToolResponse``."""
-    from . import protocol
-
     if is_binary(value):
         return protocol.Any(type_url=f"{TYPE_URL_PREFIX}snakepit.binary", value=b"null"), bytes(value)
     return json_any(value, limit), b""
 
 
-def parameter_any(value: Any) -> Any:
+def parameter_any(value: Any) -> DynamicMessage:
     """A parameter ``Any`` as a host sends it (JSON text, StringValue type_url)."""
-    from . import protocol
-
     return protocol.Any(type_url=PARAMETER_TYPE_URL, value=encode_json(value))
 
 

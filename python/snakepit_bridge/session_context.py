@@ -4,111 +4,22 @@ Sessions live in the worker process: every call of one session that lands
 on this process sees the same ``store`` dict. A session is pinned to a
 worker only if the host routes it so; the store is not shared between
 processes.
+
+The way back to the host is a :class:`~snakepit_bridge.host_client.HostCallbackClient`
+(the worker makes one when started with ``--elixir-address``).
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import serialization
+if TYPE_CHECKING:
+    # Only a type here: importing it would need grpcio, and this module is
+    # part of what adapters import without it.
+    from .host_client import HostCallbackClient
 
 DEFAULT_CALLBACK_TIMEOUT_S = 30.0
 """How long :meth:`SessionContext.call_host_tool` waits for the host by default."""
-
-
-class HostCallbackClient:
-    """Calls the host's ``BridgeService`` (``ExecuteElixirTool``,
-    ``GetExposedElixirTools``, ``Ping``).
-
-    ``address`` is ``host:port`` or ``unix:/path``. The channel opens lazily
-    and is shared by every call of the process.
-    """
-
-    def __init__(self, address: str, max_message_bytes: int | None = None) -> None:
-        self.address = address
-        self._max_message_bytes = max_message_bytes
-        self._lock = threading.Lock()
-        self._channel: Any = None
-
-    def _channel_or_open(self) -> Any:
-        import grpc
-
-        with self._lock:
-            if self._channel is None:
-                options = []
-                if self._max_message_bytes:
-                    options = [
-                        ("grpc.max_send_message_length", self._max_message_bytes),
-                        ("grpc.max_receive_message_length", self._max_message_bytes),
-                    ]
-                self._channel = grpc.insecure_channel(self.address, options=options)
-            return self._channel
-
-    def _call(self, rpc: str, request: Any, timeout: float | None) -> Any:
-        from . import protocol
-
-        method = protocol.METHODS[rpc]
-        call = self._channel_or_open().unary_unary(
-            method.path,
-            request_serializer=method.request.SerializeToString,
-            response_deserializer=method.response.FromString,
-        )
-        return call(request, timeout=timeout)
-
-    def ping(self, message: str = "snakepit worker", timeout: float | None = 1.0) -> str:
-        """Pings the host; raises ``grpc.RpcError`` when it does not answer."""
-        from . import protocol
-
-        return self._call("Ping", protocol.PingRequest(message=message), timeout).message
-
-    def execute_tool(
-        self,
-        session_id: str,
-        tool_name: str,
-        arguments: dict[str, Any],
-        timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S,
-    ) -> Any:
-        """Runs a host tool and returns its decoded result.
-
-        Raises ``RuntimeError`` with the host's error message when the tool
-        failed.
-        """
-        from . import protocol
-
-        request = protocol.ExecuteElixirToolRequest(session_id=session_id, tool_name=tool_name)
-        for name, value in arguments.items():
-            request.parameters[name].CopyFrom(serialization.parameter_any(value))
-        response = self._call("ExecuteElixirTool", request, timeout)
-        if not response.success:
-            raise RuntimeError(response.error_message or f"host tool {tool_name!r} failed")
-        if response.binary_result:
-            return bytes(response.binary_result)
-        if not response.HasField("result"):
-            return None
-        return serialization.decode_any(response.result)
-
-    def list_tools(
-        self, session_id: str = "", timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S
-    ) -> list[dict[str, Any]]:
-        """The host's tools (``GetExposedElixirTools``), as
-        ``{"name", "description", "supports_streaming"}`` dicts in the host's order."""
-        from . import protocol
-
-        response = self._call(
-            "GetExposedElixirTools", protocol.GetExposedElixirToolsRequest(session_id=session_id), timeout
-        )
-        return [
-            {"name": spec.name, "description": spec.description, "supports_streaming": spec.supports_streaming}
-            for spec in response.tools
-        ]
-
-    def close(self) -> None:
-        """Closes the channel, if it was opened."""
-        with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-                self._channel = None
 
 
 class SessionContext:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
+from snakepit_bridge import BaseAdapter, SessionContext, ThreadSafeAdapter, tool
 
 _POLL_S = 0.002
 
@@ -61,6 +61,15 @@ def _count_lines(path: str) -> int:
 
 class ShowcaseTools:
     """The showcase tools, shared by both adapters."""
+
+    # Provided by the adapter base class these tools are mixed into.
+    session_context: SessionContext | None
+
+    def _call_context(self) -> SessionContext:
+        context = self.session_context
+        if context is None:
+            raise RuntimeError("no session context: this tool only runs in a worker's call")
+        return context
 
     @tool(description="Answers 'pong'")
     def ping(self) -> str:
@@ -294,10 +303,11 @@ class ShowcaseTools:
     @tool(description="Increments the session's counter and returns it")
     def session_counter(self) -> int:
         """Counts calls per session in this process (the session store)."""
-        context = self.session_context  # type: ignore[attr-defined]
+        context = self._call_context()
         with _COUNTER_LOCK:
-            context.store["counter"] = context.store.get("counter", 0) + 1
-            return context.store["counter"]
+            count: int = context.store.get("counter", 0) + 1
+            context.store["counter"] = count
+            return count
 
     @tool(description="Prints `message` and logs it at WARNING: both reach the host's log")
     def say(self, message: str) -> bool:
@@ -315,7 +325,7 @@ class ShowcaseTools:
     @tool(description="pid, worker id and session id of this call")
     def whoami(self) -> dict[str, Any]:
         """Where this call ran."""
-        context = self.session_context  # type: ignore[attr-defined]
+        context = self.session_context
         return {
             "pid": os.getpid(),
             "worker_id": context.worker_id if context else "",
@@ -323,16 +333,15 @@ class ShowcaseTools:
         }
 
     @tool(description="Calls a tool on the host and returns its result")
-    def call_host(self, name: str, arguments: Optional[dict] = None) -> Any:
+    def call_host(self, name: str, arguments: Optional[dict[str, Any]] = None) -> Any:
         """``session_context.call_host_tool(name, **arguments)``."""
-        context = self.session_context  # type: ignore[attr-defined]
+        context = self._call_context()
         return context.call_host_tool(name, **(arguments or {}))
 
     @tool(description="The host's tools: [{name, description, supports_streaming}]")
     def list_host_tools(self) -> list[dict[str, Any]]:
         """``session_context.host_tools()``."""
-        context = self.session_context  # type: ignore[attr-defined]
-        return context.host_tools()
+        return self._call_context().host_tools()
 
 
 class ShowcaseAdapter(ShowcaseTools, BaseAdapter):

@@ -4,7 +4,7 @@ The class itself is fine; the import of this module fails with
 ModuleNotFoundError, as an adapter with a missing dependency would.
 """
 
-import this_module_does_not_exist_xyz  # noqa: F401
+import this_module_does_not_exist_xyz  # type: ignore[import-not-found]  # noqa: F401 - missing on purpose
 
 from snakepit_bridge import BaseAdapter, tool
 

@@ -33,7 +33,7 @@ class SnakepitStyleAdapter(BaseAdapter):
         _LIFECYCLE["cleanup"] += 1
         self.model = None
 
-    def execute_tool(self, tool_name: str, arguments: dict[str, Any], context: Any) -> Any:
+    def execute_tool(self, tool_name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         # Snakepit adapters may route calls themselves.
         _LIFECYCLE["execute_tool"] += 1
         return super().execute_tool(tool_name, arguments, context)

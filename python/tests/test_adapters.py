@@ -22,7 +22,8 @@ from snakepit_bridge import (
     thread_safe_method,
     tool,
 )
-from snakepit_bridge.worker import AdapterProvider, BridgeServicer
+from snakepit_bridge.adapter_provider import AdapterProvider
+from snakepit_bridge.servicer import BridgeServicer
 from snakepit_showcase.adapter import ShowcaseAdapter, ThreadedShowcaseAdapter
 
 
@@ -102,7 +103,7 @@ def test_threaded_showcase_has_every_showcase_tool() -> None:
 
 
 def test_tool_specs_become_messages() -> None:
-    specs = {s.name: s for s in AdapterProvider(Specimen, per_worker=False).tool_specs(protocol)}
+    specs = {s.name: s for s in AdapterProvider(Specimen, per_worker=False).tool_specs()}
     factor = specs["scale"].parameters[1]
     assert factor.name == "factor" and factor.type == "float" and not factor.required
     assert serialization.decode_any(factor.default_value) == 2.0
@@ -173,7 +174,7 @@ class FakeContext:
 
 
 def servicer_for(adapter_class: type, per_worker: bool = False) -> BridgeServicer:
-    return BridgeServicer(protocol, AdapterProvider(adapter_class, per_worker), "test-worker")
+    return BridgeServicer(AdapterProvider(adapter_class, per_worker), "test-worker")
 
 
 def execute(servicer: BridgeServicer, tool_name: str, session_id: str = "", **arguments: Any) -> Any:

@@ -160,7 +160,7 @@ def test_a_failing_stream_ends_with_internal_and_the_payload(start_worker: Start
 
 
 def test_a_host_that_asks_gets_a_failing_stream_as_a_final_error_chunk(start_worker: StartWorker) -> None:
-    from snakepit_bridge.worker import ERROR_CHUNK_KEY
+    from snakepit_bridge.servicer import ERROR_CHUNK_KEY
 
     worker = start_worker()
     method = protocol.METHODS["ExecuteStreamingTool"]

@@ -1,0 +1,122 @@
+"""The worker's client of the host's callback server (``--elixir-address``).
+
+Tools reach it through :class:`~snakepit_bridge.session_context.SessionContext`
+(``call_host_tool``, ``host_tools``); start-up pings it before binding.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import grpc
+
+from . import protocol, serialization
+from .protocol import DynamicMessage
+from .session_context import DEFAULT_CALLBACK_TIMEOUT_S
+
+log = logging.getLogger("snakepit.worker")
+
+
+class HostCallbackClient:
+    """Calls the host's ``BridgeService`` (``ExecuteElixirTool``,
+    ``GetExposedElixirTools``, ``Ping``).
+
+    ``address`` is ``host:port`` or ``unix:/path``. The channel opens lazily
+    and is shared by every call of the process.
+    """
+
+    def __init__(self, address: str, max_message_bytes: int | None = None) -> None:
+        self.address = address
+        self._max_message_bytes = max_message_bytes
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+
+    def _channel_or_open(self) -> grpc.Channel:
+        with self._lock:
+            if self._channel is None:
+                options: list[tuple[str, Any]] = []
+                if self._max_message_bytes:
+                    options = [
+                        ("grpc.max_send_message_length", self._max_message_bytes),
+                        ("grpc.max_receive_message_length", self._max_message_bytes),
+                    ]
+                self._channel = grpc.insecure_channel(self.address, options=options)
+            return self._channel
+
+    def _call(self, rpc: str, request: DynamicMessage, timeout: float | None) -> DynamicMessage:
+        method = protocol.METHODS[rpc]
+        call = self._channel_or_open().unary_unary(
+            method.path,
+            request_serializer=method.request.SerializeToString,
+            response_deserializer=method.response.FromString,
+        )
+        return call(request, timeout=timeout)
+
+    def ping(self, message: str = "snakepit worker", timeout: float | None = 1.0) -> str:
+        """Pings the host; raises ``grpc.RpcError`` when it does not answer."""
+        response = self._call("Ping", protocol.PingRequest(message=message), timeout)
+        answer: str = response.message
+        return answer
+
+    def wait_until_answering(self, timeout_s: float) -> bool:
+        """Pings the host until it answers or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                self.ping(timeout=max(0.1, min(1.0, remaining)))
+                return True
+            except grpc.RpcError as error:
+                if time.monotonic() + delay >= deadline:
+                    log.error("host at %s did not answer Ping: %s", self.address, error)
+                    return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def execute_tool(
+        self,
+        session_id: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S,
+    ) -> Any:
+        """Runs a host tool and returns its decoded result.
+
+        Raises ``RuntimeError`` with the host's error message when the tool
+        failed.
+        """
+        request = protocol.ExecuteElixirToolRequest(session_id=session_id, tool_name=tool_name)
+        for name, value in arguments.items():
+            request.parameters[name].CopyFrom(serialization.parameter_any(value))
+        response = self._call("ExecuteElixirTool", request, timeout)
+        if not response.success:
+            raise RuntimeError(response.error_message or f"host tool {tool_name!r} failed")
+        if response.binary_result:
+            return bytes(response.binary_result)
+        if not response.HasField("result"):
+            return None
+        return serialization.decode_any(response.result)
+
+    def list_tools(
+        self, session_id: str = "", timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S
+    ) -> list[dict[str, Any]]:
+        """The host's tools (``GetExposedElixirTools``), as
+        ``{"name", "description", "supports_streaming"}`` dicts in the host's order."""
+        response = self._call(
+            "GetExposedElixirTools", protocol.GetExposedElixirToolsRequest(session_id=session_id), timeout
+        )
+        return [
+            {"name": spec.name, "description": spec.description, "supports_streaming": spec.supports_streaming}
+            for spec in response.tools
+        ]
+
+    def close(self) -> None:
+        """Closes the channel, if it was opened."""
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None

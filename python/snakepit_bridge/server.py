@@ -1,0 +1,127 @@
+"""The worker's gRPC server: wait for the host, bind, serve, stop.
+
+Importing this module imports grpcio and protobuf;
+:func:`snakepit_bridge.worker.import_server` does, once the process's
+lifetime safety is armed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import stat
+from typing import Any, Callable, NoReturn
+
+import grpc
+
+from .adapter_provider import AdapterProvider
+from .command_line import WorkerOptions
+from .host_client import HostCallbackClient
+from .lifetime import EXIT_BIND, EXIT_HOST_UNREACHABLE, StopSignals, end_process, exit_with, write_ready_file
+from .servicer import BridgeServicer
+
+PROCESS_PROFILE_THREADS = 4
+"""gRPC threads in the process profile: one for the tool call, the rest so
+that Ping and session calls answer while it runs."""
+
+THREAD_PROFILE_SPARE_THREADS = 2
+"""gRPC threads of the thread profile beyond ``--max-workers``, for Ping and
+session calls."""
+
+HOST_WAIT_S = 10.0
+"""How long start-up waits for the host's ``Ping`` at ``--elixir-address``."""
+
+SHUTDOWN_GRACE_S = 1.0
+"""How long SIGTERM lets calls in flight finish."""
+
+UNIX_SOCKET_PATH_LIMIT = 100
+"""About the longest Unix socket path the kernel accepts (108 bytes with the NUL)."""
+
+log = logging.getLogger("snakepit.worker")
+
+
+def connect_host(address: str, max_message_bytes: int) -> HostCallbackClient:
+    """A client of the host's callback server, once it answers ``Ping``.
+    Exits 5 when it does not within :data:`HOST_WAIT_S`."""
+    host = HostCallbackClient(address, max_message_bytes)
+    if not host.wait_until_answering(HOST_WAIT_S):
+        exit_with(
+            EXIT_HOST_UNREACHABLE,
+            f"snakepit worker: the host did not answer Ping at {address} within {HOST_WAIT_S:.0f}s\n",
+        )
+    return host
+
+
+def bind(server: grpc.Server, options: WorkerOptions) -> str:
+    """Binds the listening address; returns the ready-file content
+    (``unix:PATH`` or the port number). Exits 6 on failure."""
+    if options.socket:
+        path = os.path.abspath(options.socket)
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)  # a stale socket of a previous worker
+        target, ready = f"unix:{path}", f"unix:{path}"
+    else:
+        host = options.bind_host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        target, ready = f"{host}:{options.port}", ""
+    try:
+        port = server.add_insecure_port(target)
+    except RuntimeError as error:
+        port, reason = 0, str(error)
+    else:
+        reason = ""
+    if not port:
+        hint = ""
+        if options.socket and len(target) > UNIX_SOCKET_PATH_LIMIT:
+            hint = f" (Unix socket paths are limited to about {UNIX_SOCKET_PATH_LIMIT} bytes)"
+        exit_with(EXIT_BIND, f"snakepit worker: cannot listen on {target}{hint} {reason}\n")
+    return ready or str(port)
+
+
+def build_server(servicer: BridgeServicer, options: WorkerOptions) -> grpc.Server:
+    """A gRPC server for ``servicer``, with threads for the profile."""
+    if options.max_workers is not None:
+        threads = options.max_workers + THREAD_PROFILE_SPARE_THREADS
+    else:
+        threads = PROCESS_PROFILE_THREADS
+    return grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="snakepit-call"),
+        handlers=[servicer.generic_handler()],
+        options=[
+            ("grpc.max_send_message_length", options.max_message_bytes),
+            ("grpc.max_receive_message_length", options.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+
+
+def _profile(options: WorkerOptions) -> str:
+    if options.max_workers is not None:
+        return f"thread profile, {options.max_workers} calls at once"
+    return "process profile"
+
+
+def serve(options: WorkerOptions, worker_id: str, adapter_class: Callable[[], Any], stop: StopSignals) -> NoReturn:
+    """Serves ``adapter_class``'s tools until ``stop`` is signalled, then ends the process."""
+    host = connect_host(options.elixir_address, options.max_message_bytes) if options.elixir_address else None
+    adapters = AdapterProvider(adapter_class, per_worker=options.adapter_per_worker)
+    servicer = BridgeServicer(adapters, worker_id, host, serialize_calls=not options.thread_profile)
+    server = build_server(servicer, options)
+    ready = bind(server, options)
+    server.start()
+    stop.serving()
+    write_ready_file(ready)
+    log.info("ready on %s (pid %d, adapter %s, %s)", ready, os.getpid(), options.adapter, _profile(options))
+
+    stop.wait()
+
+    log.info("stopping")
+    server.stop(grace=SHUTDOWN_GRACE_S).wait(SHUTDOWN_GRACE_S + 1.0)
+    adapters.shutdown()
+    if host is not None:
+        host.close()
+    end_process()

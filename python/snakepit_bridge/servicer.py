@@ -1,0 +1,252 @@
+"""The worker's side of ``BridgeService``: one method per rpc.
+
+Tool errors are replies, not gRPC errors: ``ExecuteTool`` answers
+``success = false`` with the JSON error payload of
+:func:`~snakepit_bridge.serialization.error_payload`; a streaming tool ends
+its stream with INTERNAL and that payload, or, when the host asks for it
+(:data:`ERROR_CHUNK_KEY`), with a final chunk marked ``error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from typing import Any, Generator, Iterator
+
+import grpc
+
+from . import protocol, serialization
+from .adapter_provider import AdapterProvider, stream_items, unary_result
+from .base_adapter import resolve_awaitable
+from .host_client import HostCallbackClient
+from .protocol import DynamicMessage
+from .session_context import SessionContext
+from .sessions import SessionRegistry
+
+#: Request metadata by which a host asks for a mid-stream failure as a final
+#: error chunk instead of an error status (ours does; Snakepit's does not).
+ERROR_CHUNK_KEY = "snakepit.error_chunk"
+
+UNARY_RPCS = ("Ping", "InitializeSession", "CleanupSession", "GetSession", "Heartbeat", "ExecuteTool")
+"""The unary rpcs this servicer answers (``ExecuteStreamingTool`` is the
+streaming one; the host-side rpcs of ``BridgeService`` are not served)."""
+
+STATUS_TRACEBACK_CHARS = 2000
+"""How much of a traceback an error status carries (it travels in a header)."""
+
+log = logging.getLogger("snakepit.worker")
+
+
+class BridgeServicer:
+    """The worker's side of ``BridgeService``.
+
+    ``serialize_calls`` (the process profile) makes tool calls take turns;
+    Ping and session calls never wait for them.
+    """
+
+    def __init__(
+        self,
+        adapters: AdapterProvider,
+        worker_id: str,
+        host: HostCallbackClient | None = None,
+        serialize_calls: bool = True,
+    ) -> None:
+        self.adapters = adapters
+        self.worker_id = worker_id
+        self.host = host
+        self.sessions = SessionRegistry()
+        self._gate: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if serialize_calls else contextlib.nullcontext()
+        )
+        self.metadata = {"worker_id": worker_id, "pid": str(os.getpid())}
+
+    # -- helpers
+
+    def _now(self) -> DynamicMessage:
+        stamp = protocol.Timestamp()
+        stamp.GetCurrentTime()
+        return stamp
+
+    def _context_for(self, request: DynamicMessage) -> SessionContext:
+        return SessionContext(
+            session_id=request.session_id,
+            store=self.sessions.store_for(request.session_id),
+            worker_id=self.worker_id,
+            metadata=dict(request.metadata),
+            host=self.host,
+        )
+
+    def _arguments(self, request: DynamicMessage) -> dict[str, Any]:
+        arguments: dict[str, Any] = {}
+        for name, value in request.parameters.items():
+            try:
+                arguments[name] = serialization.decode_any(value)
+            except ValueError as error:
+                raise ValueError(f"parameter {name!r}: {error}") from None
+        for name, data in request.binary_parameters.items():
+            arguments[name] = bytes(data)
+        return arguments
+
+    # -- rpcs
+
+    def Ping(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
+        """Answers with the request's message echoed and the server time."""
+        return protocol.PingResponse(message=f"pong: {request.message}", server_time=self._now())
+
+    def InitializeSession(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
+        """Opens a session (unless the id is empty) and lists the adapter's tools."""
+        response = protocol.InitializeSessionResponse()
+        try:
+            specs = self.adapters.tool_specs()
+            if request.session_id:
+                self.sessions.touch(request.session_id, dict(request.metadata))
+            for spec in specs:
+                response.available_tools[spec.name].CopyFrom(spec)
+            response.success = True
+        except Exception as error:  # noqa: BLE001 - reported to the host
+            log.exception("listing the adapter's tools failed")
+            response.success = False
+            response.error_message = serialization.error_payload(error)
+        return response
+
+    def CleanupSession(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
+        """Forgets a session; ``resources_cleaned`` is how many keys its store held."""
+        record = self.sessions.drop(request.session_id)
+        cleaned = len(record.store) if record is not None else 0
+        return protocol.CleanupSessionResponse(success=True, resources_cleaned=cleaned)
+
+    def GetSession(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
+        """Describes a session; NOT_FOUND when this process does not know it."""
+        record = self.sessions.get(request.session_id)
+        if record is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"session {request.session_id!r} not found")
+        response = protocol.GetSessionResponse(session_id=record.session_id)
+        response.metadata.update(record.metadata)
+        response.created_at.FromNanoseconds(int(record.created_at * 1e9))
+        try:
+            response.tool_count = len(self.adapters.tool_specs())
+        except Exception:  # noqa: BLE001 - the count is informative only
+            response.tool_count = 0
+        return response
+
+    def Heartbeat(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
+        """Keeps a session alive; ``session_valid`` says whether it exists."""
+        record = self.sessions.get(request.session_id)
+        if record is not None:
+            record.last_seen = time.time()
+        return protocol.HeartbeatResponse(server_time=self._now(), session_valid=record is not None)
+
+    def ExecuteTool(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
+        """Runs one tool call. Tool errors are a ``success = false`` reply
+        with the JSON error payload, never a gRPC error."""
+        started = time.perf_counter()
+        response = protocol.ExecuteToolResponse()
+        response.metadata.update(self.metadata)
+        try:
+            with self._gate:
+                result, binary = self._run(request)
+            response.result.CopyFrom(result)
+            response.binary_result = binary
+            response.success = True
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - every tool failure is a reply
+            log.warning("tool %s failed: %s: %s", request.tool_name, type(error).__name__, error)
+            response.success = False
+            response.error_message = serialization.error_payload(error, {"tool": request.tool_name})
+        response.execution_time_ms = int((time.perf_counter() - started) * 1000)
+        return response
+
+    def _run(self, request: DynamicMessage) -> tuple[DynamicMessage, bytes]:
+        session = self._context_for(request)
+        arguments = self._arguments(request)
+        adapter = self.adapters.open(session)
+        failed = True
+        try:
+            result = resolve_awaitable(adapter.execute_tool(request.tool_name, arguments, session))
+            # Encoded while the adapter is alive: the result may depend on it.
+            encoded = serialization.encode_result(unary_result(result))
+            failed = False
+            return encoded
+        finally:
+            self.adapters.close(adapter, failed)
+
+    def ExecuteStreamingTool(self, request: DynamicMessage, context: grpc.ServicerContext) -> Iterator[DynamicMessage]:
+        """Streams a generator tool: one chunk per item, then an empty final
+        chunk. A failure ends the stream with INTERNAL and the JSON payload,
+        or, when the host asks for it (``ERROR_CHUNK_KEY``), with a final
+        chunk holding the payload and marked ``error``."""
+        tool_name = request.tool_name
+        count = 0
+        with self._gate:
+            adapter: Any = None
+            items: Generator[Any, None, None] | None = None
+            failed = True
+            try:
+                session = self._context_for(request)
+                arguments = self._arguments(request)
+                adapter = self.adapters.open(session)
+                # An async generator is not awaitable: it is streamed as it is.
+                result = resolve_awaitable(adapter.execute_tool(tool_name, arguments, session))
+                items = stream_items(result)
+                for item in items:
+                    if not context.is_active():
+                        break
+                    data = serialization.encode_chunk(item)
+                    chunk = protocol.ToolChunk(chunk_id=f"{tool_name}-{count}", data=data, is_final=False)
+                    if serialization.is_binary(item):
+                        # Raw bytes, not JSON text: the host must not parse them.
+                        chunk.metadata["encoding"] = "binary"
+                    yield chunk
+                    count += 1
+                failed = False
+                if context.is_active():
+                    final = protocol.ToolChunk(chunk_id=f"{tool_name}-{count}", data=b"", is_final=True)
+                    final.metadata.update(self.metadata)
+                    yield final
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - every tool failure ends the stream
+                log.warning("streaming tool %s failed: %s: %s", tool_name, type(error).__name__, error)
+                if request.metadata.get(ERROR_CHUNK_KEY) == "1":
+                    # A host that asked for it gets the error as the final
+                    # chunk of a stream that ends normally: a client may see
+                    # an error status before the chunks sent ahead of it,
+                    # and lose them.
+                    payload = serialization.error_payload(error, {"tool": tool_name})
+                    chunk = protocol.ToolChunk(
+                        chunk_id=f"{tool_name}-{count}", data=payload.encode("utf-8"), is_final=True
+                    )
+                    chunk.metadata["error"] = "true"
+                    yield chunk
+                    return
+                # Snakepit's contract: INTERNAL with the payload as the status
+                # message (a header: keep it small).
+                payload = serialization.error_payload(
+                    error, {"tool": tool_name}, max_traceback_chars=STATUS_TRACEBACK_CHARS
+                )
+                context.abort(grpc.StatusCode.INTERNAL, payload)
+            finally:
+                if items is not None:
+                    with contextlib.suppress(Exception):
+                        items.close()
+                if adapter is not None:
+                    with contextlib.suppress(Exception):
+                        self.adapters.close(adapter, failed)
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        """The grpc handler that routes ``BridgeService`` paths to this object."""
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        for rpc in UNARY_RPCS:
+            method = protocol.METHODS[rpc]
+            handlers[rpc] = grpc.unary_unary_rpc_method_handler(
+                getattr(self, rpc),
+                request_deserializer=method.request.FromString,
+                response_serializer=method.response.SerializeToString,
+            )
+        streaming = protocol.METHODS["ExecuteStreamingTool"]
+        handlers["ExecuteStreamingTool"] = grpc.unary_stream_rpc_method_handler(
+            self.ExecuteStreamingTool,
+            request_deserializer=streaming.request.FromString,
+            response_serializer=streaming.response.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(protocol.SERVICE_NAME, handlers)
