@@ -20,6 +20,7 @@ fn main() -> Result<(), Error> {
     // An invalid file fails here, before any process starts; a pool that
     // cannot start is reported and the others run.
     let set = PoolSet::from_config_file(path)?;
+    set.shutdown_on_ctrl_c()?; // Ctrl-C stops every pool's workers, then the program
     for (name, error) in set.failures() {
         eprintln!("pool {name} did not start: {error}");
     }

@@ -80,6 +80,7 @@ mod error;
 pub mod events;
 mod host_server;
 mod host_tool;
+mod interrupt;
 mod options;
 mod pool;
 mod pool_set;

@@ -437,15 +437,7 @@ impl Pool {
     /// ```
     pub fn shutdown_on_ctrl_c(&self) -> Result<(), Error> {
         let pool = self.clone();
-        ctrlc::set_handler(move || {
-            log::warn!("interrupted: shutting the pool down");
-            pool.shutdown();
-            std::process::exit(130);
-        })
-        .map_err(|e| Error::InvalidConfig {
-            option: "ctrl_c_handler",
-            message: format!("cannot install the Ctrl-C handler: {e}"),
-        })
+        crate::interrupt::shutdown_on_ctrl_c("the pool", move || pool.shutdown())
     }
 
     /// The worker profile the pool runs.

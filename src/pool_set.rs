@@ -133,10 +133,37 @@ impl PoolSet {
     /// Shuts every running pool down, concurrently, and blocks until all
     /// their workers are gone (see [`Pool::shutdown`]).
     pub fn shutdown(&self) {
-        std::thread::scope(|scope| {
-            for pool in self.pools.iter().filter_map(|(_, r)| r.as_ref().ok()) {
-                scope.spawn(|| pool.shutdown());
-            }
-        });
+        shutdown_all(self.running());
     }
+
+    /// Installs a Ctrl-C (SIGINT) handler that shuts every running pool
+    /// down, as [`shutdown`](PoolSet::shutdown) does, and then exits the
+    /// program with status 130, so no worker outlives an interrupted
+    /// program. A process has one such handler: a second call (for this
+    /// set, another, or a [`Pool`]) fails with [`Error::InvalidConfig`].
+    ///
+    /// ```no_run
+    /// let set = snakepit::PoolSet::from_config_file("snakepit.toml")?;
+    /// set.shutdown_on_ctrl_c()?;
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn shutdown_on_ctrl_c(&self) -> Result<(), Error> {
+        let pools: Vec<Pool> = self.running().cloned().collect();
+        crate::interrupt::shutdown_on_ctrl_c("the pools", move || shutdown_all(&pools))
+    }
+
+    /// The pools that started.
+    fn running(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.iter().filter_map(|(_, r)| r.as_ref().ok())
+    }
+}
+
+/// Shuts `pools` down concurrently: each waits out its own grace period,
+/// so the set takes as long as its slowest pool, not their sum.
+fn shutdown_all<'a>(pools: impl IntoIterator<Item = &'a Pool>) {
+    std::thread::scope(|scope| {
+        for pool in pools {
+            scope.spawn(|| pool.shutdown());
+        }
+    });
 }

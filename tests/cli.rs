@@ -4,8 +4,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::{Scope, SHOWCASE, THREADED_SHOWCASE};
 
@@ -260,19 +261,52 @@ fn a_bad_configuration_or_command_line_is_reported_before_anything_starts() {
     let out = snakepit(&scope, &["call", "--config", arg(&several), "ping"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("has several pools (compute, io): choose one with --pool NAME"));
+    assert!(
+        stderr(&out).contains("Usage: snakepit call"),
+        "{}",
+        stderr(&out)
+    );
 
-    for args in [
-        &["frobnicate"][..],
-        &["call"],
-        &["call", "--adapter", SHOWCASE, "add", "{not json"],
-        &["call", "--adapter", SHOWCASE, "add", "[1, 2]"],
-        &["call", "--bogus", "x", "add"],
-        &["call", "--adapter", SHOWCASE, "--timeout", "5", "add"],
-        &["new-adapter", "Not-A-Module"],
+    // A wrong command line: exit 2, saying what is wrong, before anything starts.
+    for (args, says) in [
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (&["call"], "<TOOL>"),
+        (
+            &["call", "--adapter", SHOWCASE, "add", "{not json"],
+            "the arguments are not valid JSON",
+        ),
+        (
+            &["call", "--adapter", SHOWCASE, "add", "[1, 2]"],
+            "the arguments must be a JSON object",
+        ),
+        (
+            &["call", "--bogus", "x", "add"],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            &["call", "--adapter", SHOWCASE, "--timeout", "5", "add"],
+            "expected a duration such as 500ms, 30s or 5m",
+        ),
+        (
+            &["call", "--adapter", SHOWCASE, "--config", "x.toml", "add"],
+            "'--adapter <CLASS>' cannot be used with '--config <FILE>'",
+        ),
+        (
+            &["call", "--pool", "a", "--pool", "b", "add"],
+            "'--pool <NAME>' cannot be used multiple times",
+        ),
+        (
+            &["new-adapter", "Not-A-Module"],
+            "\"Not-A-Module\" is not a usable module name",
+        ),
     ] {
         let out = snakepit(&scope, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("usage:"), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("starting one worker"),
+            "{args:?}: nothing started"
+        );
     }
 
     // No configuration anywhere: say where one is looked for.
@@ -316,6 +350,111 @@ fn new_adapter_writes_a_skeleton_that_passes_its_test_and_serves() {
     let out = snakepit(&scope, &["new-adapter", "text_tools"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("exists; not overwriting it"));
+}
+
+#[test]
+fn help_version_and_shell_completions_describe_every_command() {
+    let scope = Scope::new("cli-help");
+    let out = snakepit(&scope, &["--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for command in [
+        "doctor",
+        "setup",
+        "call",
+        "tools",
+        "new-adapter",
+        "completions",
+    ] {
+        assert!(
+            stdout(&out).contains(&format!("\n  {command} ")),
+            "{command}"
+        );
+    }
+    assert!(stdout(&out).contains("$SNAKEPIT_CONFIG, else ./snakepit.toml"));
+
+    let out = snakepit(&scope, &["help", "call"]);
+    assert!(out.status.success());
+    for option in ["--timeout <DURATION>", "--out <FILE>", "--adapter <CLASS>"] {
+        assert!(stdout(&out).contains(option), "{option}: {}", stdout(&out));
+    }
+
+    let out = snakepit(&scope, &["--version"]);
+    assert_eq!(
+        stdout(&out),
+        format!("snakepit {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    for (shell, marker) in [
+        ("bash", "_snakepit()"),
+        ("zsh", "#compdef snakepit"),
+        ("fish", "complete -c snakepit"),
+    ] {
+        let out = snakepit(&scope, &["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}");
+        assert!(script.contains("new-adapter"), "{shell}");
+    }
+
+    // The bash script installs a completion when sourced.
+    let file = scope.path("snakepit.bash");
+    std::fs::write(&file, stdout(&snakepit(&scope, &["completions", "bash"]))).unwrap();
+    let sourced = Command::new("bash")
+        .args(["-c", "source \"$0\" && complete -p snakepit"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(sourced.status.success(), "{}", stderr(&sourced));
+    assert!(
+        stdout(&sourced).contains("-F _snakepit"),
+        "{}",
+        stdout(&sourced)
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_worker_with_the_command() {
+    let scope = Scope::new("cli-ctrl-c");
+    let config = write_config(
+        &scope,
+        "slow.toml",
+        &format!("[pools.slow]\nadapter = \"{SHOWCASE}\"\nshutdown_grace = \"200ms\"\n"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snakepit"))
+        .args([
+            "call",
+            "--config",
+            arg(&config),
+            "sleep",
+            r#"{"ms": 60000}"#,
+        ])
+        .current_dir(&scope.dir)
+        .env("SNAKEPIT_TEST_TAG", &scope.tag)
+        .env_remove("SNAKEPIT_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("ready in") {
+        let read = progress.read_line(&mut seen).unwrap();
+        assert!(
+            read > 0,
+            "snakepit ended before its worker was ready: {seen}"
+        );
+    }
+    let worker_runs = scope.live_processes().iter().any(|&pid| pid != child.id());
+    assert!(worker_runs, "the worker runs");
+
+    // SAFETY: plain syscall on the child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    scope.assert_no_processes();
 }
 
 /// Creates a virtual environment and installs grpcio and protobuf from the

@@ -4,7 +4,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use common::{Scope, SHOWCASE, THREADED_SHOWCASE};
 use serde_json::json;
@@ -227,5 +229,88 @@ fn tools_lists_every_tool_with_its_parameters() {
     assert_eq!(pool.stats().load, 0);
     pool.shutdown();
     assert!(matches!(pool.tools(), Err(Error::ShuttingDown)));
+    scope.assert_no_processes();
+}
+
+/// Set in the copy of this test binary that
+/// `ctrl_c_shuts_every_pool_of_the_set_down_and_exits` starts: the process
+/// a user interrupts.
+const INTERRUPTED_CHILD: &str = "SNAKEPIT_TEST_CTRL_C_CONFIG";
+
+#[test]
+fn ctrl_c_shuts_every_pool_of_the_set_down_and_exits() {
+    if let Some(config) = std::env::var_os(INTERRUPTED_CHILD) {
+        // The program: two pools, the handler, then a call that outlasts
+        // the test; only Ctrl-C ends it.
+        let set = PoolSet::from_config_file(config).unwrap();
+        assert!(set.failures().is_empty(), "{:?}", set.failures());
+        set.shutdown_on_ctrl_c().unwrap();
+        // One handler per process: a second is refused, not stacked.
+        assert!(matches!(
+            set.shutdown_on_ctrl_c(),
+            Err(Error::InvalidConfig { .. })
+        ));
+        println!("handler installed");
+        let _ = set
+            .pool("compute")
+            .unwrap()
+            .execute_blocking("sleep", json!({"ms": 600_000}));
+        unreachable!("the call outlasts the test");
+    }
+
+    let scope = Scope::new("poolset-ctrl-c");
+    let path = config_file(
+        &scope,
+        &format!(
+            r#"
+            [pools.compute]
+            adapter = "{SHOWCASE}"
+            workers = 1
+            shutdown_grace = "200ms"
+
+            [pools.io]
+            adapter = "{THREADED_SHOWCASE}"
+            workers = 1
+            profile = "thread"
+            threads = 2
+            "#
+        ),
+    );
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ctrl_c_shuts_every_pool_of_the_set_down_and_exits",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(INTERRUPTED_CHILD, &path)
+        // Tagged too, so that the scope kills it if this test fails early.
+        .env("SNAKEPIT_TEST_TAG", &scope.tag)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("handler installed") {
+        let read = output.read_line(&mut seen).unwrap();
+        assert!(
+            read > 0,
+            "the program ended before installing its handler: {seen}"
+        );
+    }
+    let workers = scope
+        .live_processes()
+        .into_iter()
+        .filter(|&pid| pid != child.id())
+        .count();
+    assert_eq!(workers, 2, "both pools' workers run");
+
+    // SAFETY: plain syscall on the child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
     scope.assert_no_processes();
 }
