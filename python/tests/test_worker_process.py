@@ -388,3 +388,35 @@ def test_tools_can_list_host_tools(start_worker: StartWorker, short_dir: Path) -
         assert host.requests[-1].session_id == "s6"
     finally:
         host.stop()
+
+
+# ---------------------------------------------------------------- hostile tools
+
+HOSTILE = "snakepit_showcase.hostile.HostileAdapter"
+THREADED_HOSTILE = "snakepit_showcase.hostile.ThreadedHostileAdapter"
+BASE_EXCEPTIONS = ["CancelledError", "KeyboardInterrupt", "GeneratorExit", "SystemExit", "CustomBaseError"]
+
+
+@pytest.mark.parametrize("profile", [[HOSTILE], [THREADED_HOSTILE, "--max-workers", "2"]])
+def test_a_base_exception_is_a_reply_and_the_worker_keeps_serving(
+    start_worker: StartWorker, profile: list[str]
+) -> None:
+    worker = start_worker(*profile)
+    for kind in BASE_EXCEPTIONS:
+        for tool_name in ("raise_base", "raise_base_async"):
+            response = worker.execute(tool_name, kind=kind, message=f"{kind} raised", timeout_s=10)
+            assert not response.success, kind
+            payload = json.loads(response.error_message)
+            assert payload["type"] == kind and payload["message"] == f"{kind} raised", payload
+            assert f"in {tool_name}" in payload["traceback"], payload["traceback"]
+
+        call = worker.stream("stream_then_raise_base", timeout_s=10, n=2, kind=kind, message="mid-stream")
+        received = []
+        with pytest.raises(grpc.RpcError) as caught:
+            for chunk in call:
+                received.append(json.loads(chunk.data))
+        assert received == [0, 1]
+        assert caught.value.code() == grpc.StatusCode.INTERNAL, kind
+        assert json.loads(caught.value.details())["type"] == kind
+    assert worker.process.poll() is None
+    assert worker.result("ping") == "pong"

@@ -1,0 +1,81 @@
+//! Tools that behave as a hostile or careless tool would: the caller gets
+//! a typed answer, the pool keeps serving, and nothing a tool started
+//! outlives the pool.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Scope;
+use serde_json::json;
+use snakepit::{CallOptions, Error, PoolBuilder, Profile};
+
+const HOSTILE: &str = "snakepit_showcase.hostile.HostileAdapter";
+const THREADED_HOSTILE: &str = "snakepit_showcase.hostile.ThreadedHostileAdapter";
+
+/// `BaseException`s that are not `Exception`s.
+const BASE_EXCEPTIONS: [&str; 5] = [
+    "CancelledError",
+    "KeyboardInterrupt",
+    "GeneratorExit",
+    "SystemExit",
+    "CustomBaseError",
+];
+
+fn hostile(scope: &Scope, profile: Profile) -> PoolBuilder {
+    let adapter = match profile {
+        Profile::Process => HOSTILE,
+        Profile::Thread { .. } => THREADED_HOSTILE,
+    };
+    scope.builder().adapter(adapter).profile(profile).workers(1)
+}
+
+#[test]
+fn a_base_exception_is_a_python_error_and_the_worker_keeps_serving() {
+    for profile in [Profile::Process, Profile::Thread { threads: 2 }] {
+        let scope = Scope::new("baseexc");
+        let pool = hostile(&scope, profile).build().unwrap();
+        let pid = pool.stats().pids();
+        // Without a reply the call would wait out this timeout.
+        let options = CallOptions::new().timeout(Duration::from_secs(20));
+        for kind in BASE_EXCEPTIONS {
+            for tool in ["raise_base", "raise_base_async"] {
+                let err = pool
+                    .execute_blocking_with(
+                        tool,
+                        json!({"kind": kind, "message": "why"}),
+                        options.clone(),
+                    )
+                    .unwrap_err();
+                match &err {
+                    Error::Python {
+                        class,
+                        message,
+                        traceback,
+                    } => {
+                        assert_eq!(class, kind, "{profile:?}");
+                        assert_eq!(message, "why");
+                        assert!(traceback.contains(tool), "{traceback}");
+                    }
+                    other => panic!("{profile:?} {tool} {kind}: {other:?}"),
+                }
+            }
+            let items: Vec<_> = pool
+                .execute_stream(
+                    "stream_then_raise_base",
+                    json!({"n": 2, "kind": kind, "message": "mid-stream"}),
+                )
+                .unwrap()
+                .collect();
+            assert_eq!(items.len(), 3, "{items:?}");
+            assert!(
+                matches!(&items[2], Err(e) if e.is_python(kind)),
+                "{profile:?} {kind}: {items:?}"
+            );
+        }
+        common::assert_serves(&pool);
+        assert_eq!(pool.stats().pids(), pid, "the worker was never replaced");
+        assert_eq!(pool.stats().crashes, 0);
+        scope.finish(&pool);
+    }
+}
