@@ -79,3 +79,50 @@ fn a_base_exception_is_a_python_error_and_the_worker_keeps_serving() {
         scope.finish(&pool);
     }
 }
+
+/// `depth` arrays around `"core"`.
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!("core"), |inner, _| json!([inner]))
+}
+
+#[test]
+fn values_nest_100_deep_both_ways_and_deeper_is_a_typed_error() {
+    let scope = Scope::new("nesting");
+    let pool = hostile(&scope, Profile::Process).build().unwrap();
+
+    // Within the limit: to the worker and back, and made by the worker.
+    let echoed = pool
+        .execute_blocking("echo", json!({"value": nested(100)}))
+        .unwrap();
+    assert_eq!(echoed, nested(100));
+    let made = pool
+        .execute_blocking("nested", json!({"depth": 100}))
+        .unwrap();
+    assert_eq!(made, nested(100));
+
+    // One level deeper: refused by the side that sends, naming the limit.
+    match pool
+        .execute_blocking("echo", json!({"value": nested(101)}))
+        .unwrap_err()
+    {
+        Error::InvalidArguments {
+            argument, message, ..
+        } => {
+            assert_eq!(argument.as_deref(), Some("value"));
+            assert!(message.contains("100 levels"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match pool
+        .execute_blocking("nested", json!({"depth": 101}))
+        .unwrap_err()
+    {
+        Error::Python { class, message, .. } => {
+            assert_eq!(class, "ValueError");
+            assert!(message.contains("100 levels"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    common::assert_serves(&pool);
+    scope.finish(&pool);
+}
