@@ -126,3 +126,40 @@ fn values_nest_100_deep_both_ways_and_deeper_is_a_typed_error() {
     common::assert_serves(&pool);
     scope.finish(&pool);
 }
+
+/// Waits (bounded) for `pid` to be gone.
+fn gone(pid: u32) -> bool {
+    common::wait_until(Duration::from_secs(10), || !common::is_alive(pid))
+}
+
+#[test]
+fn a_tools_daemon_in_a_new_session_ends_at_recycle_and_at_shutdown() {
+    let scope = Scope::new("daemon");
+    let pool = hostile(&scope, Profile::Process).build().unwrap();
+    let daemon = |pool: &snakepit::Pool| -> u32 {
+        let pid = pool
+            .execute_blocking("spawn_daemon", json!({"seconds": 600}))
+            .unwrap();
+        let pid = pid.as_u64().unwrap() as u32;
+        assert!(common::is_alive(pid));
+        pid
+    };
+
+    let first = daemon(&pool);
+    let old = pool.stats().pids();
+    pool.recycle_worker("worker-0").unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            let now = pool.stats().pids();
+            !now.is_empty() && now != old && !old.iter().any(|&p| common::is_alive(p))
+        }),
+        "the worker was not replaced"
+    );
+    assert!(gone(first), "a daemon outlived its recycled worker");
+    common::assert_serves(&pool);
+
+    let second = daemon(&pool);
+    pool.shutdown();
+    assert!(gone(second), "a daemon outlived the pool");
+    scope.assert_no_processes();
+}

@@ -420,3 +420,22 @@ def test_a_base_exception_is_a_reply_and_the_worker_keeps_serving(
         assert json.loads(caught.value.details())["type"] == kind
     assert worker.process.poll() is None
     assert worker.result("ping") == "pong"
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "stdin"])
+def test_a_tools_daemon_in_a_new_session_ends_with_the_worker(start_worker: StartWorker, ending: str) -> None:
+    worker = start_worker(HOSTILE)
+    daemon = worker.result("spawn_daemon", seconds=600)
+    try:
+        assert not process_gone(daemon)
+        assert os.getsid(daemon) != os.getsid(worker.process.pid)
+        if ending == "sigterm":
+            worker.process.send_signal(signal.SIGTERM)
+        else:
+            assert worker.process.stdin is not None
+            worker.process.stdin.close()
+        assert worker.wait_exit() == 0
+        wait_until(lambda: process_gone(daemon), 10, f"the tool's daemon {daemon} to die")
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(daemon, signal.SIGKILL)
