@@ -634,19 +634,39 @@ impl Drop for Inner {
 pub(crate) fn private_socket_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    // A base others may write to must be sticky (as /tmp is), or our
+    // directory could be renamed away and replaced.
+    let sticky = |p: &PathBuf| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o1000 != 0)
+    };
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && (python::trusted(p) || sticky(p)))
         .unwrap_or_else(std::env::temp_dir);
     sweep_stale_socket_dirs(&base);
     loop {
         let n = COUNTER.fetch_add(1, SeqCst);
         let dir = base.join(format!("snakepit-{}-{n}", std::process::id()));
+        // create(), not create_all(): a directory, file or link planted
+        // under this name is never used, only skipped.
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(&dir)?;
+        // SAFETY: getuid cannot fail.
+        let private =
+            meta.is_dir() && meta.uid() == unsafe { libc::getuid() } && meta.mode() & 0o077 == 0;
+        if !private {
+            return Err(std::io::Error::other(format!(
+                "{} was swapped for one that is not private to this user",
+                dir.display()
+            )));
+        }
+        return Ok(dir);
     }
 }
 
@@ -685,6 +705,49 @@ fn sweep_stale_socket_dirs(base: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planted_socket_directory_is_never_used() {
+        use std::os::unix::fs::PermissionsExt;
+        // Planted under the names this process will try next (and the
+        // first ones, in case no directory was made yet): skipped, not used.
+        let probe = private_socket_dir().unwrap();
+        let base = probe.parent().unwrap().to_owned();
+        let next: usize = probe
+            .to_str()
+            .unwrap()
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        std::fs::remove_dir(&probe).unwrap();
+        let mut planted = Vec::new();
+        for n in (0..4).chain(next + 1..next + 40) {
+            let path = base.join(format!("snakepit-{}-{n}", std::process::id()));
+            // Only free names: another test's live directory stays as it is.
+            let made = if n % 2 == 0 {
+                std::fs::create_dir(&path).is_ok()
+                    && std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
+                        .is_ok()
+            } else {
+                std::os::unix::fs::symlink("/tmp", &path).is_ok()
+            };
+            if made {
+                planted.push(path);
+            }
+        }
+        let dir = private_socket_dir().unwrap();
+        assert!(!planted.contains(&dir), "{dir:?}");
+        let meta = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        std::fs::remove_dir(&dir).unwrap();
+        for path in planted {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir(&path);
+        }
+    }
 
     #[test]
     fn socket_directories_of_dead_hosts_are_swept_and_live_ones_kept() {

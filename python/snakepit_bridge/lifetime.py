@@ -3,9 +3,13 @@
 A worker must not outlive its host, even one killed with SIGKILL: it asks
 Linux for a parent-death signal and watches its stdin pipe (EOF means the
 host is gone). Whatever it started (the tools' children) dies with it: as
-leader of its own process group it signals the group, otherwise its
-descendants. Readiness is a file the host waits for. Every way the process
-ends early is an exit status of its own, with a message on stderr.
+leader of its own process group it signals the group, and always its
+descendants. On Linux it is a child subreaper, so a tool's daemon (a new
+session, its parent gone) is re-parented to the worker instead of init and
+is still a descendant when the worker ends; what ignores SIGTERM gets
+SIGKILL after :data:`DESCENDANTS_GRACE_S`. Readiness is a file the host
+waits for. Every way the process ends early is an exit status of its own,
+with a message on stderr.
 
 Nothing here needs grpcio or protobuf: all of it is armed before they are
 imported.
@@ -39,8 +43,15 @@ READY_FILE_ENV = "SNAKEPIT_READY_FILE"
 STOP_POLL_S = 0.05
 """How often the serving main thread looks at the stop flag."""
 
+DESCENDANTS_GRACE_S = 1.0
+"""How long the normal end waits for SIGTERM to end what the worker started
+before it sends SIGKILL."""
+
 _PR_SET_PDEATHSIG = 1
 """``prctl`` option: the signal this process gets when its parent dies."""
+
+_PR_SET_CHILD_SUBREAPER = 36
+"""``prctl`` option: orphaned descendants are re-parented to this process."""
 
 
 def exit_with(status: int, message: str) -> NoReturn:
@@ -54,8 +65,8 @@ def exit_with(status: int, message: str) -> NoReturn:
     os._exit(status)
 
 
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, process group) of ``pid`` from /proc, or None."""
+def _proc_stat(pid: int) -> tuple[int, int, str] | None:
+    """(parent pid, process group, state letter) of ``pid`` from /proc, or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             text = handle.read().decode("utf-8", "replace")
@@ -63,40 +74,61 @@ def _proc_stat(pid: int) -> tuple[int, int] | None:
         return None
     # The command name (field 2) may hold spaces and parentheses.
     fields = text[text.rfind(")") + 2 :].split()
-    return int(fields[1]), int(fields[2])
+    return int(fields[1]), int(fields[2]), fields[0]
 
 
-def _others_in_group() -> list[int]:
-    """The processes started by this worker (and by its tools).
+def _started_processes() -> list[int]:
+    """The live processes started by this worker (and by its tools).
 
-    As group leader: every other member of our process group. Otherwise
-    (run by hand, sharing a group with a shell): our descendants only.
+    Its descendants, found by parent pid (as a subreaper that includes
+    daemons whose parent is gone), and, as group leader, every other member
+    of its process group.
     """
     me = os.getpid()
     leader = os.getpgrp() == me
-    table: dict[int, tuple[int, int]] = {}
+    table: dict[int, tuple[int, int, str]] = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if entry.isdigit() and int(entry) != me:
             info = _proc_stat(int(entry))
             if info is not None:
                 table[int(entry)] = info
-    if leader:
-        return [pid for pid, (_, group) in table.items() if group == me]
-    found: list[int] = []
+    found: set[int] = {pid for pid, (_, group, _) in table.items() if group == me} if leader else set()
     frontier = [me]
     while frontier:
         parent = frontier.pop()
-        children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
-        found.extend(children)
+        children = [pid for pid, (ppid, _, _) in table.items() if ppid == parent and pid not in found]
+        found.update(children)
         frontier.extend(children)
-    return found
+    # A zombie is already gone: only its parent's wait is missing.
+    return [pid for pid in found if table[pid][2] != "Z"]
 
 
 def signal_others(signum: int) -> None:
     """Sends ``signum`` to what this worker started, never to itself."""
-    for pid in _others_in_group():
+    for pid in _started_processes():
         with contextlib.suppress(OSError):
             os.kill(pid, signum)
+
+
+def end_started_processes(grace_s: float = DESCENDANTS_GRACE_S) -> None:
+    """SIGTERM to what this worker started, then SIGKILL to what is left
+    after ``grace_s`` (checked as they go, not slept through)."""
+    signal_own_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _started_processes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    signal_others(signal.SIGKILL)
+
+
+def become_subreaper() -> None:
+    """Makes orphaned descendants (a tool's daemon whose parent exited) this
+    process's children instead of init's, so they are found and ended with
+    the worker. Linux only; best effort elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def signal_own_group(signum: int) -> None:
@@ -108,6 +140,8 @@ def signal_own_group(signum: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.killpg(os.getpgrp(), signum)
+    # Descendants in a session or group of their own.
+    signal_others(signum)
 
 
 def arm_parent_death_signal(original_parent: int) -> None:
@@ -177,8 +211,9 @@ def route_stdout_to_stderr() -> None:
 
 
 def end_process() -> NoReturn:
-    """The normal end: SIGTERM to what we started, then exit 0 at once."""
-    signal_own_group(signal.SIGTERM)
+    """The normal end: SIGTERM to what we started (SIGKILL to what is left
+    after :data:`DESCENDANTS_GRACE_S`), then exit 0 at once."""
+    end_started_processes()
     with contextlib.suppress(Exception):
         sys.stderr.flush()
     # Not sys.exit: a tool still running in a call thread would block it.

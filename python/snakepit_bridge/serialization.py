@@ -17,18 +17,22 @@
   ``{"__ffi_unserializable__": true, "__type__": "module.QualName"}``.
 - At most ``SNAKEPIT_MAX_RESULT_ELEMENTS`` values (default 1,000,000) are
   converted per result; a larger result fails with a ``ValueError``.
+- A value nests at most :data:`MAX_NESTING` (100) lists/dicts deep, the
+  host's limit too; a deeper one fails with a ``ValueError`` naming it
+  (the host's JSON parser would refuse past 128 levels).
 
 Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, wrappers_pb2
@@ -50,6 +54,10 @@ MAX_ELEMENTS_ENV = "SNAKEPIT_MAX_RESULT_ELEMENTS"
 
 DEFAULT_MAX_ELEMENTS = 1_000_000
 """How many values (containers and scalars) one result may hold by default."""
+
+MAX_NESTING = 100
+"""How many lists/dicts deep one value may nest (``[1]`` is 1 deep); the same
+as the host's limit (``MAX_NESTING`` in src/protocol/value.rs)."""
 
 _BINARY = (bytes, bytearray, memoryview)
 
@@ -121,6 +129,7 @@ class _Converter:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
+        self.depth = 0
         self.active: set[int] = set()
 
     def convert(self, value: Any, path: str) -> Any:
@@ -179,14 +188,31 @@ class _Converter:
             self.active.discard(key)
 
     def _convert_mapping(self, value: Mapping[Any, Any], path: str) -> dict[str, Any]:
-        converted: dict[str, Any] = {}
-        for key, item in value.items():
-            text = json_key(key, path)
-            converted[text] = self.convert(item, f"{path}[{text!r}]")
-        return converted
+        with self._deeper():
+            converted: dict[str, Any] = {}
+            for key, item in value.items():
+                text = json_key(key, path)
+                converted[text] = self.convert(item, f"{path}[{text!r}]")
+            return converted
 
     def _convert_sequence(self, value: Any, path: str) -> list[Any]:
-        return [self.convert(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        with self._deeper():
+            return [self.convert(item, f"{path}[{index}]") for index, item in enumerate(value)]
+
+    @contextlib.contextmanager
+    def _deeper(self) -> Iterator[None]:
+        # Counted only where a JSON list or dict is made: a converter such as
+        # model_dump() adds no level of its own.
+        if self.depth >= MAX_NESTING:
+            raise ValueError(
+                f"value nests lists/dicts more than {MAX_NESTING} levels deep; "
+                f"snakepit values are limited to {MAX_NESTING} levels"
+            )
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
 
 def _ordered(values: set[Any] | frozenset[Any]) -> list[Any]:

@@ -5,6 +5,12 @@ Tool errors are replies, not gRPC errors: ``ExecuteTool`` answers
 :func:`~snakepit_bridge.serialization.error_payload`; a streaming tool ends
 its stream with INTERNAL and that payload, or, when the host asks for it
 (:data:`ERROR_CHUNK_KEY`), with a final chunk marked ``error``.
+
+A tool failure is any ``BaseException`` the tool raises, not only an
+``Exception``: ``SystemExit`` (a tool calling ``sys.exit``),
+``KeyboardInterrupt``, ``asyncio.CancelledError``, ``GeneratorExit`` and a
+library's own subclasses are reported as that Python error, and the worker
+keeps serving. Only ``os._exit`` or a signal ends the process.
 """
 
 from __future__ import annotations
@@ -151,7 +157,10 @@ class BridgeServicer:
             response.result.CopyFrom(result)
             response.binary_result = binary
             response.success = True
-        except (Exception, SystemExit) as error:  # noqa: BLE001 - every tool failure is a reply
+        except BaseException as error:  # noqa: BLE001 - every tool failure is a reply
+            # Not only Exception: a tool's KeyboardInterrupt, CancelledError,
+            # GeneratorExit, SystemExit or own BaseException subclass would
+            # otherwise end the call thread with no reply at all.
             log.warning("tool %s failed: %s: %s", request.tool_name, type(error).__name__, error)
             response.success = False
             response.error_message = serialization.error_payload(error, {"tool": request.tool_name})
@@ -183,6 +192,7 @@ class BridgeServicer:
             adapter: Any = None
             items: Generator[Any, None, None] | None = None
             failed = True
+            yielding = False
             try:
                 session = self._context_for(request)
                 arguments = self._arguments(request)
@@ -198,14 +208,21 @@ class BridgeServicer:
                     if serialization.is_binary(item):
                         # Raw bytes, not JSON text: the host must not parse them.
                         chunk.metadata["encoding"] = "binary"
+                    yielding = True
                     yield chunk
+                    yielding = False
                     count += 1
                 failed = False
                 if context.is_active():
                     final = protocol.ToolChunk(chunk_id=f"{tool_name}-{count}", data=b"", is_final=True)
                     final.metadata.update(self.metadata)
+                    yielding = True
                     yield final
-            except (Exception, SystemExit) as error:  # noqa: BLE001 - every tool failure ends the stream
+            except BaseException as error:  # noqa: BLE001 - every tool failure ends the stream
+                if yielding:
+                    # Thrown in at our own yield (GeneratorExit when grpc
+                    # closes this generator): not the tool's failure.
+                    raise
                 log.warning("streaming tool %s failed: %s: %s", tool_name, type(error).__name__, error)
                 if request.metadata.get(ERROR_CHUNK_KEY) == "1":
                     # A host that asked for it gets the error as the final

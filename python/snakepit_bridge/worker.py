@@ -10,8 +10,9 @@ Command line (the Snakepit contract, plus our extensions)::
 Unknown flags (Snakepit hosts add ``--snakepit-run-id`` and others) are
 logged and ignored. The worker id defaults to ``SNAKEPIT_WORKER_ID``.
 
-Start-up, in order: route stdout to stderr; arm the parent-death signal and
-the stdin watch (EOF on stdin means the host is gone); import grpc and
+Start-up, in order: route stdout to stderr; arm the parent-death signal,
+become a child subreaper (Linux) and arm the stdin watch (EOF on stdin
+means the host is gone); import grpc and
 protobuf (exit 4 if missing); import the adapter (exit 3 with the traceback
 if that fails, or if ``--max-workers`` is given for an adapter that is not
 ``__thread_safe__``); wait for the host's ``Ping`` when ``--elixir-address``
@@ -24,7 +25,10 @@ process profile) while Ping and session calls still answer; with
 ``--max-workers N`` up to N tool calls run at once (the thread profile).
 
 SIGTERM (or SIGINT) stops the server with a short grace, sends SIGTERM to the
-rest of the process group (what the tools started), and exits 0.
+rest of the process group and to every descendant (what the tools started;
+on Linux the worker is a child subreaper, so that includes daemons in a
+session of their own whose parent exited), SIGKILL to what is left a second
+later, and exits 0.
 
 The parts, each in a module of its own: :mod:`~snakepit_bridge.command_line`
 (the flags), :mod:`~snakepit_bridge.lifetime` (signals, parent-death and
@@ -56,6 +60,7 @@ from .lifetime import (
     EXIT_DEPENDENCIES,
     StopSignals,
     arm_parent_death_signal,
+    become_subreaper,
     die_with_host,
     exit_with,
     route_stdout_to_stderr,
@@ -138,6 +143,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     stop = StopSignals()
     stop.install()
     arm_parent_death_signal(original_parent)
+    become_subreaper()
     watch_stdin(die_with_host)
 
     serve = import_server()

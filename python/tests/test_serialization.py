@@ -250,3 +250,22 @@ def test_error_payload_traceback_can_be_shortened() -> None:
         payload = json.loads(error_payload(error, max_traceback_chars=100))
     assert len(payload["traceback"]) <= 104 and payload["traceback"].startswith("...\n")
     assert len(payload["message"]) == 5000
+
+
+def _nested(depth: int) -> object:
+    value: object = "core"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_values_nest_up_to_the_limit_and_no_deeper() -> None:
+    at_limit = _nested(serialization.MAX_NESTING)
+    assert json.loads(serialization.encode_json(at_limit)) == at_limit
+    assert json.loads(serialization.encode_chunk(at_limit)) == at_limit
+    for encode in (serialization.encode_json, serialization.encode_chunk, serialization.encode_result):
+        with pytest.raises(ValueError, match="more than 100 levels deep"):
+            encode(_nested(serialization.MAX_NESTING + 1))
+    # Far deeper than Python's recursion limit: still the same error.
+    with pytest.raises(ValueError, match="100 levels"):
+        serialization.encode_json(_nested(5000))

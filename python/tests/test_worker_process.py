@@ -388,3 +388,54 @@ def test_tools_can_list_host_tools(start_worker: StartWorker, short_dir: Path) -
         assert host.requests[-1].session_id == "s6"
     finally:
         host.stop()
+
+
+# ---------------------------------------------------------------- hostile tools
+
+HOSTILE = "snakepit_showcase.hostile.HostileAdapter"
+THREADED_HOSTILE = "snakepit_showcase.hostile.ThreadedHostileAdapter"
+BASE_EXCEPTIONS = ["CancelledError", "KeyboardInterrupt", "GeneratorExit", "SystemExit", "CustomBaseError"]
+
+
+@pytest.mark.parametrize("profile", [[HOSTILE], [THREADED_HOSTILE, "--max-workers", "2"]])
+def test_a_base_exception_is_a_reply_and_the_worker_keeps_serving(
+    start_worker: StartWorker, profile: list[str]
+) -> None:
+    worker = start_worker(*profile)
+    for kind in BASE_EXCEPTIONS:
+        for tool_name in ("raise_base", "raise_base_async"):
+            response = worker.execute(tool_name, kind=kind, message=f"{kind} raised", timeout_s=10)
+            assert not response.success, kind
+            payload = json.loads(response.error_message)
+            assert payload["type"] == kind and payload["message"] == f"{kind} raised", payload
+            assert f"in {tool_name}" in payload["traceback"], payload["traceback"]
+
+        call = worker.stream("stream_then_raise_base", timeout_s=10, n=2, kind=kind, message="mid-stream")
+        received = []
+        with pytest.raises(grpc.RpcError) as caught:
+            for chunk in call:
+                received.append(json.loads(chunk.data))
+        assert received == [0, 1]
+        assert caught.value.code() == grpc.StatusCode.INTERNAL, kind
+        assert json.loads(caught.value.details())["type"] == kind
+    assert worker.process.poll() is None
+    assert worker.result("ping") == "pong"
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "stdin"])
+def test_a_tools_daemon_in_a_new_session_ends_with_the_worker(start_worker: StartWorker, ending: str) -> None:
+    worker = start_worker(HOSTILE)
+    daemon = worker.result("spawn_daemon", seconds=600)
+    try:
+        assert not process_gone(daemon)
+        assert os.getsid(daemon) != os.getsid(worker.process.pid)
+        if ending == "sigterm":
+            worker.process.send_signal(signal.SIGTERM)
+        else:
+            assert worker.process.stdin is not None
+            worker.process.stdin.close()
+        assert worker.wait_exit() == 0
+        wait_until(lambda: process_gone(daemon), 10, f"the tool's daemon {daemon} to die")
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(daemon, signal.SIGKILL)

@@ -18,6 +18,13 @@ use crate::error::Error;
 /// The type URL the host puts on parameter values (Snakepit's choice).
 const PARAMETER_TYPE_URL: &str = "type.googleapis.com/google.protobuf.StringValue";
 
+/// How many arrays/objects deep one value (an argument, a result, a streamed
+/// item) may nest; the worker enforces the same (`MAX_NESTING` in
+/// serialization.py). Below serde_json's parser limit (128) and Python's
+/// recursion limit, so everything within it round-trips; past it the side
+/// that sends refuses with an error naming the limit.
+pub(crate) const MAX_NESTING: usize = 100;
+
 /// Builds an `ExecuteToolRequest` from a tool name, a JSON object of
 /// arguments and named binary arguments.
 pub(crate) fn encode_request(
@@ -34,6 +41,17 @@ pub(crate) fn encode_request(
     match args {
         Value::Object(map) => {
             for (name, value) in map {
+                if nests_deeper_than(value, MAX_NESTING) {
+                    return Err(Error::InvalidArguments {
+                        tool: tool.to_owned(),
+                        argument: Some(name.clone()),
+                        signature: None,
+                        message: format!(
+                            "nests arrays/objects more than {MAX_NESTING} levels deep; \
+                             values are limited to {MAX_NESTING} levels"
+                        ),
+                    });
+                }
                 req.parameters.insert(name.clone(), encode_value(value));
             }
         }
@@ -62,6 +80,23 @@ pub(crate) fn encode_request(
         req.binary_parameters.insert(name, bytes);
     }
     Ok(req)
+}
+
+/// Whether `value` has more than `limit` arrays/objects on one path; a
+/// scalar is 0 deep, `[1]` is 1. Walked without recursion, so any value a
+/// caller built can be checked.
+fn nests_deeper_than(value: &Value, limit: usize) -> bool {
+    // Each value with the number of arrays/objects around it.
+    let mut pending = vec![(value, 0usize)];
+    while let Some((value, around)) = pending.pop() {
+        match value {
+            Value::Array(_) | Value::Object(_) if around >= limit => return true,
+            Value::Array(items) => pending.extend(items.iter().map(|v| (v, around + 1))),
+            Value::Object(map) => pending.extend(map.values().map(|v| (v, around + 1))),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Wraps one JSON value as a parameter `Any`.
@@ -288,6 +323,36 @@ mod tests {
         assert_eq!(a.type_url, PARAMETER_TYPE_URL);
         assert_eq!(a.value, b"1");
         assert_eq!(req.parameters["b"].value, b"[true,null]");
+    }
+
+    /// `depth` arrays around `"core"`.
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(json!("core"), |inner, _| json!([inner]))
+    }
+
+    #[test]
+    fn arguments_nest_up_to_the_limit_and_no_deeper() {
+        let at_limit = json!({"v": nested(MAX_NESTING), "flat": 1});
+        let req = encode_request("echo", &at_limit, vec![], None).unwrap();
+        let sent: Value = serde_json::from_slice(&req.parameters["v"].value).unwrap();
+        assert_eq!(
+            sent,
+            nested(MAX_NESTING),
+            "read back within serde_json's limit"
+        );
+
+        let deeper = json!({"v": {"k": nested(MAX_NESTING)}});
+        match encode_request("echo", &deeper, vec![], None).unwrap_err() {
+            Error::InvalidArguments {
+                argument, message, ..
+            } => {
+                assert_eq!(argument.as_deref(), Some("v"));
+                assert!(message.contains("100 levels"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!nests_deeper_than(&json!([[], {}, 1]), 2));
+        assert!(nests_deeper_than(&json!([1, []]), 1));
     }
 
     #[test]

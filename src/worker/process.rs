@@ -23,6 +23,15 @@ use crate::error::Exit;
 /// Lines of stderr kept for error reports.
 const STDERR_TAIL_LINES: usize = 60;
 
+/// Bytes of stderr kept for error reports, whatever the line count: a
+/// worker writing huge lines must not grow the host.
+const STDERR_TAIL_BYTES: usize = 64 * 1024;
+
+/// The longest line of worker output logged or kept; the rest of a longer
+/// line is dropped as it is read, and the line ends with
+/// `... [cut N bytes]`.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+
 /// How often start-up looks for the ready file.
 const READY_POLL: Duration = Duration::from_millis(2);
 
@@ -100,10 +109,14 @@ impl StderrTail {
 
     fn push(&self, line: String) {
         let mut guard = self.lines.lock();
-        if guard.0.len() == STDERR_TAIL_LINES {
+        guard.0.push_back(line);
+        // At most 60 lines: summing them is cheaper than keeping a count.
+        while guard.0.len() > STDERR_TAIL_LINES
+            || (guard.0.len() > 1
+                && guard.0.iter().map(String::len).sum::<usize>() > STDERR_TAIL_BYTES)
+        {
             guard.0.pop_front();
         }
-        guard.0.push_back(line);
     }
 
     fn close(&self) {
@@ -375,18 +388,11 @@ fn forward_lines(
         .name(format!("snakepit-{worker_id}-log"))
         .spawn(move || {
             let mut reader = BufReader::new(stream);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
-                        log::info!(target: "snakepit::worker", "[{worker_id}] {line}");
-                        if let Some(tail) = &tail {
-                            tail.push(line);
-                        }
-                    }
+            let mut buf = Vec::with_capacity(MAX_LINE_BYTES);
+            while let Some(line) = read_capped_line(&mut reader, &mut buf) {
+                log::info!(target: "snakepit::worker", "[{worker_id}] {line}");
+                if let Some(tail) = &tail {
+                    tail.push(line);
                 }
             }
             if let Some(tail) = &tail {
@@ -394,6 +400,47 @@ fn forward_lines(
             }
         })
         .expect("spawning a log thread")
+}
+
+/// Reads the next line (up to `\n` or EOF) keeping at most
+/// [`MAX_LINE_BYTES`] of it in `buf`: the rest is read in the reader's own
+/// buffer and dropped, so a line without end costs no memory. `None` at EOF
+/// (or on a read error).
+fn read_capped_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> Option<String> {
+    buf.clear();
+    let mut cut = 0usize;
+    let mut read_any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        read_any = true;
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(end) => (&chunk[..end], true),
+            None => (chunk, false),
+        };
+        let keep = part.len().min(MAX_LINE_BYTES - buf.len());
+        buf.extend_from_slice(&part[..keep]);
+        cut += part.len() - keep;
+        let used = part.len() + usize::from(done);
+        reader.consume(used);
+        if done {
+            break;
+        }
+    }
+    if !read_any {
+        return None;
+    }
+    let mut line = String::from_utf8_lossy(buf).trim_end().to_owned();
+    if cut > 0 {
+        line.push_str(&format!(" ... [cut {cut} bytes]"));
+    }
+    Some(line)
 }
 
 /// Waits for the process to end, records how, and tells `on_exit`.
@@ -448,6 +495,67 @@ mod tests {
 
     fn get<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
         env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// An endless stream of `x` up to `len` bytes, then `rest`: a worker
+    /// printing a huge line, without the test holding it in memory.
+    struct HugeLine {
+        left: usize,
+        rest: std::io::Cursor<&'static [u8]>,
+    }
+
+    impl Read for HugeLine {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return self.rest.read(out);
+            }
+            let n = out.len().min(self.left);
+            out[..n].fill(b'x');
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_and_the_tail_stays_bounded() {
+        const HUGE: usize = 200 << 20;
+        let stream = HugeLine {
+            left: HUGE,
+            rest: std::io::Cursor::new(b"\nafter\n"),
+        };
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        let line = read_capped_line(&mut reader, &mut buf).unwrap();
+        let cut = HUGE - MAX_LINE_BYTES;
+        assert!(
+            line.ends_with(&format!("x ... [cut {cut} bytes]")),
+            "{}",
+            &line[line.len() - 40..]
+        );
+        assert!(line.len() < MAX_LINE_BYTES + 40);
+        assert!(buf.capacity() <= 2 * MAX_LINE_BYTES, "{}", buf.capacity());
+        assert_eq!(read_capped_line(&mut reader, &mut buf).unwrap(), "after");
+        assert_eq!(read_capped_line(&mut reader, &mut buf), None);
+
+        // The log thread: every kept line is cut, and the tail holds a
+        // bounded number of bytes, the newest line last.
+        let tail = Arc::new(StderrTail::default());
+        let mut many = Vec::new();
+        for _ in 0..100 {
+            many.resize(many.len() + 50_000, b'y');
+            many.push(b'\n');
+        }
+        many.extend_from_slice(b"last words");
+        forward_lines(std::io::Cursor::new(many), "worker-0", Some(tail.clone()))
+            .join()
+            .unwrap();
+        let kept = tail.lines();
+        let bytes: usize = kept.iter().map(String::len).sum();
+        assert!(bytes <= STDERR_TAIL_BYTES, "{bytes} bytes kept");
+        assert_eq!(kept.last().unwrap(), "last words");
+        assert!(kept[..kept.len() - 1]
+            .iter()
+            .all(|l| l.ends_with(&format!(" ... [cut {} bytes]", 50_000 - MAX_LINE_BYTES))));
     }
 
     #[test]
