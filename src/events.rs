@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::Exit;
+use crate::error::{ErrorKind, Exit};
 
 /// Why a worker process was replaced on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,8 +121,8 @@ pub struct CallFinished {
     pub worker: String,
     /// From entering the pool to the reply.
     pub duration: Duration,
-    /// `Ok(())`, or the error's variant name (`"Python"`, `"Timeout"`, ...).
-    pub outcome: Result<(), &'static str>,
+    /// `Ok(())`, or the kind of error the call ended with.
+    pub outcome: Result<(), ErrorKind>,
 }
 
 /// A call gave up waiting for a free worker.
@@ -217,7 +217,7 @@ impl HandleEvent for LogEvents {
             e.tool,
             e.worker,
             e.duration,
-            e.outcome.err().unwrap_or("ok")
+            e.outcome.err().map_or("ok", ErrorKind::as_str)
         );
     }
     fn queue_timeout(&self, e: &QueueTimedOut) {

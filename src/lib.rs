@@ -83,7 +83,7 @@ mod host_tool;
 mod options;
 mod pool;
 mod pool_set;
-pub mod protocol;
+mod protocol;
 mod python;
 mod session;
 mod slots;

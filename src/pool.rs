@@ -252,8 +252,8 @@ impl Pool {
         }
         let timeout = options.timeout.unwrap_or(shared.config.call_timeout);
         if timeout.is_zero() {
-            return Err(Error::InvalidConfig {
-                option: "timeout",
+            return Err(Error::InvalidArgument {
+                argument: "timeout",
                 message: "a call timeout must be longer than zero".into(),
             });
         }
@@ -378,8 +378,8 @@ impl Pool {
     /// in flight, so no call fails. Returns at once; the recycle shows in
     /// [`stats`](Pool::stats) and the event hook when done.
     pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
-        let unknown = || Error::InvalidConfig {
-            option: "worker",
+        let unknown = || Error::InvalidArgument {
+            argument: "worker",
             message: format!(
                 "no worker named {worker:?}; workers are worker-0 to worker-{}",
                 self.inner.shared.workers.len() - 1
@@ -428,7 +428,7 @@ impl Pool {
     /// Installs a Ctrl-C (SIGINT) handler that shuts the pool down
     /// and then exits the program with status 130, so no worker outlives an
     /// interrupted program. A process has one such handler: a second call
-    /// (for this pool or another) fails with [`Error::InvalidConfig`].
+    /// (for this pool or another) fails with [`Error::SignalHandler`].
     ///
     /// ```no_run
     /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
@@ -442,9 +442,8 @@ impl Pool {
             pool.shutdown();
             std::process::exit(130);
         })
-        .map_err(|e| Error::InvalidConfig {
-            option: "ctrl_c_handler",
-            message: format!("cannot install the Ctrl-C handler: {e}"),
+        .map_err(|e| Error::SignalHandler {
+            message: e.to_string(),
         })
     }
 
@@ -484,10 +483,7 @@ impl Pool {
     }
 
     pub(crate) fn start(config: Config) -> Result<Pool, Error> {
-        let pool_error = |message: String| Error::Startup {
-            worker: "pool".into(),
-            message,
-        };
+        let pool_error = |message: String| Error::PoolStart { message };
         let files_dir = python::worker_files().map_err(|e| {
             pool_error(format!(
                 "cannot write the worker's Python files to the cache directory: {e}"

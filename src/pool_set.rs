@@ -85,8 +85,7 @@ impl PoolSet {
                 .into_iter()
                 .map(|(name, handle)| {
                     let result = handle.join().unwrap_or_else(|_| {
-                        Err(Error::Startup {
-                            worker: "pool".into(),
+                        Err(Error::PoolStart {
                             message: "the thread starting the pool panicked".into(),
                         })
                     });
@@ -102,13 +101,13 @@ impl PoolSet {
     }
 
     /// The pool called `name`: its start-up error if it failed to start,
-    /// [`Error::InvalidConfig`] naming the pools there are if there is none.
+    /// [`Error::InvalidArgument`] naming the pools there are if there is none.
     pub fn pool(&self, name: &str) -> Result<&Pool, Error> {
         match self.pools.iter().find(|(n, _)| n == name) {
             Some((_, Ok(pool))) => Ok(pool),
             Some((_, Err(e))) => Err(e.clone()),
-            None => Err(Error::InvalidConfig {
-                option: "pool",
+            None => Err(Error::InvalidArgument {
+                argument: "name",
                 message: format!(
                     "no pool named {name:?}; the pools are: {}",
                     self.names().collect::<Vec<_>>().join(", ")

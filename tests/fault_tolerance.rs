@@ -247,8 +247,8 @@ fn lifetime_and_manual_recycling_replace_workers_without_failing_calls() {
     assert_eq!((stats.recycles.manual, stats.failed), (1, 0));
     assert!(matches!(
         pool.recycle_worker("worker-9"),
-        Err(Error::InvalidConfig {
-            option: "worker",
+        Err(Error::InvalidArgument {
+            argument: "worker",
             ..
         })
     ));

@@ -153,7 +153,12 @@ fn a_pool_that_fails_to_start_does_not_stop_the_others() {
             .unwrap(),
         json!(5)
     );
-    let err = set.pool("nope").unwrap_err().to_string();
+    let err = set.pool("nope").unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { argument: "name", .. }),
+        "an unknown name is a bad argument, not a configuration error: {err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("no pool named \"nope\"; the pools are: good, broken"),
         "{err}"
