@@ -29,6 +29,7 @@ use crate::stream::{StreamControl, StreamEvent};
 /// # let _ = opts;
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use = "CallOptions take effect only when passed to a call"]
 pub struct CallOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) queue_timeout: Option<Duration>,
@@ -103,6 +104,7 @@ impl CallOptions {
 /// How strictly a session's calls stick to the worker that holds the
 /// session's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Affinity {
     /// Prefer the session's worker; when it is busy, run on another. When
     /// it has died or been recycled, the session moves to another worker

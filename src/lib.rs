@@ -95,7 +95,7 @@ mod worker;
 
 pub use builder::PoolBuilder;
 pub use call::{Affinity, CallOptions, Reply};
-pub use error::{Error, Exit};
+pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
 pub use options::Profile;
 pub use pool::Pool;
@@ -104,3 +104,17 @@ pub use session::Session;
 pub use stats::{PoolStats, Recycles, WorkerState, WorkerStats};
 pub use stream::{Chunk, Stream};
 pub use tools::{ParamSpec, ToolSpec};
+
+// The handles are shared across threads: keep them so, at compile time.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<PoolSet>();
+    send_sync::<Session>();
+    send_sync::<Error>();
+    send_sync::<Reply>();
+    send_sync::<PoolStats>();
+    fn send<T: Send>() {}
+    send::<Stream>();
+    send::<PoolBuilder>();
+};

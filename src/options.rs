@@ -13,6 +13,7 @@ use crate::host_tool::HostTool;
 
 /// How a worker process runs calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Profile {
     /// One call at a time per Python process. The safe choice for code that
     /// is not thread-safe, and for CPU-bound Python code (one GIL each).

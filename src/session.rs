@@ -30,6 +30,7 @@ use crate::stream::Stream;
 /// # Ok::<(), snakepit::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a Session routes only the calls made through it"]
 pub struct Session {
     pool: Pool,
     id: String,

@@ -13,6 +13,7 @@ use crate::error::Error;
 
 /// One item a streaming tool yielded.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Chunk {
     /// A JSON value (anything the generator yielded but bytes).
     Json(Value),
@@ -91,6 +92,7 @@ impl StreamControl {
 /// # Ok::<(), snakepit::Error>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a Stream cancels the call"]
 pub struct Stream {
     events: Receiver<StreamEvent>,
     control: Arc<StreamControl>,

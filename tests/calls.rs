@@ -11,12 +11,15 @@ use serde_json::json;
 use snakepit::events::{CallFinished, HandleEvent};
 use snakepit::{CallOptions, Error, ErrorKind};
 
-/// Keeps each finished call's tool and outcome.
+/// A finished call's tool and outcome.
+type Finished = (String, Result<(), ErrorKind>);
+
+/// Keeps every finished call.
 #[derive(Debug, Clone, Default)]
-struct Outcomes(Arc<Mutex<Vec<(String, Result<(), ErrorKind>)>>>);
+struct Outcomes(Arc<Mutex<Vec<Finished>>>);
 
 impl Outcomes {
-    fn last(&self) -> Option<(String, Result<(), ErrorKind>)> {
+    fn last(&self) -> Option<Finished> {
         self.0.lock().unwrap().last().cloned()
     }
 }
@@ -129,10 +132,7 @@ fn a_python_exception_is_typed_and_the_pool_keeps_serving() {
     );
     assert_eq!(pool.execute_blocking("pid", json!({})).unwrap(), pid_before);
     assert_eq!(pool.stats().crashes, 0);
-    assert_eq!(
-        outcomes.last(),
-        Some(("pid".to_owned(), Ok(())))
-    );
+    assert_eq!(outcomes.last(), Some(("pid".to_owned(), Ok(()))));
 
     scope.finish(&pool);
 }
@@ -208,7 +208,13 @@ fn bad_arguments_are_refused_before_the_tool_runs() {
         )
         .unwrap_err();
     assert!(
-        matches!(err, Error::InvalidArgument { argument: "timeout", .. }),
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "timeout",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(!marker.exists(), "the tool ran with a zero timeout");

@@ -155,7 +155,13 @@ fn a_pool_that_fails_to_start_does_not_stop_the_others() {
     );
     let err = set.pool("nope").unwrap_err();
     assert!(
-        matches!(err, Error::InvalidArgument { argument: "name", .. }),
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "name",
+                ..
+            }
+        ),
         "an unknown name is a bad argument, not a configuration error: {err:?}"
     );
     let err = err.to_string();
