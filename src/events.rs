@@ -112,6 +112,29 @@ pub struct WorkerRecycled {
 }
 
 /// A call ended, successfully or not.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// use snakepit::events::{CallFinished, HandleEvent};
+/// use snakepit::ErrorKind;
+///
+/// /// Failed calls by kind, for a metrics endpoint.
+/// #[derive(Debug, Default)]
+/// struct FailuresByKind(Mutex<HashMap<ErrorKind, u64>>);
+///
+/// impl HandleEvent for FailuresByKind {
+///     fn call_finished(&self, event: &CallFinished) {
+///         if let Err(kind) = event.outcome {
+///             *self.0.lock().unwrap().entry(kind).or_default() += 1;
+///         }
+///     }
+/// }
+///
+/// let builder = snakepit::Pool::builder().event_handler(FailuresByKind::default());
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CallFinished {

@@ -39,6 +39,12 @@
 //! Two profiles: [`Profile::Process`] runs one call at a time per process;
 //! [`Profile::Thread`] runs N at once per process.
 //!
+//! ## Errors
+//!
+//! Every failure is one variant of [`Error`], which says what happened and
+//! what to do; [`Error::kind`] gives the variant as an [`ErrorKind`], for
+//! matching, counting and logging without strings.
+//!
 //! ## Several pools from a file
 //!
 //! A TOML file can describe named pools with every builder option

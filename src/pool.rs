@@ -376,7 +376,8 @@ impl Pool {
     /// Replaces worker `worker` (e.g. `"worker-0"`) with a fresh process.
     /// The replacement starts first and the old process finishes its calls
     /// in flight, so no call fails. Returns at once; the recycle shows in
-    /// [`stats`](Pool::stats) and the event hook when done.
+    /// [`stats`](Pool::stats) and the event hook when done. An unknown name
+    /// fails with [`Error::InvalidArgument`].
     pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
         let unknown = || Error::InvalidArgument {
             argument: "worker",

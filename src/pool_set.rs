@@ -102,6 +102,14 @@ impl PoolSet {
 
     /// The pool called `name`: its start-up error if it failed to start,
     /// [`Error::InvalidArgument`] naming the pools there are if there is none.
+    ///
+    /// ```
+    /// use snakepit::{ErrorKind, PoolBuilder, PoolSet};
+    ///
+    /// let set = PoolSet::start(Vec::<(&str, PoolBuilder)>::new()); // no pools
+    /// let err = set.pool("compute").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// ```
     pub fn pool(&self, name: &str) -> Result<&Pool, Error> {
         match self.pools.iter().find(|(n, _)| n == name) {
             Some((_, Ok(pool))) => Ok(pool),
