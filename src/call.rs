@@ -29,6 +29,14 @@ use crate::stream::{StreamControl, StreamEvent};
 ///     .binary("image", vec![0u8; 16]);
 /// # let _ = opts;
 /// ```
+///
+/// Options built and never passed to a call are flagged by the compiler
+/// (here denied, so this does not build):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// snakepit::CallOptions::new().timeout(std::time::Duration::from_secs(5));
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use = "CallOptions take effect only when passed to a call"]
 pub struct CallOptions {

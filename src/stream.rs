@@ -103,6 +103,17 @@ impl StreamControl {
 /// }
 /// # Ok::<(), snakepit::Error>(())
 /// ```
+///
+/// A stream dropped without a look is flagged by the compiler (here denied,
+/// so this does not build):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn fire_and_forget(pool: &snakepit::Pool) -> Result<(), snakepit::Error> {
+///     pool.execute_stream("count_stream", serde_json::json!({"n": 3}))?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping a Stream cancels the call"]
 pub struct Stream {

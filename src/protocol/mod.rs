@@ -3,6 +3,11 @@
 //! generated types pin their `protobuf` version, so they stay out of the
 //! public API (the bench compiles its own copy, see `build.rs`).
 //!
+//! ```compile_fail
+//! // Not reachable from outside the crate.
+//! use snakepit::protocol;
+//! ```
+//!
 //! The schema lives in `proto/snakepit_bridge.proto` and is the one of the
 //! Elixir Snakepit project, so workers written for either host interoperate.
 
