@@ -4,7 +4,9 @@
 //!    pure-Rust parser of `protobuf-codegen`: no `protoc` is needed on PATH.
 //!    The gRPC method descriptors are written by hand in
 //!    `src/protocol/service.rs` (grpcio-compiler only reads protobuf 2
-//!    descriptors).
+//!    descriptors). The messages are private to the crate; the bench's raw
+//!    grpcio client compiles its own copy from `bridge_messages.rs`, the same
+//!    code without its inner attributes, which `include!` does not accept.
 //! 2. The table of the worker's Python files (`python/snakepit_bridge`,
 //!    `python/snakepit_showcase`, `python/grpc_server.py`), embedded in the
 //!    crate so a program that depends on it needs no checkout of this
@@ -24,8 +26,23 @@ fn main() {
         .input("proto/snakepit_bridge.proto")
         .cargo_out_dir("protos")
         .run_from_script();
+    write_includable_messages();
 
     embed_python();
+}
+
+/// Writes `OUT_DIR/bridge_messages.rs`: the generated messages minus the
+/// file-level `#![...]` attributes and `//!` docs, so that an example can
+/// `include!` them inside a module of its own (which carries the `allow`s).
+fn write_includable_messages() {
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let generated = fs::read_to_string(out.join("protos/snakepit_bridge.rs")).unwrap();
+    let body: String = generated
+        .lines()
+        .filter(|line| !line.starts_with("#![") && !line.starts_with("//!"))
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    fs::write(out.join("bridge_messages.rs"), body).unwrap();
 }
 
 fn embed_python() {

@@ -21,6 +21,10 @@ fn main() -> Result<(), snakepit::Error> {
         .build()?;
     // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
     pool.shutdown_on_ctrl_c()?;
+    // A process has one Ctrl-C handler; the test checks how a second fails.
+    let second_handler = pool
+        .shutdown_on_ctrl_c()
+        .map_or_else(|e| e.kind().as_str(), |()| "installed");
 
     let worker_pids: Vec<u32> = pool.stats().pids();
     // One call per worker at once (a barrier would be overkill: each call
@@ -46,7 +50,12 @@ fn main() -> Result<(), snakepit::Error> {
     })?;
     println!(
         "{}",
-        json!({"host": std::process::id(), "workers": worker_pids, "children": children})
+        json!({
+            "host": std::process::id(),
+            "workers": worker_pids,
+            "children": children,
+            "second_handler": second_handler,
+        })
     );
     loop {
         std::thread::park();

@@ -71,7 +71,7 @@ fn main() -> Result<(), Error> {
         io_tools.len(),
         compute
             .execute_blocking("thread_id", json!(null))
-            .map_or_else(|e| e.kind(), |_| "found")
+            .map_or_else(|e| e.kind().as_str(), |_| "found")
     );
 
     for name in set.names() {

@@ -32,6 +32,7 @@ use crate::slots::MAX_CAPACITY;
 /// # Ok::<(), snakepit::Error>(())
 /// ```
 #[derive(Clone, Default)]
+#[must_use = "a PoolBuilder starts nothing until `.build()` is called"]
 pub struct PoolBuilder {
     config: Config,
 }

@@ -16,7 +16,8 @@ use crate::stream::{StreamControl, StreamEvent};
 
 /// Per-call options for [`Pool::execute_blocking_with`](crate::Pool::execute_blocking_with).
 ///
-/// Every option left unset takes the pool's default.
+/// Every option left unset takes the pool's default. The options are a
+/// value to pass to a call (`#[must_use]`): building them does nothing.
 ///
 /// ```
 /// use snakepit::CallOptions;
@@ -28,7 +29,16 @@ use crate::stream::{StreamControl, StreamEvent};
 ///     .binary("image", vec![0u8; 16]);
 /// # let _ = opts;
 /// ```
+///
+/// Options built and never passed to a call are flagged by the compiler
+/// (here denied, so this does not build):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// snakepit::CallOptions::new().timeout(std::time::Duration::from_secs(5));
+/// ```
 #[derive(Debug, Clone, Default)]
+#[must_use = "CallOptions take effect only when passed to a call"]
 pub struct CallOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) queue_timeout: Option<Duration>,
@@ -46,7 +56,8 @@ impl CallOptions {
 
     /// How long the call may run on a worker before it fails with
     /// [`Error::Timeout`]. The deadline is sent to the worker as the gRPC
-    /// deadline. Default: the pool's `call_timeout`.
+    /// deadline. Default: the pool's `call_timeout`. A zero timeout fails
+    /// the call at once with [`Error::InvalidArgument`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -101,8 +112,22 @@ impl CallOptions {
 }
 
 /// How strictly a session's calls stick to the worker that holds the
-/// session's state.
+/// session's state. Set for a pool with
+/// [`PoolBuilder::affinity`](crate::PoolBuilder::affinity), or for one call
+/// with [`CallOptions::affinity`].
+///
+/// ```
+/// use snakepit::{Affinity, CallOptions};
+///
+/// assert_eq!(Affinity::default(), Affinity::Hint);
+/// // This session's calls wait for its worker rather than run elsewhere.
+/// let opts = CallOptions::new()
+///     .session("user-42")
+///     .affinity(Affinity::StrictQueue);
+/// # let _ = opts;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Affinity {
     /// Prefer the session's worker; when it is busy, run on another. When
     /// it has died or been recycled, the session moves to another worker

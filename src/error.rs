@@ -1,5 +1,5 @@
-//! The one public error type, [`Error`], and the worker exit description
-//! it carries.
+//! The one public error type, [`Error`], its variant as a plain value,
+//! [`ErrorKind`], and the worker exit description it carries.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,7 +8,21 @@ use std::time::Duration;
 ///
 /// Each variant names what happened and carries what is needed to act on it.
 /// The enum is `#[non_exhaustive]`: match the variants you handle and keep a
-/// catch-all arm.
+/// catch-all arm. [`Error::kind`] gives the variant alone, for counting
+/// errors or deciding to retry without matching fields.
+///
+/// ```
+/// use snakepit::{Error, ErrorKind};
+/// use std::time::Duration;
+///
+/// let err = Error::QueueTimeout { tool: "add".into(), waited: Duration::from_secs(10) };
+/// let retry_later = matches!(
+///     err.kind(),
+///     ErrorKind::QueueTimeout | ErrorKind::PoolSaturated | ErrorKind::WorkerBusy
+/// );
+/// assert!(retry_later);
+/// assert!(err.to_string().starts_with("call to `add` waited 10s"));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -74,7 +88,8 @@ pub enum Error {
     },
     /// A worker could not be started: the interpreter is missing, the
     /// adapter failed to import, a Python package is missing, or it did not
-    /// become ready within the start-up timeout.
+    /// become ready within the start-up timeout. (A failure of the pool's
+    /// own set-up, before any worker, is [`Error::PoolStart`].)
     Startup {
         /// The worker that failed, e.g. `"worker-0"`.
         worker: String,
@@ -118,35 +133,83 @@ pub enum Error {
         /// The gRPC status message.
         message: String,
     },
-    /// A builder option, call option or configuration file entry has a
-    /// value that cannot work (the message names the key, the value and
-    /// what is allowed).
+    /// A pool option (set on the builder or in a configuration file) has a
+    /// value that cannot work, or the configuration file cannot be read.
+    /// The message names the key, the value and what is allowed. Nothing
+    /// was started.
     InvalidConfig {
         /// The option at fault, e.g. `"workers"`.
         option: &'static str,
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// A method was given an argument that cannot work: an unknown worker
+    /// name for [`Pool::recycle_worker`](crate::Pool::recycle_worker), an
+    /// unknown pool name for [`PoolSet::pool`](crate::PoolSet::pool), a zero
+    /// [`CallOptions::timeout`](crate::CallOptions::timeout). Nothing was
+    /// done. (A tool's own arguments that do not fit are
+    /// [`Error::InvalidArguments`].)
+    InvalidArgument {
+        /// The parameter at fault, e.g. `"worker"`, `"name"`, `"timeout"`.
+        argument: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The pool could not set itself up, before or besides any worker: the
+    /// cache directory for the worker's Python files, the private socket
+    /// directory, or the host callback server could not be created. Usually
+    /// a file system or permission problem on the host. (A worker that
+    /// fails to start is [`Error::Startup`].)
+    PoolStart {
+        /// What failed, with the OS error.
+        message: String,
+    },
+    /// No worker is serving at the moment (every one is starting or
+    /// restarting), so a request that needs a live worker outside the call
+    /// queue, such as [`Pool::tools`](crate::Pool::tools), could not be
+    /// made. Try again shortly; calls wait in the queue instead.
+    NoWorkerServing,
+    /// A process-wide signal handler could not be installed: the process
+    /// already has a Ctrl-C handler (one per process, whether from
+    /// [`Pool::shutdown_on_ctrl_c`](crate::Pool::shutdown_on_ctrl_c) for any
+    /// pool, or from the program itself through the `ctrlc` crate), or the
+    /// OS refused.
+    SignalHandler {
+        /// Why it could not be installed.
+        message: String,
+    },
 }
 
 impl Error {
-    /// The variant's name, e.g. `"Timeout"`: for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    /// Which variant this is, as a plain `Copy` value to match on, count
+    /// or log ([`ErrorKind::as_str`]).
+    ///
+    /// ```
+    /// use snakepit::{Error, ErrorKind};
+    ///
+    /// assert_eq!(Error::ShuttingDown.kind(), ErrorKind::ShuttingDown);
+    /// assert_eq!(Error::ShuttingDown.kind().as_str(), "shutting_down");
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Python { .. } => "Python",
-            Error::Timeout { .. } => "Timeout",
-            Error::QueueTimeout { .. } => "QueueTimeout",
-            Error::PoolSaturated { .. } => "PoolSaturated",
-            Error::WorkerCrashed { .. } => "WorkerCrashed",
-            Error::ToolNotFound { .. } => "ToolNotFound",
-            Error::InvalidArguments { .. } => "InvalidArguments",
-            Error::Startup { .. } => "Startup",
-            Error::ShuttingDown => "ShuttingDown",
-            Error::WorkerBusy { .. } => "WorkerBusy",
-            Error::SessionWorkerUnavailable { .. } => "SessionWorkerUnavailable",
-            Error::PayloadTooLarge { .. } => "PayloadTooLarge",
-            Error::Transport { .. } => "Transport",
-            Error::InvalidConfig { .. } => "InvalidConfig",
+            Error::Python { .. } => ErrorKind::Python,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::QueueTimeout { .. } => ErrorKind::QueueTimeout,
+            Error::PoolSaturated { .. } => ErrorKind::PoolSaturated,
+            Error::WorkerCrashed { .. } => ErrorKind::WorkerCrashed,
+            Error::ToolNotFound { .. } => ErrorKind::ToolNotFound,
+            Error::InvalidArguments { .. } => ErrorKind::InvalidArguments,
+            Error::Startup { .. } => ErrorKind::Startup,
+            Error::ShuttingDown => ErrorKind::ShuttingDown,
+            Error::WorkerBusy { .. } => ErrorKind::WorkerBusy,
+            Error::SessionWorkerUnavailable { .. } => ErrorKind::SessionWorkerUnavailable,
+            Error::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
+            Error::Transport { .. } => ErrorKind::Transport,
+            Error::InvalidConfig { .. } => ErrorKind::InvalidConfig,
+            Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::PoolStart { .. } => ErrorKind::PoolStart,
+            Error::NoWorkerServing => ErrorKind::NoWorkerServing,
+            Error::SignalHandler { .. } => ErrorKind::SignalHandler,
         }
     }
 
@@ -249,14 +312,129 @@ impl fmt::Display for Error {
             Error::InvalidConfig { option, message } => {
                 write!(f, "invalid option `{option}`: {message}")
             }
+            Error::InvalidArgument { argument, message } => {
+                write!(f, "invalid argument `{argument}`: {message}")
+            }
+            Error::PoolStart { message } => write!(f, "the pool failed to start: {message}"),
+            Error::NoWorkerServing => write!(
+                f,
+                "no worker is serving right now (all are starting or restarting); try again"
+            ),
+            Error::SignalHandler { message } => {
+                write!(f, "cannot install the Ctrl-C handler: {message}")
+            }
         }
     }
 }
 
 impl std::error::Error for Error {}
 
-/// How a worker process ended.
+/// The kind of an [`Error`]: its variant without the details, from
+/// [`Error::kind`]. One kind per variant, named alike.
+///
+/// `Display` and [`as_str`](ErrorKind::as_str) give a stable `snake_case`
+/// name (`"queue_timeout"`), fit for metric labels and log fields. The enum
+/// is `#[non_exhaustive]`: new error variants bring new kinds.
+///
+/// ```
+/// use snakepit::ErrorKind;
+/// use std::collections::HashMap;
+///
+/// let mut failures: HashMap<ErrorKind, u64> = HashMap::new();
+/// *failures.entry(ErrorKind::Timeout).or_default() += 1;
+/// assert_eq!(ErrorKind::Timeout.to_string(), "timeout");
+/// assert_eq!(ErrorKind::WorkerCrashed.as_str(), "worker_crashed");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::Python`].
+    Python,
+    /// [`Error::Timeout`].
+    Timeout,
+    /// [`Error::QueueTimeout`].
+    QueueTimeout,
+    /// [`Error::PoolSaturated`].
+    PoolSaturated,
+    /// [`Error::WorkerCrashed`].
+    WorkerCrashed,
+    /// [`Error::ToolNotFound`].
+    ToolNotFound,
+    /// [`Error::InvalidArguments`].
+    InvalidArguments,
+    /// [`Error::Startup`].
+    Startup,
+    /// [`Error::ShuttingDown`].
+    ShuttingDown,
+    /// [`Error::WorkerBusy`].
+    WorkerBusy,
+    /// [`Error::SessionWorkerUnavailable`].
+    SessionWorkerUnavailable,
+    /// [`Error::PayloadTooLarge`].
+    PayloadTooLarge,
+    /// [`Error::Transport`].
+    Transport,
+    /// [`Error::InvalidConfig`].
+    InvalidConfig,
+    /// [`Error::InvalidArgument`].
+    InvalidArgument,
+    /// [`Error::PoolStart`].
+    PoolStart,
+    /// [`Error::NoWorkerServing`].
+    NoWorkerServing,
+    /// [`Error::SignalHandler`].
+    SignalHandler,
+}
+
+impl ErrorKind {
+    /// The stable `snake_case` name, e.g. `"pool_saturated"`.
+    ///
+    /// ```
+    /// assert_eq!(snakepit::ErrorKind::PoolSaturated.as_str(), "pool_saturated");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Python => "python",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::QueueTimeout => "queue_timeout",
+            ErrorKind::PoolSaturated => "pool_saturated",
+            ErrorKind::WorkerCrashed => "worker_crashed",
+            ErrorKind::ToolNotFound => "tool_not_found",
+            ErrorKind::InvalidArguments => "invalid_arguments",
+            ErrorKind::Startup => "startup",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::WorkerBusy => "worker_busy",
+            ErrorKind::SessionWorkerUnavailable => "session_worker_unavailable",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::Transport => "transport",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::PoolStart => "pool_start",
+            ErrorKind::NoWorkerServing => "no_worker_serving",
+            ErrorKind::SignalHandler => "signal_handler",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a worker process ended, in [`Error::WorkerCrashed`] and
+/// [`ExitReason::Crashed`](crate::events::ExitReason::Crashed).
+///
+/// ```
+/// use std::os::unix::process::ExitStatusExt;
+/// use std::process::ExitStatus;
+///
+/// let killed = snakepit::Exit::from(ExitStatus::from_raw(9)); // SIGKILL
+/// assert_eq!((killed.code, killed.signal), (None, Some(9)));
+/// assert_eq!(killed.to_string(), "killed by signal 9 (SIGKILL)");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Exit {
     /// The exit code, when the process exited.
     pub code: Option<i32>,
@@ -297,5 +475,114 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGHUP => "SIGHUP",
         libc::SIGPIPE => "SIGPIPE",
         _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind, by a match that stops compiling when a kind is added.
+    fn all_kinds() -> Vec<ErrorKind> {
+        let all = [
+            ErrorKind::Python,
+            ErrorKind::Timeout,
+            ErrorKind::QueueTimeout,
+            ErrorKind::PoolSaturated,
+            ErrorKind::WorkerCrashed,
+            ErrorKind::ToolNotFound,
+            ErrorKind::InvalidArguments,
+            ErrorKind::Startup,
+            ErrorKind::ShuttingDown,
+            ErrorKind::WorkerBusy,
+            ErrorKind::SessionWorkerUnavailable,
+            ErrorKind::PayloadTooLarge,
+            ErrorKind::Transport,
+            ErrorKind::InvalidConfig,
+            ErrorKind::InvalidArgument,
+            ErrorKind::PoolStart,
+            ErrorKind::NoWorkerServing,
+            ErrorKind::SignalHandler,
+        ];
+        for kind in all {
+            match kind {
+                ErrorKind::Python
+                | ErrorKind::Timeout
+                | ErrorKind::QueueTimeout
+                | ErrorKind::PoolSaturated
+                | ErrorKind::WorkerCrashed
+                | ErrorKind::ToolNotFound
+                | ErrorKind::InvalidArguments
+                | ErrorKind::Startup
+                | ErrorKind::ShuttingDown
+                | ErrorKind::WorkerBusy
+                | ErrorKind::SessionWorkerUnavailable
+                | ErrorKind::PayloadTooLarge
+                | ErrorKind::Transport
+                | ErrorKind::InvalidConfig
+                | ErrorKind::InvalidArgument
+                | ErrorKind::PoolStart
+                | ErrorKind::NoWorkerServing
+                | ErrorKind::SignalHandler => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    fn snake_case(camel: &str) -> String {
+        let mut out = String::new();
+        for (i, c) in camel.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    }
+
+    #[test]
+    fn each_kind_is_named_after_its_variant_in_snake_case() {
+        let kinds = all_kinds();
+        for kind in &kinds {
+            assert_eq!(kind.as_str(), snake_case(&format!("{kind:?}")));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        let mut names: Vec<_> = kinds.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), kinds.len(), "names are distinct");
+    }
+
+    #[test]
+    fn errors_outside_configuration_are_not_invalid_config() {
+        let cases = [
+            (
+                Error::InvalidArgument {
+                    argument: "worker",
+                    message: "no worker named \"w\"".into(),
+                },
+                ErrorKind::InvalidArgument,
+                "invalid argument `worker`: no worker named \"w\"",
+            ),
+            (
+                Error::PoolStart {
+                    message: "cannot create the socket directory: denied".into(),
+                },
+                ErrorKind::PoolStart,
+                "the pool failed to start: cannot create the socket directory: denied",
+            ),
+            (
+                Error::SignalHandler {
+                    message: "one is already installed".into(),
+                },
+                ErrorKind::SignalHandler,
+                "cannot install the Ctrl-C handler: one is already installed",
+            ),
+        ];
+        for (err, kind, text) in cases {
+            assert_eq!(err.kind(), kind);
+            assert_eq!(err.to_string(), text);
+        }
+        assert_eq!(Error::NoWorkerServing.kind(), ErrorKind::NoWorkerServing);
     }
 }

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::Exit;
+use crate::error::{ErrorKind, Exit};
 
 /// Why a worker process was replaced on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +112,29 @@ pub struct WorkerRecycled {
 }
 
 /// A call ended, successfully or not.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// use snakepit::events::{CallFinished, HandleEvent};
+/// use snakepit::ErrorKind;
+///
+/// /// Failed calls by kind, for a metrics endpoint.
+/// #[derive(Debug, Default)]
+/// struct FailuresByKind(Mutex<HashMap<ErrorKind, u64>>);
+///
+/// impl HandleEvent for FailuresByKind {
+///     fn call_finished(&self, event: &CallFinished) {
+///         if let Err(kind) = event.outcome {
+///             *self.0.lock().unwrap().entry(kind).or_default() += 1;
+///         }
+///     }
+/// }
+///
+/// let builder = snakepit::Pool::builder().event_handler(FailuresByKind::default());
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CallFinished {
@@ -121,8 +144,8 @@ pub struct CallFinished {
     pub worker: String,
     /// From entering the pool to the reply.
     pub duration: Duration,
-    /// `Ok(())`, or the error's variant name (`"Python"`, `"Timeout"`, ...).
-    pub outcome: Result<(), &'static str>,
+    /// `Ok(())`, or the kind of error the call ended with.
+    pub outcome: Result<(), ErrorKind>,
 }
 
 /// A call gave up waiting for a free worker.
@@ -217,7 +240,7 @@ impl HandleEvent for LogEvents {
             e.tool,
             e.worker,
             e.duration,
-            e.outcome.err().unwrap_or("ok")
+            e.outcome.err().map_or("ok", ErrorKind::as_str)
         );
     }
     fn queue_timeout(&self, e: &QueueTimedOut) {

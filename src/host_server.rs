@@ -56,6 +56,7 @@ const SOCKET_NAME: &str = "host.sock";
 /// does so at start-up; the crate's own worker does not). See
 /// [`Pool::registered_tools`](crate::Pool::registered_tools).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegisteredTool {
     /// The `worker_id` the worker sent (with our launcher, the pool's
     /// worker name, e.g. `"worker-0"`).
@@ -72,6 +73,7 @@ pub struct RegisteredTool {
 /// (Snakepit's worker script does so before each call) and has not cleaned
 /// up. See [`Pool::host_sessions`](crate::Pool::host_sessions).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostSession {
     /// The session id.
     pub id: String,

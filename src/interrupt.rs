@@ -21,8 +21,7 @@ pub(crate) fn shutdown_on_ctrl_c(
         shutdown();
         std::process::exit(INTERRUPTED);
     })
-    .map_err(|e| Error::InvalidConfig {
-        option: "ctrl_c_handler",
-        message: format!("cannot install the Ctrl-C handler: {e}"),
+    .map_err(|e| Error::SignalHandler {
+        message: e.to_string(),
     })
 }

@@ -39,6 +39,12 @@
 //! Two profiles: [`Profile::Process`] runs one call at a time per process;
 //! [`Profile::Thread`] runs N at once per process.
 //!
+//! ## Errors
+//!
+//! Every failure is one variant of [`Error`], which says what happened and
+//! what to do; [`Error::kind`] gives the variant as an [`ErrorKind`], for
+//! matching, counting and logging without strings.
+//!
 //! ## Several pools from a file
 //!
 //! A TOML file can describe named pools with every builder option
@@ -84,7 +90,7 @@ mod interrupt;
 mod options;
 mod pool;
 mod pool_set;
-pub mod protocol;
+mod protocol;
 mod python;
 mod session;
 mod slots;
@@ -96,7 +102,7 @@ mod worker;
 
 pub use builder::PoolBuilder;
 pub use call::{Affinity, CallOptions, Reply};
-pub use error::{Error, Exit};
+pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
 pub use options::Profile;
 pub use pool::Pool;
@@ -105,3 +111,17 @@ pub use session::Session;
 pub use stats::{PoolStats, Recycles, WorkerState, WorkerStats};
 pub use stream::{Chunk, Stream};
 pub use tools::{ParamSpec, ToolSpec};
+
+// The handles are shared across threads: keep them so, at compile time.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<PoolSet>();
+    send_sync::<Session>();
+    send_sync::<Error>();
+    send_sync::<Reply>();
+    send_sync::<PoolStats>();
+    fn send<T: Send>() {}
+    send::<Stream>();
+    send::<PoolBuilder>();
+};

@@ -11,8 +11,17 @@ use crate::call::Affinity;
 use crate::events::{HandleEvent, LogEvents};
 use crate::host_tool::HostTool;
 
-/// How a worker process runs calls.
+/// How a worker process runs calls. More profiles may come, so a `match`
+/// on it needs a catch-all arm.
+///
+/// ```
+/// use snakepit::Profile;
+///
+/// assert_eq!(Profile::Process.capacity(), 1);
+/// assert_eq!(Profile::Thread { threads: 8 }.capacity(), 8);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Profile {
     /// One call at a time per Python process. The safe choice for code that
     /// is not thread-safe, and for CPU-bound Python code (one GIL each).

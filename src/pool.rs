@@ -252,8 +252,8 @@ impl Pool {
         }
         let timeout = options.timeout.unwrap_or(shared.config.call_timeout);
         if timeout.is_zero() {
-            return Err(Error::InvalidConfig {
-                option: "timeout",
+            return Err(Error::InvalidArgument {
+                argument: "timeout",
                 message: "a call timeout must be longer than zero".into(),
             });
         }
@@ -376,10 +376,11 @@ impl Pool {
     /// Replaces worker `worker` (e.g. `"worker-0"`) with a fresh process.
     /// The replacement starts first and the old process finishes its calls
     /// in flight, so no call fails. Returns at once; the recycle shows in
-    /// [`stats`](Pool::stats) and the event hook when done.
+    /// [`stats`](Pool::stats) and the event hook when done. An unknown name
+    /// fails with [`Error::InvalidArgument`].
     pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
-        let unknown = || Error::InvalidConfig {
-            option: "worker",
+        let unknown = || Error::InvalidArgument {
+            argument: "worker",
             message: format!(
                 "no worker named {worker:?}; workers are worker-0 to worker-{}",
                 self.inner.shared.workers.len() - 1
@@ -428,7 +429,7 @@ impl Pool {
     /// Installs a Ctrl-C (SIGINT) handler that shuts the pool down
     /// and then exits the program with status 130, so no worker outlives an
     /// interrupted program. A process has one such handler: a second call
-    /// (for this pool or another) fails with [`Error::InvalidConfig`].
+    /// (for this pool or another) fails with [`Error::SignalHandler`].
     ///
     /// ```no_run
     /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
@@ -476,10 +477,7 @@ impl Pool {
     }
 
     pub(crate) fn start(config: Config) -> Result<Pool, Error> {
-        let pool_error = |message: String| Error::Startup {
-            worker: "pool".into(),
-            message,
-        };
+        let pool_error = |message: String| Error::PoolStart { message };
         let files_dir = python::worker_files().map_err(|e| {
             pool_error(format!(
                 "cannot write the worker's Python files to the cache directory: {e}"

@@ -85,8 +85,7 @@ impl PoolSet {
                 .into_iter()
                 .map(|(name, handle)| {
                     let result = handle.join().unwrap_or_else(|_| {
-                        Err(Error::Startup {
-                            worker: "pool".into(),
+                        Err(Error::PoolStart {
                             message: "the thread starting the pool panicked".into(),
                         })
                     });
@@ -102,13 +101,21 @@ impl PoolSet {
     }
 
     /// The pool called `name`: its start-up error if it failed to start,
-    /// [`Error::InvalidConfig`] naming the pools there are if there is none.
+    /// [`Error::InvalidArgument`] naming the pools there are if there is none.
+    ///
+    /// ```
+    /// use snakepit::{ErrorKind, PoolBuilder, PoolSet};
+    ///
+    /// let set = PoolSet::start(Vec::<(&str, PoolBuilder)>::new()); // no pools
+    /// let err = set.pool("compute").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// ```
     pub fn pool(&self, name: &str) -> Result<&Pool, Error> {
         match self.pools.iter().find(|(n, _)| n == name) {
             Some((_, Ok(pool))) => Ok(pool),
             Some((_, Err(e))) => Err(e.clone()),
-            None => Err(Error::InvalidConfig {
-                option: "pool",
+            None => Err(Error::InvalidArgument {
+                argument: "name",
                 message: format!(
                     "no pool named {name:?}; the pools are: {}",
                     self.names().collect::<Vec<_>>().join(", ")
@@ -140,7 +147,7 @@ impl PoolSet {
     /// down, as [`shutdown`](PoolSet::shutdown) does, and then exits the
     /// program with status 130, so no worker outlives an interrupted
     /// program. A process has one such handler: a second call (for this
-    /// set, another, or a [`Pool`]) fails with [`Error::InvalidConfig`].
+    /// set, another, or a [`Pool`]) fails with [`Error::SignalHandler`].
     ///
     /// ```no_run
     /// let set = snakepit::PoolSet::from_config_file("snakepit.toml")?;

@@ -18,7 +18,8 @@ use crate::stream::Stream;
 ///
 /// A session ends with [`close`](Session::close) or after the pool's
 /// `session_idle_timeout` without calls; its worker is then told to free
-/// the session's state. Dropping the handle does not end the session.
+/// the session's state. Dropping the handle does not end the session; a
+/// handle never used does nothing (`#[must_use]`).
 ///
 /// ```no_run
 /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
@@ -30,6 +31,7 @@ use crate::stream::Stream;
 /// # Ok::<(), snakepit::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a Session routes only the calls made through it"]
 pub struct Session {
     pool: Pool,
     id: String,

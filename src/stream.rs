@@ -11,8 +11,20 @@ use serde_json::Value;
 
 use crate::error::Error;
 
-/// One item a streaming tool yielded.
+/// One item a streaming tool yielded. New kinds of item may be added, so a
+/// `match` on it needs a catch-all arm.
+///
+/// ```
+/// use serde_json::json;
+/// use snakepit::Chunk;
+///
+/// let chunks = [Chunk::Json(json!({"i": 0})), Chunk::Bytes(vec![1, 2])];
+/// assert_eq!(chunks[0].as_json(), Some(&json!({"i": 0})));
+/// assert_eq!(chunks[1].as_bytes(), Some(&[1u8, 2][..]));
+/// assert_eq!(chunks[1].as_json(), None);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Chunk {
     /// A JSON value (anything the generator yielded but bytes).
     Json(Value),
@@ -80,7 +92,8 @@ impl StreamControl {
 /// one `Err` that ends the stream: the Python exception raised mid-stream
 /// ([`Error::Python`]), a timeout, a crash, or any other call error.
 /// Dropping the stream early cancels the call: the Python generator is
-/// closed (its `finally` blocks run) and the worker is freed.
+/// closed (its `finally` blocks run) and the worker is freed. So the type
+/// is `#[must_use]`: a stream dropped unread is a call cancelled at once.
 ///
 /// ```no_run
 /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
@@ -90,7 +103,19 @@ impl StreamControl {
 /// }
 /// # Ok::<(), snakepit::Error>(())
 /// ```
+///
+/// A stream dropped without a look is flagged by the compiler (here denied,
+/// so this does not build):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn fire_and_forget(pool: &snakepit::Pool) -> Result<(), snakepit::Error> {
+///     pool.execute_stream("count_stream", serde_json::json!({"n": 3}))?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping a Stream cancels the call"]
 pub struct Stream {
     events: Receiver<StreamEvent>,
     control: Arc<StreamControl>,

@@ -122,12 +122,7 @@ impl Pool {
         }
         Err(last_error
             .or_else(|| shared.start_failure())
-            .unwrap_or_else(|| Error::Startup {
-                worker: "pool".into(),
-                message: "no worker is serving right now (all are starting or restarting); \
-                          try again"
-                    .into(),
-            }))
+            .unwrap_or(Error::NoWorkerServing))
     }
 }
 

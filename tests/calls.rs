@@ -3,9 +3,33 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use common::Scope;
 use serde_json::json;
-use snakepit::{CallOptions, Error};
+use snakepit::events::{CallFinished, HandleEvent};
+use snakepit::{CallOptions, Error, ErrorKind};
+
+/// A finished call's tool and outcome.
+type Finished = (String, Result<(), ErrorKind>);
+
+/// Keeps every finished call.
+#[derive(Debug, Clone, Default)]
+struct Outcomes(Arc<Mutex<Vec<Finished>>>);
+
+impl Outcomes {
+    fn last(&self) -> Option<Finished> {
+        self.0.lock().unwrap().last().cloned()
+    }
+}
+
+impl HandleEvent for Outcomes {
+    fn call_finished(&self, event: &CallFinished) {
+        let outcome = (event.tool.clone(), event.outcome);
+        self.0.lock().unwrap().push(outcome);
+    }
+}
 
 #[test]
 fn json_values_round_trip_intact() {
@@ -55,7 +79,13 @@ fn json_values_round_trip_intact() {
 #[test]
 fn a_python_exception_is_typed_and_the_pool_keeps_serving() {
     let scope = Scope::new("pyerr");
-    let pool = scope.builder().workers(1).build().unwrap();
+    let outcomes = Outcomes::default();
+    let pool = scope
+        .builder()
+        .workers(1)
+        .event_handler(outcomes.clone())
+        .build()
+        .unwrap();
 
     let err = pool
         .execute_blocking(
@@ -78,6 +108,12 @@ fn a_python_exception_is_typed_and_the_pool_keeps_serving() {
     }
     assert!(err.is_python("ValueError"));
     assert!(!err.is_python("KeyError"));
+    assert_eq!(err.kind(), ErrorKind::Python);
+    // The event hook sees the same kind, by the time the caller has the error.
+    assert_eq!(
+        outcomes.last(),
+        Some(("raise_error".to_owned(), Err(ErrorKind::Python)))
+    );
 
     let err = pool
         .execute_blocking(
@@ -96,6 +132,7 @@ fn a_python_exception_is_typed_and_the_pool_keeps_serving() {
     );
     assert_eq!(pool.execute_blocking("pid", json!({})).unwrap(), pid_before);
     assert_eq!(pool.stats().crashes, 0);
+    assert_eq!(outcomes.last(), Some(("pid".to_owned(), Ok(()))));
 
     scope.finish(&pool);
 }
@@ -161,6 +198,26 @@ fn bad_arguments_are_refused_before_the_tool_runs() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArguments { .. }), "{err:?}");
     assert!(!marker.exists(), "the tool ran despite bad arguments");
+
+    // A zero call timeout is a bad argument to the method, not to the tool.
+    let err = pool
+        .execute_blocking_with(
+            "record",
+            json!({"path": marker.to_str().unwrap()}),
+            CallOptions::new().timeout(Duration::ZERO),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "timeout",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!marker.exists(), "the tool ran with a zero timeout");
 
     assert_eq!(
         pool.execute_blocking("add", json!({"a": 1, "b": 2}))

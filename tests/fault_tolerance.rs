@@ -247,8 +247,8 @@ fn lifetime_and_manual_recycling_replace_workers_without_failing_calls() {
     assert_eq!((stats.recycles.manual, stats.failed), (1, 0));
     assert!(matches!(
         pool.recycle_worker("worker-9"),
-        Err(Error::InvalidConfig {
-            option: "worker",
+        Err(Error::InvalidArgument {
+            argument: "worker",
             ..
         })
     ));
@@ -384,6 +384,10 @@ fn workers_and_their_children_die_with_a_host_killed_by_sigkill() {
 fn ctrl_c_in_a_host_with_the_handler_stops_every_worker() {
     let scope = Scope::new("ctrlc");
     let (mut host, pids) = host_process(&scope);
+    assert_eq!(
+        pids["second_handler"], "signal_handler",
+        "one handler per process: a second is refused as such"
+    );
     let pids = all_pids(&pids);
     kill(host.id(), libc::SIGINT);
     let status = host.wait().unwrap();

@@ -155,7 +155,18 @@ fn a_pool_that_fails_to_start_does_not_stop_the_others() {
             .unwrap(),
         json!(5)
     );
-    let err = set.pool("nope").unwrap_err().to_string();
+    let err = set.pool("nope").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "name",
+                ..
+            }
+        ),
+        "an unknown name is a bad argument, not a configuration error: {err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("no pool named \"nope\"; the pools are: good, broken"),
         "{err}"
@@ -248,7 +259,7 @@ fn ctrl_c_shuts_every_pool_of_the_set_down_and_exits() {
         // One handler per process: a second is refused, not stacked.
         assert!(matches!(
             set.shutdown_on_ctrl_c(),
-            Err(Error::InvalidConfig { .. })
+            Err(Error::SignalHandler { .. })
         ));
         println!("handler installed");
         let _ = set

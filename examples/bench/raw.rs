@@ -1,6 +1,10 @@
 //! The raw limit: the same Python worker script the pool runs, started by
 //! hand, called with a bare blocking grpcio client. No dispatcher, no lanes,
 //! no JSON: one `ExecuteTool` message out, one back.
+//!
+//! The messages are the crate's own generated code, compiled into the bench
+//! (the crate keeps them private): `build.rs` writes them to `OUT_DIR` in a
+//! form `include!` accepts.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,7 +17,26 @@ use grpcio::{
     CallOption, ChannelBuilder, Client, EnvBuilder, Environment, Marshaller, Method, MethodType,
 };
 use protobuf::well_known_types::any::Any;
-use snakepit::protocol::messages::{ExecuteToolRequest, ExecuteToolResponse};
+
+use messages::{ExecuteToolRequest, ExecuteToolResponse};
+
+/// `snakepit_bridge.proto`'s messages, as the crate compiles them; the
+/// `allow`s are the ones the generated file declares for itself.
+#[allow(
+    dead_code,
+    missing_docs,
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    trivial_casts,
+    unused_attributes,
+    unused_mut,
+    unused_results,
+    clippy::all
+)]
+mod messages {
+    include!(concat!(env!("OUT_DIR"), "/bridge_messages.rs"));
+}
 
 /// `BridgeService.ExecuteTool`, described for grpcio by hand.
 const EXECUTE_TOOL: Method<ExecuteToolRequest, ExecuteToolResponse> = Method {

@@ -18,9 +18,11 @@ pub type Outcome = Result<(), Box<dyn std::error::Error>>;
 
 /// A pool of the showcase adapter, every other option at its default.
 pub fn pool(workers: usize, profile: Profile) -> Result<Pool, snakepit::Error> {
+    // Only the process profile runs one call at a time; every other profile
+    // needs a thread-safe adapter.
     let adapter = match profile {
         Profile::Process => "snakepit_showcase.adapter.ShowcaseAdapter",
-        Profile::Thread { .. } => "snakepit_showcase.adapter.ThreadedShowcaseAdapter",
+        _ => "snakepit_showcase.adapter.ThreadedShowcaseAdapter",
     };
     Pool::builder()
         .adapter(adapter)
