@@ -23,9 +23,10 @@ const BASE_EXCEPTIONS: [&str; 5] = [
 ];
 
 fn hostile(scope: &Scope, profile: Profile) -> PoolBuilder {
-    let adapter = match profile {
-        Profile::Process => HOSTILE,
-        Profile::Thread { .. } => THREADED_HOSTILE,
+    let adapter = if profile == Profile::Process {
+        HOSTILE
+    } else {
+        THREADED_HOSTILE
     };
     scope.builder().adapter(adapter).profile(profile).workers(1)
 }
