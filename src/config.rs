@@ -32,62 +32,17 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use crate::builder::PoolBuilder;
-use crate::call::Affinity;
 use crate::error::Error;
 use crate::options::Profile;
 use crate::slots::MAX_CAPACITY;
 
+mod table;
+
+pub(crate) use table::describe_options;
+use table::OPTIONS;
+
 /// The most workers one pool may have (as [`PoolBuilder::workers`] allows).
 const MAX_WORKERS: i64 = 4096;
-
-/// Every key a pool (or `[defaults]`) may set, with what it takes.
-const POOL_KEYS: &[(&str, &str)] = &[
-    (
-        "adapter",
-        "the adapter class, e.g. \"my_pkg.adapters.MyAdapter\"",
-    ),
-    (
-        "python",
-        "the interpreter, a command (\"python3.12\") or a path",
-    ),
-    (
-        "worker_script",
-        "a worker script following Snakepit's launch contract (a path)",
-    ),
-    ("python_path", "a directory or a list of directories"),
-    ("workers", "an integer from 1 to 4096"),
-    ("profile", "\"process\" or \"thread\""),
-    (
-        "threads",
-        "an integer from 1 to 65535 (with profile = \"thread\")",
-    ),
-    ("env", "a table of environment variables"),
-    ("startup_timeout", DURATION),
-    ("queue_size", "an integer, 0 or more"),
-    ("queue_timeout", DURATION),
-    ("call_timeout", DURATION),
-    ("kill_hung_workers", "true or false"),
-    ("adapter_per_worker", "true or false"),
-    ("shutdown_grace", DURATION),
-    ("max_message_bytes", SIZE),
-    ("restart_backoff", "{ min = \"100ms\", max = \"10s\" }"),
-    ("max_requests", "an integer, 1 or more"),
-    ("max_requests_jitter", "an integer, 0 or more"),
-    ("max_lifetime", DURATION),
-    ("max_lifetime_jitter", DURATION),
-    ("max_memory", SIZE),
-    ("memory_check_interval", DURATION),
-    (
-        "health_check_interval",
-        "a duration such as \"30s\", or \"off\"",
-    ),
-    ("health_check_timeout", DURATION),
-    (
-        "affinity",
-        "\"hint\", \"strict_queue\" or \"strict_fail_fast\"",
-    ),
-    ("session_idle_timeout", DURATION),
-];
 
 const DURATION: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"";
 const SIZE: &str = "a size in bytes: an integer, or a string such as \"512MiB\" or \"2GB\"";
@@ -135,6 +90,27 @@ impl PoolConfig {
     /// The worker profile.
     pub fn profile(&self) -> Profile {
         self.builder.settings().profile
+    }
+
+    /// Every option of the configuration file with its effective value for
+    /// this pool (the pool's own, else `[defaults]`, else the default), in
+    /// the order of the README's option table, written the way the file
+    /// writes it where it can be (`"30s"`, `"128MiB"`, `"off"`).
+    ///
+    /// ```
+    /// use snakepit::config::ConfigFile;
+    ///
+    /// let config = ConfigFile::parse(
+    ///     "[pools.compute]\nadapter = \"pkg.mod.A\"\nmax_memory = \"1GiB\"\n",
+    ///     "snakepit.toml".as_ref(),
+    /// )?;
+    /// let options = config.pool("compute")?.options();
+    /// assert!(options.contains(&("max_memory", "\"1GiB\"".to_string())));
+    /// assert!(options.contains(&("max_requests", "\"off\"".to_string())));
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn options(&self) -> Vec<(&'static str, String)> {
+        describe_options(&self.builder)
     }
 
     /// A builder with every option of this pool set, to adjust before
@@ -259,6 +235,38 @@ struct Entry<'t> {
     path: String,
 }
 
+/// A value being read for one option of the table: the table's key (for
+/// the error's `option`), and where and what was written.
+struct Written<'w> {
+    key: &'static str,
+    path: &'w str,
+    value: &'w Value,
+}
+
+/// A pool's options as read so far: the builder, and what can only be
+/// applied once every key of the pool is read (the profile needs its
+/// `threads`; `env` merges `[defaults]` with the pool's own table).
+#[derive(Default)]
+struct Draft {
+    builder: PoolBuilder,
+    env: Vec<(String, String)>,
+    profile: Option<(bool, String)>,
+    threads: Option<(usize, String)>,
+    has_adapter: bool,
+}
+
+impl Draft {
+    /// Applies `value` with one of the builder's setters.
+    fn set<T>(
+        &mut self,
+        setter: impl FnOnce(PoolBuilder, T) -> PoolBuilder,
+        value: T,
+    ) -> Result<(), Error> {
+        self.builder = setter(std::mem::take(&mut self.builder), value);
+        Ok(())
+    }
+}
+
 impl Reader<'_> {
     fn file(&self, table: &Table) -> Result<Vec<PoolConfig>, Error> {
         for (key, value) in table {
@@ -328,8 +336,8 @@ impl Reader<'_> {
         Ok(configs)
     }
 
-    /// One pool: `[defaults]` overlaid with its own table, read into a
-    /// builder and checked as the builder would check it.
+    /// One pool: `[defaults]` overlaid with its own table, each key read
+    /// by its row of [`OPTIONS`], and checked as the builder would check it.
     fn pool(&self, name: &str, own: &Table, defaults: Option<&Table>) -> Result<PoolConfig, Error> {
         let mut entries: Vec<Entry> = Vec::new();
         for (key, value) in defaults.into_iter().flatten() {
@@ -349,172 +357,30 @@ impl Reader<'_> {
             });
         }
 
-        let mut builder = PoolBuilder::new();
-        let mut env: Vec<(String, String)> = Vec::new();
-        let mut profile: Option<(bool, String)> = None;
-        let mut threads: Option<(usize, String)> = None;
-        let mut has_adapter = false;
+        let mut draft = Draft {
+            builder: PoolBuilder::new().name(name),
+            ..Draft::default()
+        };
         for Entry { key, value, path } in &entries {
-            let (key, value, path) = (*key, *value, path.as_str());
-            builder = match key {
-                "adapter" => {
-                    has_adapter = true;
-                    builder.adapter(self.string("adapter", path, value)?)
-                }
-                "python" => builder.python(self.python(path, value)?),
-                "worker_script" => {
-                    let script = self.string("worker_script", path, value)?;
-                    if script.is_empty() {
-                        return Err(self.bad(
-                            "worker_script",
-                            path,
-                            value,
-                            &format!("expected {}", allowed("worker_script")),
-                        ));
-                    }
-                    builder.worker_script(self.base_dir.join(script))
-                }
-                "python_path" => {
-                    let mut b = builder;
-                    for dir in self.dirs(path, value)? {
-                        b = b.python_path(dir);
-                    }
-                    b
-                }
-                "workers" => {
-                    builder.workers(self.int("workers", path, value, 1, MAX_WORKERS)? as usize)
-                }
-                "profile" => {
-                    let thread = match value.as_str() {
-                        Some("process") => false,
-                        Some("thread") => true,
-                        _ => {
-                            return Err(self.bad(
-                                "profile",
-                                path,
-                                value,
-                                "expected \"process\" or \"thread\"",
-                            ))
-                        }
-                    };
-                    profile = Some((thread, path.to_owned()));
-                    builder
-                }
-                "threads" => {
-                    let n = self.int("threads", path, value, 1, MAX_CAPACITY as i64)?;
-                    threads = Some((n as usize, path.to_owned()));
-                    builder
-                }
-                "env" => {
-                    for (var, val) in self.env(path, value)? {
-                        env.retain(|(k, _)| *k != var);
-                        env.push((var, val));
-                    }
-                    builder
-                }
-                "startup_timeout" => {
-                    builder.startup_timeout(self.duration("startup_timeout", path, value)?)
-                }
-                "queue_size" => {
-                    builder.queue_size(self.int("queue_size", path, value, 0, i64::MAX)? as usize)
-                }
-                "queue_timeout" => {
-                    builder.queue_timeout(self.duration("queue_timeout", path, value)?)
-                }
-                "call_timeout" => {
-                    builder.call_timeout(self.duration("call_timeout", path, value)?)
-                }
-                "adapter_per_worker" => {
-                    builder.adapter_per_worker(self.boolean("adapter_per_worker", path, value)?)
-                }
-                "kill_hung_workers" => {
-                    builder.kill_hung_workers(self.boolean("kill_hung_workers", path, value)?)
-                }
-                "shutdown_grace" => {
-                    builder.shutdown_grace(self.duration("shutdown_grace", path, value)?)
-                }
-                "max_message_bytes" => {
-                    let bytes = self.size("max_message_bytes", path, value, i32::MAX as u64)?;
-                    builder.max_message_bytes(bytes as usize)
-                }
-                "restart_backoff" => {
-                    let (min, max) = self.backoff(path, value)?;
-                    builder.restart_backoff(min, max)
-                }
-                "max_requests" => {
-                    builder.max_requests(self.int("max_requests", path, value, 1, i64::MAX)? as u64)
-                }
-                "max_requests_jitter" => builder.max_requests_jitter(self.int(
-                    "max_requests_jitter",
-                    path,
-                    value,
-                    0,
-                    i64::MAX,
-                )? as u64),
-                "max_lifetime" => {
-                    builder.max_lifetime(self.duration("max_lifetime", path, value)?)
-                }
-                "max_lifetime_jitter" => builder.max_lifetime_jitter(self.duration(
-                    "max_lifetime_jitter",
-                    path,
-                    value,
-                )?),
-                "max_memory" => {
-                    builder.max_memory(self.size("max_memory", path, value, u64::MAX)?)
-                }
-                "memory_check_interval" => builder.memory_check_interval(self.duration(
-                    "memory_check_interval",
-                    path,
-                    value,
-                )?),
-                "health_check_interval" => {
-                    let interval = match value {
-                        Value::String(s) if s == "off" => None,
-                        Value::Boolean(false) => None,
-                        _ => Some(
-                            self.duration("health_check_interval", path, value)
-                                .map_err(|_| {
-                                    self.bad(
-                                        "health_check_interval",
-                                        path,
-                                        value,
-                                        &format!("expected {DURATION}, or \"off\""),
-                                    )
-                                })?,
-                        ),
-                    };
-                    builder.health_check_interval(interval)
-                }
-                "health_check_timeout" => builder.health_check_timeout(self.duration(
-                    "health_check_timeout",
-                    path,
-                    value,
-                )?),
-                "affinity" => builder.affinity(match value.as_str() {
-                    Some("hint") => Affinity::Hint,
-                    Some("strict_queue") => Affinity::StrictQueue,
-                    Some("strict_fail_fast") => Affinity::StrictFailFast,
-                    _ => {
-                        return Err(self.bad(
-                            "affinity",
-                            path,
-                            value,
-                            "expected \"hint\", \"strict_queue\" or \"strict_fail_fast\"",
-                        ))
-                    }
-                }),
-                "session_idle_timeout" => builder.session_idle_timeout(self.duration(
-                    "session_idle_timeout",
-                    path,
-                    value,
-                )?),
-                _ => {
-                    let allowed: Vec<&str> = POOL_KEYS.iter().map(|(k, _)| *k).collect();
-                    return Err(self.unknown("pools", path, value, &allowed));
-                }
+            let Some(option) = OPTIONS.iter().find(|o| o.key == *key) else {
+                let allowed: Vec<&str> = OPTIONS.iter().map(|o| o.key).collect();
+                return Err(self.unknown("pools", path, value, &allowed));
             };
+            let written = Written {
+                key: option.key,
+                path,
+                value,
+            };
+            (option.read)(self, &written, &mut draft)?;
         }
 
+        let Draft {
+            mut builder,
+            env,
+            profile,
+            threads,
+            has_adapter,
+        } = draft;
         if !has_adapter {
             return Err(Error::InvalidConfig {
                 option: "adapter",
@@ -586,6 +452,11 @@ impl Reader<'_> {
         }
     }
 
+    /// The error for a value its option cannot take.
+    fn invalid(&self, w: &Written, allowed: &str) -> Error {
+        self.bad(w.key, w.path, w.value, allowed)
+    }
+
     fn unknown(&self, option: &'static str, path: &str, value: &Value, allowed: &[&str]) -> Error {
         let key = path.rsplit('.').next().unwrap_or(path);
         let hint = allowed
@@ -606,101 +477,100 @@ impl Reader<'_> {
         }
     }
 
-    fn string(&self, option: &'static str, path: &str, value: &Value) -> Result<String, Error> {
-        match value {
-            Value::String(s) => Ok(s.clone()),
-            _ => Err(self.bad(
-                option,
-                path,
-                value,
-                &format!("expected {}", allowed(option)),
-            )),
+    /// A string; an empty one only if `empty_ok`.
+    fn string(&self, w: &Written, empty_ok: bool) -> Result<String, Error> {
+        match w.value {
+            Value::String(s) if empty_ok || !s.is_empty() => Ok(s.clone()),
+            _ => Err(self.invalid(w, &format!("expected {}", allowed(w.key)))),
         }
     }
 
-    fn boolean(&self, option: &'static str, path: &str, value: &Value) -> Result<bool, Error> {
-        value
+    fn boolean(&self, w: &Written) -> Result<bool, Error> {
+        (w.value)
             .as_bool()
-            .ok_or_else(|| self.bad(option, path, value, "expected true or false"))
+            .ok_or_else(|| self.invalid(w, "expected true or false"))
     }
 
-    fn int(
-        &self,
-        option: &'static str,
-        path: &str,
-        value: &Value,
-        min: i64,
-        max: i64,
-    ) -> Result<i64, Error> {
+    fn int(&self, w: &Written, min: i64, max: i64) -> Result<i64, Error> {
         let expected = || match (min, max) {
             (min, i64::MAX) => format!("expected an integer, {min} or more"),
             (min, max) => format!("expected an integer from {min} to {max}"),
         };
-        match value.as_integer() {
+        match w.value.as_integer() {
             Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.bad(option, path, value, &expected())),
+            _ => Err(self.invalid(w, &expected())),
         }
     }
 
-    fn duration(&self, option: &'static str, path: &str, value: &Value) -> Result<Duration, Error> {
-        value
+    fn duration(&self, w: &Written) -> Result<Duration, Error> {
+        (w.value)
             .as_str()
             .and_then(parse_duration)
-            .ok_or_else(|| self.bad(option, path, value, &format!("expected {DURATION}")))
+            .ok_or_else(|| self.invalid(w, &format!("expected {DURATION}")))
     }
 
-    fn size(
-        &self,
-        option: &'static str,
-        path: &str,
-        value: &Value,
-        max: u64,
-    ) -> Result<u64, Error> {
-        let bytes = match value {
+    fn size(&self, w: &Written, max: u64) -> Result<u64, Error> {
+        let bytes = match w.value {
             Value::Integer(n) => u64::try_from(*n).ok(),
             Value::String(s) => parse_size(s),
             _ => None,
         };
         match bytes {
             Some(n) if n >= 1 && n <= max => Ok(n),
-            _ => Err(self.bad(
-                option,
-                path,
-                value,
+            _ => Err(self.invalid(
+                w,
                 &format!("expected {SIZE}, from 1 byte to {max} bytes"),
             )),
         }
     }
 
-    fn backoff(&self, path: &str, value: &Value) -> Result<(Duration, Duration), Error> {
+    /// An optional limit: `0` or `"off"` (or `false`) switches it off;
+    /// anything else is read by `read`, whose message then also says how
+    /// to switch the limit off.
+    fn off_or<T>(
+        &self,
+        w: &Written,
+        read: impl FnOnce(&Written) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        match w.value {
+            Value::Integer(0) | Value::Boolean(false) => Ok(None),
+            Value::String(s) if s == "off" => Ok(None),
+            _ => read(w).map(Some).map_err(|e| match e {
+                Error::InvalidConfig { option, message } => Error::InvalidConfig {
+                    option,
+                    message: format!("{message}, or 0 or \"off\" for none"),
+                },
+                other => other,
+            }),
+        }
+    }
+
+    fn backoff(&self, w: &Written) -> Result<(Duration, Duration), Error> {
         let expected = "expected { min = \"100ms\", max = \"10s\" } (both durations)";
-        let Value::Table(t) = value else {
-            return Err(self.bad("restart_backoff", path, value, expected));
+        let Value::Table(t) = w.value else {
+            return Err(self.invalid(w, expected));
         };
         if t.len() != 2 {
-            return Err(self.bad("restart_backoff", path, value, expected));
+            return Err(self.invalid(w, expected));
         }
         let read = |k: &str| {
             t.get(k)
                 .and_then(Value::as_str)
                 .and_then(parse_duration)
-                .ok_or_else(|| self.bad("restart_backoff", path, value, expected))
+                .ok_or_else(|| self.invalid(w, expected))
         };
         Ok((read("min")?, read("max")?))
     }
 
+    /// A path as written, relative to the file's directory.
+    fn file_path(&self, w: &Written) -> Result<PathBuf, Error> {
+        Ok(self.base_dir.join(self.string(w, false)?))
+    }
+
     /// An interpreter: a bare command is looked up on PATH by the worker
     /// launch; anything with a slash is a path, relative to the file.
-    fn python(&self, path: &str, value: &Value) -> Result<PathBuf, Error> {
-        let s = self.string("python", path, value)?;
-        if s.is_empty() {
-            return Err(self.bad(
-                "python",
-                path,
-                value,
-                &format!("expected {}", allowed("python")),
-            ));
-        }
+    fn python(&self, w: &Written) -> Result<PathBuf, Error> {
+        let s = self.string(w, false)?;
         Ok(if s.contains('/') {
             self.base_dir.join(s)
         } else {
@@ -708,17 +578,10 @@ impl Reader<'_> {
         })
     }
 
-    fn dirs(&self, path: &str, value: &Value) -> Result<Vec<PathBuf>, Error> {
-        let bad = || {
-            self.bad(
-                "python_path",
-                path,
-                value,
-                "expected a directory or a list of directories",
-            )
-        };
-        let items: Vec<&Value> = match value {
-            Value::String(_) => vec![value],
+    fn dirs(&self, w: &Written) -> Result<Vec<PathBuf>, Error> {
+        let bad = || self.invalid(w, "expected a directory or a list of directories");
+        let items: Vec<&Value> = match w.value {
+            Value::String(_) => vec![w.value],
             Value::Array(items) => items.iter().collect(),
             _ => return Err(bad()),
         };
@@ -731,18 +594,16 @@ impl Reader<'_> {
             .collect()
     }
 
-    fn env(&self, path: &str, value: &Value) -> Result<Vec<(String, String)>, Error> {
-        let Value::Table(vars) = value else {
-            return Err(self.bad(
-                "env",
-                path,
-                value,
+    fn env(&self, w: &Written) -> Result<Vec<(String, String)>, Error> {
+        let Value::Table(vars) = w.value else {
+            return Err(self.invalid(
+                w,
                 "expected a table of variables: env = { NAME = \"value\" }",
             ));
         };
         let mut env = Vec::with_capacity(vars.len());
         for (var, val) in vars {
-            let var_path = format!("{path}.{var}");
+            let var_path = format!("{}.{var}", w.path);
             if var.is_empty() || var.contains('=') || var.contains('\0') {
                 return Err(self.bad("env", &var_path, val, "not a valid variable name"));
             }
@@ -777,12 +638,12 @@ impl Reader<'_> {
     }
 }
 
-/// What a key takes, from [`POOL_KEYS`].
+/// What a key takes, from [`OPTIONS`].
 fn allowed(key: &str) -> &'static str {
-    POOL_KEYS
+    OPTIONS
         .iter()
-        .find(|(k, _)| *k == key)
-        .map_or("a valid value", |(_, what)| what)
+        .find(|o| o.key == key)
+        .map_or("a valid value", |o| o.value)
 }
 
 /// The first `{name}` in `text` that looks like a placeholder (letters,

@@ -40,6 +40,8 @@ impl Profile {
 /// Everything a pool is started with, resolved and checked.
 #[derive(Clone)]
 pub(crate) struct Config {
+    /// Qualifies the worker ids (`name/worker-N`) when set.
+    pub name: Option<String>,
     pub adapter: String,
     pub python: Option<PathBuf>,
     pub python_path: Vec<PathBuf>,
@@ -77,6 +79,7 @@ pub(crate) const DEFAULT_HOST_TOOL_THREADS: usize = 4;
 impl Default for Config {
     fn default() -> Self {
         Config {
+            name: None,
             adapter: String::new(),
             python: None,
             python_path: Vec::new(),
