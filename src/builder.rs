@@ -547,3 +547,53 @@ impl std::fmt::Debug for PoolBuilder {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_limits_take_a_value_or_none_to_switch_them_off() {
+        let set = PoolBuilder::new()
+            .max_requests(1000)
+            .max_lifetime(Duration::from_secs(60))
+            .max_memory(1 << 30)
+            .health_check_interval(Duration::from_secs(5));
+        let c = set.settings();
+        assert_eq!(c.max_requests, Some(1000));
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(60)));
+        assert_eq!(c.max_memory, Some(1 << 30));
+        assert_eq!(c.health_check_interval, Some(Duration::from_secs(5)));
+
+        let off = set
+            .max_requests(None)
+            .max_lifetime(None)
+            .max_memory(None)
+            .health_check_interval(None);
+        let c = off.settings();
+        let limits = (
+            c.max_requests,
+            c.max_lifetime,
+            c.max_memory,
+            c.health_check_interval,
+        );
+        assert_eq!(limits, (None, None, None, None));
+    }
+
+    #[test]
+    fn a_name_must_be_usable_in_worker_ids() {
+        let builder = || PoolBuilder::new().adapter("pkg.mod.A");
+        assert!(builder().name("compute").validate().is_ok());
+        for bad in ["", "a\nb", "nul\0"] {
+            match builder().name(bad).validate() {
+                Err(Error::InvalidConfig { option, .. }) => assert_eq!(option, "name"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // A PoolSet entry whose name could not be a pool name leaves the
+        // pool unnamed rather than failing it.
+        let unnamed = builder().named_unless_set("");
+        assert_eq!(unnamed.settings().name, None);
+        assert!(unnamed.validate().is_ok());
+    }
+}

@@ -21,10 +21,15 @@
 //! threads = 16
 //! ```
 //!
-//! Every key is a [`PoolBuilder`] option of the same name; see
-//! [`ConfigFile::parse`] for the value formats. The whole file is checked
-//! before any process starts, and an error names the key, the value and what
-//! is allowed.
+//! Every key is a [`PoolBuilder`] option of the same name. The keys, what
+//! each takes and its default are in the option table of the README
+//! (section "Configuration"), which is generated from the one table the
+//! reader itself works from, so the two cannot drift apart. Optional limits
+//! (`max_requests`, `max_lifetime`, `max_memory`, `health_check_interval`)
+//! are switched off with `0` or `"off"`. Each pool is
+//! [named](PoolBuilder::name) after its table, so its worker ids read
+//! `compute/worker-0`. The whole file is checked before any process starts,
+//! and an error names the key, the value and what is allowed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,22 +144,8 @@ impl ConfigFile {
     /// The file has a `[pools.NAME]` table per pool and an optional
     /// `[defaults]` table whose keys every pool gets unless it sets them
     /// (the `env` tables are merged, variable by variable). The keys are the
-    /// [`PoolBuilder`] options:
-    ///
-    /// | key | value |
-    /// |---|---|
-    /// | `adapter` (required) | `"package.module.Class"` |
-    /// | `python` | a command (`"python3.12"`) or a path |
-    /// | `python_path` | a directory or a list of them |
-    /// | `workers` | 1 to 4096 |
-    /// | `profile`, `threads` | `"process"`, or `"thread"` with `threads` = 1 to 65535 |
-    /// | `env` | a table; values may use `{worker_index}` and `{worker_id}` |
-    /// | `startup_timeout`, `queue_timeout`, `call_timeout`, `shutdown_grace`, `max_lifetime`, `max_lifetime_jitter`, `memory_check_interval`, `health_check_timeout` | a duration: `"500ms"`, `"30s"`, `"1.5m"`, `"1h"` |
-    /// | `health_check_interval` | a duration, or `"off"` |
-    /// | `queue_size`, `max_requests`, `max_requests_jitter` | an integer |
-    /// | `kill_hung_workers` | `true` or `false` |
-    /// | `max_message_bytes`, `max_memory` | bytes, or `"512MiB"`, `"2GB"`, ... |
-    /// | `restart_backoff` | `{ min = "100ms", max = "10s" }` |
+    /// [`PoolBuilder`] options; the README's option table lists each with
+    /// the values it takes and its default.
     ///
     /// ```
     /// use snakepit::config::ConfigFile;
@@ -517,10 +508,7 @@ impl Reader<'_> {
         };
         match bytes {
             Some(n) if n >= 1 && n <= max => Ok(n),
-            _ => Err(self.invalid(
-                w,
-                &format!("expected {SIZE}, from 1 byte to {max} bytes"),
-            )),
+            _ => Err(self.invalid(w, &format!("expected {SIZE}, from 1 byte to {max} bytes"))),
         }
     }
 
@@ -538,7 +526,7 @@ impl Reader<'_> {
             _ => read(w).map(Some).map_err(|e| match e {
                 Error::InvalidConfig { option, message } => Error::InvalidConfig {
                     option,
-                    message: format!("{message}, or 0 or \"off\" for none"),
+                    message: format!("{message}; or 0 or \"off\" to switch it off"),
                 },
                 other => other,
             }),
@@ -1039,6 +1027,79 @@ mod tests {
             err.contains("no pool named \"c\"; its pools are: a, b"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zero_or_off_switches_an_optional_limit_off_again() {
+        let config = parse(
+            r#"
+            [defaults]
+            max_requests = 1000
+            max_lifetime = "1h"
+            max_memory = "1GiB"
+            health_check_interval = "10s"
+
+            [pools.limited]
+            adapter = "m.A"
+
+            [pools.zero]
+            adapter = "m.A"
+            max_requests = 0
+            max_lifetime = 0
+            max_memory = 0
+            health_check_interval = 0
+
+            [pools.off]
+            adapter = "m.A"
+            max_requests = "off"
+            max_lifetime = "off"
+            max_memory = "off"
+            health_check_interval = "off"
+            "#,
+        )
+        .unwrap();
+        let limited = config.pool("limited").unwrap().builder();
+        let c = limited.settings();
+        assert_eq!(c.max_requests, Some(1000));
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(c.max_memory, Some(1 << 30));
+        assert_eq!(c.health_check_interval, Some(Duration::from_secs(10)));
+        for name in ["zero", "off"] {
+            let pool = config.pool(name).unwrap().builder();
+            let c = pool.settings();
+            let limits = (
+                c.max_requests,
+                c.max_lifetime,
+                c.max_memory,
+                c.health_check_interval,
+            );
+            assert_eq!(limits, (None, None, None, None), "pool {name}");
+        }
+
+        let pool = |body: &str| format!("[pools.p]\nadapter = \"pkg.mod.A\"\n{body}\n");
+        let m = error(&pool("max_requests = -1"), "max_requests");
+        assert!(
+            m.contains("= -1: expected an integer, 1 or more; or 0 or \"off\" to switch it off"),
+            "{m}"
+        );
+        let m = error(&pool("max_lifetime = \"never\""), "max_lifetime");
+        assert!(m.contains("expected a duration such as"), "{m}");
+        assert!(m.contains("or 0 or \"off\""), "{m}");
+    }
+
+    #[test]
+    fn each_pool_is_named_after_its_table() {
+        let config = parse("[pools.compute]\nadapter = \"m.A\"\n").unwrap();
+        let builder = config.pool("compute").unwrap().builder();
+        assert_eq!(builder.settings().name.as_deref(), Some("compute"));
+        // An explicit name wins over the one a PoolSet entry would give.
+        let renamed = builder.name("gpu").named_unless_set("compute");
+        assert_eq!(renamed.settings().name.as_deref(), Some("gpu"));
+        let unnamed = PoolBuilder::new().named_unless_set("io");
+        assert_eq!(unnamed.settings().name.as_deref(), Some("io"));
+        // `name` is not a key: the table's header names the pool.
+        let m = error("[pools.p]\nadapter = \"m.A\"\nname = \"q\"\n", "pools");
+        assert!(m.contains("pools.p.name = \"q\": unknown key"), "{m}");
     }
 
     #[test]

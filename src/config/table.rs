@@ -38,10 +38,13 @@ pub(crate) struct OptionSpec {
     show: fn(&Config) -> String,
 }
 
-const OFF_INT: &str = "an integer, 1 or more; 0 or \"off\" for no limit";
+// What an optional limit takes: a value, or 0 or "off" to switch it off
+// (say, to undo a `[defaults]` value in one pool).
+const OFF_INT: &str = "an integer, 1 or more; 0 or \"off\" switches it off";
 const OFF_DURATION: &str =
-    "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"; 0 or \"off\" for no limit";
-const OFF_SIZE: &str = "a size in bytes, e.g. 1000000, \"512MiB\" or \"2GB\"; 0 or \"off\" for no limit";
+    "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"; 0 or \"off\" switches it off";
+const OFF_SIZE: &str =
+    "a size in bytes, e.g. 1000000, \"512MiB\" or \"2GB\"; 0 or \"off\" switches it off";
 
 /// Every pool option the configuration file knows, in the order the
 /// README lists them.
@@ -183,7 +186,7 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         key: "call_timeout",
         value: DURATION,
-        default: "`\"60s\"`",
+        default: "`\"1m\"`",
         doc: "How long a call may run on a worker before it fails with `Timeout`.",
         read: |r, w, d| d.set(PoolBuilder::call_timeout, r.duration(w)?),
         show: |c| duration(c.call_timeout),
@@ -350,10 +353,7 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
 /// (`"30s"`, `"128MiB"`, `"off"`): what `snakepit doctor` shows for a pool.
 pub(crate) fn describe_options(builder: &PoolBuilder) -> Vec<(&'static str, String)> {
     let config = builder.settings();
-    OPTIONS
-        .iter()
-        .map(|o| (o.key, (o.show)(config)))
-        .collect()
+    OPTIONS.iter().map(|o| (o.key, (o.show)(config))).collect()
 }
 
 /// The README's option table, in Markdown.
@@ -406,7 +406,10 @@ fn size(bytes: u64) -> String {
         ("KiB", 1 << 10),
         ("kB", 1000),
     ];
-    match UNITS.iter().find(|(_, f)| bytes > 0 && bytes % f == 0) {
+    match UNITS
+        .iter()
+        .find(|(_, f)| bytes > 0 && bytes.is_multiple_of(*f))
+    {
         Some((unit, f)) => quoted(&format!("{}{unit}", bytes / f)),
         None => bytes.to_string(),
     }
@@ -451,9 +454,15 @@ mod tests {
         ("new", "not an option"),
         ("build", "not an option"),
         ("name", "the file names a pool by its [pools.NAME] table"),
-        ("event_handler", "a Rust trait object; a file cannot name one"),
+        (
+            "event_handler",
+            "a Rust trait object; a file cannot name one",
+        ),
         ("host_tool", "a Rust closure; a file cannot hold one"),
-        ("host_tool_with_pool", "a Rust closure; a file cannot hold one"),
+        (
+            "host_tool_with_pool",
+            "a Rust closure; a file cannot hold one",
+        ),
         (
             "host_tool_threads",
             "only matters with host tools, which only Rust can register",
@@ -472,7 +481,10 @@ mod tests {
     #[test]
     fn every_builder_setter_is_in_the_table_or_deliberately_left_out() {
         let setters = builder_setters();
-        assert!(setters.len() > 20, "builder.rs could not be read: {setters:?}");
+        assert!(
+            setters.len() > 20,
+            "builder.rs could not be read: {setters:?}"
+        );
         for setter in &setters {
             let in_table = OPTIONS.iter().any(|o| o.key == setter);
             let excluded = NOT_IN_THE_FILE.iter().any(|(s, _)| s == setter);
@@ -544,10 +556,7 @@ mod tests {
         assert_eq!(get("max_memory"), "\"2GiB\"");
         assert_eq!(get("max_lifetime"), "\"90s\"");
         assert_eq!(get("health_check_interval"), "\"off\"");
-        assert_eq!(
-            get("restart_backoff"),
-            "{ min = \"50ms\", max = \"5s\" }"
-        );
+        assert_eq!(get("restart_backoff"), "{ min = \"50ms\", max = \"5s\" }");
         assert_eq!(described.len(), OPTIONS.len());
     }
 
