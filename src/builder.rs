@@ -49,9 +49,15 @@ impl PoolBuilder {
     /// [`PoolSet`](crate::PoolSet) is named after its entry unless it set a
     /// name itself. Default: no name.
     ///
-    /// ```
-    /// let builder = snakepit::Pool::builder().name("compute");
-    /// # let _ = builder;
+    /// ```no_run
+    /// let pool = snakepit::Pool::builder()
+    ///     .name("compute")
+    ///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+    ///     .workers(2)
+    ///     .build()?;
+    /// assert_eq!(pool.stats().per_worker[1].id, "compute/worker-1");
+    /// pool.recycle_worker("compute/worker-1")?; // or "worker-1"
+    /// # Ok::<(), snakepit::Error>(())
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = Some(name.into());

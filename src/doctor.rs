@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigFile, PoolConfig};
-use crate::options::Profile;
+use crate::options::{worker_id, Profile};
 use crate::pool::private_socket_dir;
 use crate::python;
 
@@ -192,7 +192,7 @@ fn check_adapter(pool: &PoolConfig, python: &Path, files_dir: Option<&Path>) -> 
     let env = settings.env.iter().map(|(k, v)| {
         let v = v
             .replace("{worker_index}", "0")
-            .replace("{worker_id}", "worker-0");
+            .replace("{worker_id}", &worker_id(settings.name.as_deref(), 0));
         (k.clone(), v)
     });
     let mut cmd = python_command(python, &path);

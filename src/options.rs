@@ -112,3 +112,13 @@ impl Default for Config {
         }
     }
 }
+
+/// The id of the worker in slot `index` of a pool named `pool` (if it has a
+/// name): `compute/worker-0`, or `worker-0`. The one place this format is
+/// written; the slot index is never parsed back out of it.
+pub(crate) fn worker_id(pool: Option<&str>, index: usize) -> String {
+    match pool {
+        Some(pool) => format!("{pool}/worker-{index}"),
+        None => format!("worker-{index}"),
+    }
+}

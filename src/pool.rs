@@ -17,7 +17,7 @@ use crate::dispatcher::{Command, Dispatcher};
 use crate::error::Error;
 use crate::events::HandleEvent;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
-use crate::options::{Config, Profile};
+use crate::options::{worker_id, Config, Profile};
 use crate::protocol::value;
 use crate::python;
 use crate::session::Session;
@@ -390,7 +390,7 @@ impl Pool {
             ),
         };
         let index = (self.inner.shared.workers.iter().enumerate())
-            .position(|(i, w)| w.id == worker || worker == format!("worker-{i}"))
+            .position(|(i, w)| w.id == worker || worker == worker_id(None, i))
             .ok_or_else(unknown)?;
         let runtime = self.inner.runtime.lock();
         let rt = runtime.as_ref().ok_or(Error::ShuttingDown)?;

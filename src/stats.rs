@@ -195,10 +195,7 @@ impl WorkerInfo {
     /// has one (`compute/worker-0`).
     pub fn new(index: usize, pool: Option<&str>) -> Self {
         WorkerInfo {
-            id: match pool {
-                Some(pool) => format!("{pool}/worker-{index}"),
-                None => format!("worker-{index}"),
-            },
+            id: crate::options::worker_id(pool, index),
             pid: AtomicU32::new(0),
             state: AtomicU8::new(WorkerState::Starting.as_u8()),
             failing: AtomicBool::new(false),
