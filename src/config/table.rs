@@ -418,7 +418,8 @@ fn size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_duration, parse_size, ConfigFile};
+    use crate::config::values::parse_size;
+    use crate::config::{parse_duration, ConfigFile};
 
     const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     const START: &str = "<!-- option table: generated from src/config/table.rs -->\n";
