@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{wait_until, Scope};
 use serde_json::json;
 use snakepit::events::{HandleEvent, WorkerStarted};
-use snakepit::{CallOptions, Error};
+use snakepit::{CallOptions, Error, PoolSet};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -90,4 +90,19 @@ fn a_named_pools_worker_ids_carry_its_name_everywhere() {
         other => panic!("expected an unknown worker, got {other:?}"),
     }
     scope.finish(&pool);
+}
+
+#[test]
+fn a_pool_set_names_each_pool_after_its_entry_unless_it_has_a_name() {
+    let scope = Scope::new("setnames");
+    let set = PoolSet::start([
+        ("io", scope.builder().workers(1)),
+        ("gpu", scope.builder().name("cuda").workers(1)),
+    ]);
+    assert!(set.failures().is_empty(), "{:?}", set.failures());
+    let id = |pool: &str| set.pool(pool).unwrap().stats().per_worker[0].id.clone();
+    assert_eq!(id("io"), "io/worker-0");
+    assert_eq!(id("gpu"), "cuda/worker-0", "the builder's own name wins");
+    set.shutdown();
+    scope.assert_no_processes();
 }
