@@ -377,19 +377,21 @@ impl Pool {
     /// stats and events show it (`"worker-0"`, or `"compute/worker-0"` in
     /// a pool named `compute`); the bare `"worker-0"` also names it in a
     /// named pool.
+    ///
     /// The replacement starts first and the old process finishes its calls
     /// in flight, so no call fails. Returns at once; the recycle shows in
     /// [`stats`](Pool::stats) and the event hook when done.
     pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
+        let workers = &self.inner.shared.workers;
         let unknown = || Error::InvalidConfig {
             option: "worker",
             message: format!(
                 "no worker named {worker:?}; workers are {} to {}",
-                self.inner.shared.workers[0].id,
-                self.inner.shared.workers[self.inner.shared.workers.len() - 1].id
+                workers[0].id,
+                workers[workers.len() - 1].id
             ),
         };
-        let index = (self.inner.shared.workers.iter().enumerate())
+        let index = (workers.iter().enumerate())
             .position(|(i, w)| w.id == worker || worker == worker_id(None, i))
             .ok_or_else(unknown)?;
         let runtime = self.inner.runtime.lock();
