@@ -43,6 +43,28 @@ impl PoolBuilder {
         Self::default()
     }
 
+    /// The pool's name, which qualifies its worker ids: `compute/worker-0`
+    /// rather than `worker-0` in stats, events, logs, errors, thread names
+    /// and the `{worker_id}` placeholder, so that the logs of two pools can
+    /// be told apart. A pool from a configuration file or a
+    /// [`PoolSet`](crate::PoolSet) is named after its entry unless it set a
+    /// name itself. Default: no name.
+    ///
+    /// ```no_run
+    /// let pool = snakepit::Pool::builder()
+    ///     .name("compute")
+    ///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+    ///     .workers(2)
+    ///     .build()?;
+    /// assert_eq!(pool.stats().per_worker[1].id, "compute/worker-1");
+    /// pool.recycle_worker("compute/worker-1")?; // or "worker-1"
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
     /// The adapter class, as `"package.module.Class"`. Required.
     ///
     /// The class derives `snakepit_bridge.BaseAdapter` and marks its tools
@@ -90,7 +112,9 @@ impl PoolBuilder {
     /// Default: workers inherit the host's environment unchanged.
     ///
     /// In `value`, `{worker_index}` becomes the worker's index (`0` to
-    /// `workers - 1`) and `{worker_id}` its name (`worker-0`, ...), e.g.
+    /// `workers - 1`) and `{worker_id}` its id (`worker-0`, ..., or
+    /// `compute/worker-0`, ... in a pool [named](PoolBuilder::name)
+    /// `compute`), e.g.
     /// `.env("CUDA_VISIBLE_DEVICES", "{worker_index}")`.
     ///
     /// `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS` and `MKL_NUM_THREADS`, unless
@@ -159,8 +183,12 @@ impl PoolBuilder {
     /// [`max_requests_jitter`](PoolBuilder::max_requests_jitter)). The
     /// replacement starts first and the old process finishes its calls, so
     /// no call fails because of it. Default: never.
-    pub fn max_requests(mut self, n: u64) -> Self {
-        self.config.max_requests = Some(n);
+    ///
+    /// `None` switches it off again (`max_requests(1000)` and
+    /// `max_requests(None)` both work); in the configuration file, `0` or
+    /// `"off"`.
+    pub fn max_requests(mut self, n: impl Into<Option<u64>>) -> Self {
+        self.config.max_requests = n.into();
         self
     }
 
@@ -173,9 +201,10 @@ impl PoolBuilder {
 
     /// Recycles a worker's process after it has lived this long (plus up
     /// to [`max_lifetime_jitter`](PoolBuilder::max_lifetime_jitter)).
-    /// Default: never.
-    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.max_lifetime = Some(lifetime);
+    /// Default: never. `None` switches it off again; in the configuration
+    /// file, `0` or `"off"`.
+    pub fn max_lifetime(mut self, lifetime: impl Into<Option<Duration>>) -> Self {
+        self.config.max_lifetime = lifetime.into();
         self
     }
 
@@ -189,9 +218,10 @@ impl PoolBuilder {
     /// Recycles a worker whose Python process's resident memory (its own
     /// `VmRSS`, checked every
     /// [`memory_check_interval`](PoolBuilder::memory_check_interval))
-    /// passes `bytes`. Default: no limit.
-    pub fn max_memory(mut self, bytes: u64) -> Self {
-        self.config.max_memory = Some(bytes);
+    /// passes `bytes`. Default: no limit. `None` switches it off again; in
+    /// the configuration file, `0` or `"off"`.
+    pub fn max_memory(mut self, bytes: impl Into<Option<u64>>) -> Self {
+        self.config.max_memory = bytes.into();
         self
     }
 
@@ -203,9 +233,11 @@ impl PoolBuilder {
 
     /// How often an idle worker is pinged; one that does not answer within
     /// [`health_check_timeout`](PoolBuilder::health_check_timeout) is killed
-    /// and replaced. `None` turns health checks off. Default: 30 s.
-    pub fn health_check_interval(mut self, interval: Option<Duration>) -> Self {
-        self.config.health_check_interval = interval;
+    /// and replaced. `None` turns health checks off (in the configuration
+    /// file, `0` or `"off"`); a plain `Duration` or `Some(..)` sets the
+    /// interval. Default: 30 s.
+    pub fn health_check_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.config.health_check_interval = interval.into();
         self
     }
 
@@ -394,6 +426,14 @@ impl PoolBuilder {
                 ),
             );
         }
+        if let Some(name) = &c.name {
+            if !valid_name(name) {
+                return invalid(
+                    "name",
+                    format!("expected a non-empty name without control characters, got {name:?}"),
+                );
+            }
+        }
         if c.workers == 0 || c.workers > 4096 {
             return invalid("workers", format!("must be 1 to 4096, got {}", c.workers));
         }
@@ -412,10 +452,16 @@ impl PoolBuilder {
             );
         }
         if c.max_requests == Some(0) {
-            return invalid("max_requests", "must be at least 1".into());
+            return invalid(
+                "max_requests",
+                "must be at least 1 (None switches the limit off)".into(),
+            );
         }
         if c.max_memory == Some(0) {
-            return invalid("max_memory", "must be more than 0 bytes".into());
+            return invalid(
+                "max_memory",
+                "must be more than 0 bytes (None switches the limit off)".into(),
+            );
         }
         if c.restart_backoff.0 > c.restart_backoff.1 {
             return invalid("restart_backoff", "min must not exceed max".into());
@@ -476,16 +522,85 @@ impl PoolBuilder {
     pub(crate) fn settings(&self) -> &Config {
         &self.config
     }
+
+    /// Names the pool `name` unless it has a name already: a configuration
+    /// file entry or a [`PoolSet`](crate::PoolSet) entry names its pool,
+    /// but an explicit [`name`](PoolBuilder::name) wins. A name that could
+    /// not be a pool name (empty, control characters) is not applied, so
+    /// that a `PoolSet` entry's name never stops its pool from starting.
+    pub(crate) fn named_unless_set(mut self, name: &str) -> Self {
+        if self.config.name.is_none() && valid_name(name) {
+            self.config.name = Some(name.to_owned());
+        }
+        self
+    }
+}
+
+/// Whether `name` can qualify worker ids: thread names cannot hold NUL,
+/// and log lines should not be split by a newline.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(char::is_control)
 }
 
 impl std::fmt::Debug for PoolBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.config;
         f.debug_struct("PoolBuilder")
+            .field("name", &c.name)
             .field("adapter", &c.adapter)
             .field("workers", &c.workers)
             .field("profile", &c.profile)
             .field("events", &c.events)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_limits_take_a_value_or_none_to_switch_them_off() {
+        let set = PoolBuilder::new()
+            .max_requests(1000)
+            .max_lifetime(Duration::from_secs(60))
+            .max_memory(1 << 30)
+            .health_check_interval(Duration::from_secs(5));
+        let c = set.settings();
+        assert_eq!(c.max_requests, Some(1000));
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(60)));
+        assert_eq!(c.max_memory, Some(1 << 30));
+        assert_eq!(c.health_check_interval, Some(Duration::from_secs(5)));
+
+        let off = set
+            .max_requests(None)
+            .max_lifetime(None)
+            .max_memory(None)
+            .health_check_interval(None);
+        let c = off.settings();
+        let limits = (
+            c.max_requests,
+            c.max_lifetime,
+            c.max_memory,
+            c.health_check_interval,
+        );
+        assert_eq!(limits, (None, None, None, None));
+    }
+
+    #[test]
+    fn a_name_must_be_usable_in_worker_ids() {
+        let builder = || PoolBuilder::new().adapter("pkg.mod.A");
+        assert!(builder().name("compute").validate().is_ok());
+        for bad in ["", "a\nb", "nul\0"] {
+            match builder().name(bad).validate() {
+                Err(Error::InvalidConfig { option, .. }) => assert_eq!(option, "name"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // A PoolSet entry whose name could not be a pool name leaves the
+        // pool unnamed rather than failing it.
+        let unnamed = builder().named_unless_set("");
+        assert_eq!(unnamed.settings().name, None);
+        assert!(unnamed.validate().is_ok());
     }
 }

@@ -21,73 +21,35 @@
 //! threads = 16
 //! ```
 //!
-//! Every key is a [`PoolBuilder`] option of the same name; see
-//! [`ConfigFile::parse`] for the value formats. The whole file is checked
-//! before any process starts, and an error names the key, the value and what
-//! is allowed.
+//! Every key is a [`PoolBuilder`] option of the same name. The keys, what
+//! each takes and its default are in the option table of the README
+//! (section "Configuration"), which is generated from the one table the
+//! reader itself works from, so the two cannot drift apart. Optional limits
+//! (`max_requests`, `max_lifetime`, `max_memory`, `health_check_interval`)
+//! are switched off with `0` or `"off"`. Each pool is
+//! [named](PoolBuilder::name) after its table, so its worker ids read
+//! `compute/worker-0`. The whole file is checked before any process starts,
+//! and an error names the key, the value and what is allowed.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use toml::{Table, Value};
 
 use crate::builder::PoolBuilder;
-use crate::call::Affinity;
 use crate::error::Error;
 use crate::options::Profile;
 use crate::slots::MAX_CAPACITY;
 
+mod table;
+mod values;
+
+pub(crate) use table::describe_options;
+use table::OPTIONS;
+pub use values::parse_duration;
+use values::{allowed, show};
+
 /// The most workers one pool may have (as [`PoolBuilder::workers`] allows).
 const MAX_WORKERS: i64 = 4096;
-
-/// Every key a pool (or `[defaults]`) may set, with what it takes.
-const POOL_KEYS: &[(&str, &str)] = &[
-    (
-        "adapter",
-        "the adapter class, e.g. \"my_pkg.adapters.MyAdapter\"",
-    ),
-    (
-        "python",
-        "the interpreter, a command (\"python3.12\") or a path",
-    ),
-    (
-        "worker_script",
-        "a worker script following Snakepit's launch contract (a path)",
-    ),
-    ("python_path", "a directory or a list of directories"),
-    ("workers", "an integer from 1 to 4096"),
-    ("profile", "\"process\" or \"thread\""),
-    (
-        "threads",
-        "an integer from 1 to 65535 (with profile = \"thread\")",
-    ),
-    ("env", "a table of environment variables"),
-    ("startup_timeout", DURATION),
-    ("queue_size", "an integer, 0 or more"),
-    ("queue_timeout", DURATION),
-    ("call_timeout", DURATION),
-    ("kill_hung_workers", "true or false"),
-    ("adapter_per_worker", "true or false"),
-    ("shutdown_grace", DURATION),
-    ("max_message_bytes", SIZE),
-    ("restart_backoff", "{ min = \"100ms\", max = \"10s\" }"),
-    ("max_requests", "an integer, 1 or more"),
-    ("max_requests_jitter", "an integer, 0 or more"),
-    ("max_lifetime", DURATION),
-    ("max_lifetime_jitter", DURATION),
-    ("max_memory", SIZE),
-    ("memory_check_interval", DURATION),
-    (
-        "health_check_interval",
-        "a duration such as \"30s\", or \"off\"",
-    ),
-    ("health_check_timeout", DURATION),
-    (
-        "affinity",
-        "\"hint\", \"strict_queue\" or \"strict_fail_fast\"",
-    ),
-    ("session_idle_timeout", DURATION),
-];
 
 const DURATION: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"";
 const SIZE: &str = "a size in bytes: an integer, or a string such as \"512MiB\" or \"2GB\"";
@@ -137,6 +99,27 @@ impl PoolConfig {
         self.builder.settings().profile
     }
 
+    /// Every option of the configuration file with its effective value for
+    /// this pool (the pool's own, else `[defaults]`, else the default), in
+    /// the order of the README's option table, written the way the file
+    /// writes it where it can be (`"30s"`, `"128MiB"`, `"off"`).
+    ///
+    /// ```
+    /// use snakepit::config::ConfigFile;
+    ///
+    /// let config = ConfigFile::parse(
+    ///     "[pools.compute]\nadapter = \"pkg.mod.A\"\nmax_memory = \"1GiB\"\n",
+    ///     "snakepit.toml".as_ref(),
+    /// )?;
+    /// let options = config.pool("compute")?.options();
+    /// assert!(options.contains(&("max_memory", "\"1GiB\"".to_string())));
+    /// assert!(options.contains(&("max_requests", "\"off\"".to_string())));
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn options(&self) -> Vec<(&'static str, String)> {
+        describe_options(&self.builder)
+    }
+
     /// A builder with every option of this pool set, to adjust before
     /// [`build`](PoolBuilder::build) (e.g. to add an event handler).
     pub fn builder(&self) -> PoolBuilder {
@@ -163,22 +146,8 @@ impl ConfigFile {
     /// The file has a `[pools.NAME]` table per pool and an optional
     /// `[defaults]` table whose keys every pool gets unless it sets them
     /// (the `env` tables are merged, variable by variable). The keys are the
-    /// [`PoolBuilder`] options:
-    ///
-    /// | key | value |
-    /// |---|---|
-    /// | `adapter` (required) | `"package.module.Class"` |
-    /// | `python` | a command (`"python3.12"`) or a path |
-    /// | `python_path` | a directory or a list of them |
-    /// | `workers` | 1 to 4096 |
-    /// | `profile`, `threads` | `"process"`, or `"thread"` with `threads` = 1 to 65535 |
-    /// | `env` | a table; values may use `{worker_index}` and `{worker_id}` |
-    /// | `startup_timeout`, `queue_timeout`, `call_timeout`, `shutdown_grace`, `max_lifetime`, `max_lifetime_jitter`, `memory_check_interval`, `health_check_timeout` | a duration: `"500ms"`, `"30s"`, `"1.5m"`, `"1h"` |
-    /// | `health_check_interval` | a duration, or `"off"` |
-    /// | `queue_size`, `max_requests`, `max_requests_jitter` | an integer |
-    /// | `kill_hung_workers` | `true` or `false` |
-    /// | `max_message_bytes`, `max_memory` | bytes, or `"512MiB"`, `"2GB"`, ... |
-    /// | `restart_backoff` | `{ min = "100ms", max = "10s" }` |
+    /// [`PoolBuilder`] options; the README's option table lists each with
+    /// the values it takes and its default.
     ///
     /// ```
     /// use snakepit::config::ConfigFile;
@@ -259,6 +228,38 @@ struct Entry<'t> {
     path: String,
 }
 
+/// A value being read for one option of the table: the table's key (for
+/// the error's `option`), and where and what was written.
+struct Written<'w> {
+    key: &'static str,
+    path: &'w str,
+    value: &'w Value,
+}
+
+/// A pool's options as read so far: the builder, and what can only be
+/// applied once every key of the pool is read (the profile needs its
+/// `threads`; `env` merges `[defaults]` with the pool's own table).
+#[derive(Default)]
+struct Draft {
+    builder: PoolBuilder,
+    env: Vec<(String, String)>,
+    profile: Option<(bool, String)>,
+    threads: Option<(usize, String)>,
+    has_adapter: bool,
+}
+
+impl Draft {
+    /// Applies `value` with one of the builder's setters.
+    fn set<T>(
+        &mut self,
+        setter: impl FnOnce(PoolBuilder, T) -> PoolBuilder,
+        value: T,
+    ) -> Result<(), Error> {
+        self.builder = setter(std::mem::take(&mut self.builder), value);
+        Ok(())
+    }
+}
+
 impl Reader<'_> {
     fn file(&self, table: &Table) -> Result<Vec<PoolConfig>, Error> {
         for (key, value) in table {
@@ -328,8 +329,8 @@ impl Reader<'_> {
         Ok(configs)
     }
 
-    /// One pool: `[defaults]` overlaid with its own table, read into a
-    /// builder and checked as the builder would check it.
+    /// One pool: `[defaults]` overlaid with its own table, each key read
+    /// by its row of [`OPTIONS`], and checked as the builder would check it.
     fn pool(&self, name: &str, own: &Table, defaults: Option<&Table>) -> Result<PoolConfig, Error> {
         let mut entries: Vec<Entry> = Vec::new();
         for (key, value) in defaults.into_iter().flatten() {
@@ -349,172 +350,30 @@ impl Reader<'_> {
             });
         }
 
-        let mut builder = PoolBuilder::new();
-        let mut env: Vec<(String, String)> = Vec::new();
-        let mut profile: Option<(bool, String)> = None;
-        let mut threads: Option<(usize, String)> = None;
-        let mut has_adapter = false;
+        let mut draft = Draft {
+            builder: PoolBuilder::new().name(name),
+            ..Draft::default()
+        };
         for Entry { key, value, path } in &entries {
-            let (key, value, path) = (*key, *value, path.as_str());
-            builder = match key {
-                "adapter" => {
-                    has_adapter = true;
-                    builder.adapter(self.string("adapter", path, value)?)
-                }
-                "python" => builder.python(self.python(path, value)?),
-                "worker_script" => {
-                    let script = self.string("worker_script", path, value)?;
-                    if script.is_empty() {
-                        return Err(self.bad(
-                            "worker_script",
-                            path,
-                            value,
-                            &format!("expected {}", allowed("worker_script")),
-                        ));
-                    }
-                    builder.worker_script(self.base_dir.join(script))
-                }
-                "python_path" => {
-                    let mut b = builder;
-                    for dir in self.dirs(path, value)? {
-                        b = b.python_path(dir);
-                    }
-                    b
-                }
-                "workers" => {
-                    builder.workers(self.int("workers", path, value, 1, MAX_WORKERS)? as usize)
-                }
-                "profile" => {
-                    let thread = match value.as_str() {
-                        Some("process") => false,
-                        Some("thread") => true,
-                        _ => {
-                            return Err(self.bad(
-                                "profile",
-                                path,
-                                value,
-                                "expected \"process\" or \"thread\"",
-                            ))
-                        }
-                    };
-                    profile = Some((thread, path.to_owned()));
-                    builder
-                }
-                "threads" => {
-                    let n = self.int("threads", path, value, 1, MAX_CAPACITY as i64)?;
-                    threads = Some((n as usize, path.to_owned()));
-                    builder
-                }
-                "env" => {
-                    for (var, val) in self.env(path, value)? {
-                        env.retain(|(k, _)| *k != var);
-                        env.push((var, val));
-                    }
-                    builder
-                }
-                "startup_timeout" => {
-                    builder.startup_timeout(self.duration("startup_timeout", path, value)?)
-                }
-                "queue_size" => {
-                    builder.queue_size(self.int("queue_size", path, value, 0, i64::MAX)? as usize)
-                }
-                "queue_timeout" => {
-                    builder.queue_timeout(self.duration("queue_timeout", path, value)?)
-                }
-                "call_timeout" => {
-                    builder.call_timeout(self.duration("call_timeout", path, value)?)
-                }
-                "adapter_per_worker" => {
-                    builder.adapter_per_worker(self.boolean("adapter_per_worker", path, value)?)
-                }
-                "kill_hung_workers" => {
-                    builder.kill_hung_workers(self.boolean("kill_hung_workers", path, value)?)
-                }
-                "shutdown_grace" => {
-                    builder.shutdown_grace(self.duration("shutdown_grace", path, value)?)
-                }
-                "max_message_bytes" => {
-                    let bytes = self.size("max_message_bytes", path, value, i32::MAX as u64)?;
-                    builder.max_message_bytes(bytes as usize)
-                }
-                "restart_backoff" => {
-                    let (min, max) = self.backoff(path, value)?;
-                    builder.restart_backoff(min, max)
-                }
-                "max_requests" => {
-                    builder.max_requests(self.int("max_requests", path, value, 1, i64::MAX)? as u64)
-                }
-                "max_requests_jitter" => builder.max_requests_jitter(self.int(
-                    "max_requests_jitter",
-                    path,
-                    value,
-                    0,
-                    i64::MAX,
-                )? as u64),
-                "max_lifetime" => {
-                    builder.max_lifetime(self.duration("max_lifetime", path, value)?)
-                }
-                "max_lifetime_jitter" => builder.max_lifetime_jitter(self.duration(
-                    "max_lifetime_jitter",
-                    path,
-                    value,
-                )?),
-                "max_memory" => {
-                    builder.max_memory(self.size("max_memory", path, value, u64::MAX)?)
-                }
-                "memory_check_interval" => builder.memory_check_interval(self.duration(
-                    "memory_check_interval",
-                    path,
-                    value,
-                )?),
-                "health_check_interval" => {
-                    let interval = match value {
-                        Value::String(s) if s == "off" => None,
-                        Value::Boolean(false) => None,
-                        _ => Some(
-                            self.duration("health_check_interval", path, value)
-                                .map_err(|_| {
-                                    self.bad(
-                                        "health_check_interval",
-                                        path,
-                                        value,
-                                        &format!("expected {DURATION}, or \"off\""),
-                                    )
-                                })?,
-                        ),
-                    };
-                    builder.health_check_interval(interval)
-                }
-                "health_check_timeout" => builder.health_check_timeout(self.duration(
-                    "health_check_timeout",
-                    path,
-                    value,
-                )?),
-                "affinity" => builder.affinity(match value.as_str() {
-                    Some("hint") => Affinity::Hint,
-                    Some("strict_queue") => Affinity::StrictQueue,
-                    Some("strict_fail_fast") => Affinity::StrictFailFast,
-                    _ => {
-                        return Err(self.bad(
-                            "affinity",
-                            path,
-                            value,
-                            "expected \"hint\", \"strict_queue\" or \"strict_fail_fast\"",
-                        ))
-                    }
-                }),
-                "session_idle_timeout" => builder.session_idle_timeout(self.duration(
-                    "session_idle_timeout",
-                    path,
-                    value,
-                )?),
-                _ => {
-                    let allowed: Vec<&str> = POOL_KEYS.iter().map(|(k, _)| *k).collect();
-                    return Err(self.unknown("pools", path, value, &allowed));
-                }
+            let Some(option) = OPTIONS.iter().find(|o| o.key == *key) else {
+                let allowed: Vec<&str> = OPTIONS.iter().map(|o| o.key).collect();
+                return Err(self.unknown("pools", path, value, &allowed));
             };
+            let written = Written {
+                key: option.key,
+                path,
+                value,
+            };
+            (option.read)(self, &written, &mut draft)?;
         }
 
+        let Draft {
+            mut builder,
+            env,
+            profile,
+            threads,
+            has_adapter,
+        } = draft;
         if !has_adapter {
             return Err(Error::InvalidConfig {
                 option: "adapter",
@@ -578,322 +437,12 @@ impl Reader<'_> {
             builder,
         })
     }
-
-    fn bad(&self, option: &'static str, path: &str, value: &Value, allowed: &str) -> Error {
-        Error::InvalidConfig {
-            option,
-            message: format!("{}: {path} = {}: {allowed}", self.origin, show(value)),
-        }
-    }
-
-    fn unknown(&self, option: &'static str, path: &str, value: &Value, allowed: &[&str]) -> Error {
-        let key = path.rsplit('.').next().unwrap_or(path);
-        let hint = allowed
-            .iter()
-            .map(|k| (edit_distance(key, k), *k))
-            .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-            .min()
-            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-            .unwrap_or_default();
-        Error::InvalidConfig {
-            option,
-            message: format!(
-                "{}: {path} = {}: unknown key{hint}; allowed keys: {}",
-                self.origin,
-                show(value),
-                allowed.join(", ")
-            ),
-        }
-    }
-
-    fn string(&self, option: &'static str, path: &str, value: &Value) -> Result<String, Error> {
-        match value {
-            Value::String(s) => Ok(s.clone()),
-            _ => Err(self.bad(
-                option,
-                path,
-                value,
-                &format!("expected {}", allowed(option)),
-            )),
-        }
-    }
-
-    fn boolean(&self, option: &'static str, path: &str, value: &Value) -> Result<bool, Error> {
-        value
-            .as_bool()
-            .ok_or_else(|| self.bad(option, path, value, "expected true or false"))
-    }
-
-    fn int(
-        &self,
-        option: &'static str,
-        path: &str,
-        value: &Value,
-        min: i64,
-        max: i64,
-    ) -> Result<i64, Error> {
-        let expected = || match (min, max) {
-            (min, i64::MAX) => format!("expected an integer, {min} or more"),
-            (min, max) => format!("expected an integer from {min} to {max}"),
-        };
-        match value.as_integer() {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.bad(option, path, value, &expected())),
-        }
-    }
-
-    fn duration(&self, option: &'static str, path: &str, value: &Value) -> Result<Duration, Error> {
-        value
-            .as_str()
-            .and_then(parse_duration)
-            .ok_or_else(|| self.bad(option, path, value, &format!("expected {DURATION}")))
-    }
-
-    fn size(
-        &self,
-        option: &'static str,
-        path: &str,
-        value: &Value,
-        max: u64,
-    ) -> Result<u64, Error> {
-        let bytes = match value {
-            Value::Integer(n) => u64::try_from(*n).ok(),
-            Value::String(s) => parse_size(s),
-            _ => None,
-        };
-        match bytes {
-            Some(n) if n >= 1 && n <= max => Ok(n),
-            _ => Err(self.bad(
-                option,
-                path,
-                value,
-                &format!("expected {SIZE}, from 1 byte to {max} bytes"),
-            )),
-        }
-    }
-
-    fn backoff(&self, path: &str, value: &Value) -> Result<(Duration, Duration), Error> {
-        let expected = "expected { min = \"100ms\", max = \"10s\" } (both durations)";
-        let Value::Table(t) = value else {
-            return Err(self.bad("restart_backoff", path, value, expected));
-        };
-        if t.len() != 2 {
-            return Err(self.bad("restart_backoff", path, value, expected));
-        }
-        let read = |k: &str| {
-            t.get(k)
-                .and_then(Value::as_str)
-                .and_then(parse_duration)
-                .ok_or_else(|| self.bad("restart_backoff", path, value, expected))
-        };
-        Ok((read("min")?, read("max")?))
-    }
-
-    /// An interpreter: a bare command is looked up on PATH by the worker
-    /// launch; anything with a slash is a path, relative to the file.
-    fn python(&self, path: &str, value: &Value) -> Result<PathBuf, Error> {
-        let s = self.string("python", path, value)?;
-        if s.is_empty() {
-            return Err(self.bad(
-                "python",
-                path,
-                value,
-                &format!("expected {}", allowed("python")),
-            ));
-        }
-        Ok(if s.contains('/') {
-            self.base_dir.join(s)
-        } else {
-            PathBuf::from(s)
-        })
-    }
-
-    fn dirs(&self, path: &str, value: &Value) -> Result<Vec<PathBuf>, Error> {
-        let bad = || {
-            self.bad(
-                "python_path",
-                path,
-                value,
-                "expected a directory or a list of directories",
-            )
-        };
-        let items: Vec<&Value> = match value {
-            Value::String(_) => vec![value],
-            Value::Array(items) => items.iter().collect(),
-            _ => return Err(bad()),
-        };
-        items
-            .into_iter()
-            .map(|item| match item.as_str() {
-                Some(dir) if !dir.is_empty() => Ok(self.base_dir.join(dir)),
-                _ => Err(bad()),
-            })
-            .collect()
-    }
-
-    fn env(&self, path: &str, value: &Value) -> Result<Vec<(String, String)>, Error> {
-        let Value::Table(vars) = value else {
-            return Err(self.bad(
-                "env",
-                path,
-                value,
-                "expected a table of variables: env = { NAME = \"value\" }",
-            ));
-        };
-        let mut env = Vec::with_capacity(vars.len());
-        for (var, val) in vars {
-            let var_path = format!("{path}.{var}");
-            if var.is_empty() || var.contains('=') || var.contains('\0') {
-                return Err(self.bad("env", &var_path, val, "not a valid variable name"));
-            }
-            let text = match val {
-                Value::String(s) => s.clone(),
-                Value::Integer(n) => n.to_string(),
-                Value::Boolean(b) => b.to_string(),
-                Value::Float(f) => f.to_string(),
-                _ => {
-                    return Err(self.bad(
-                        "env",
-                        &var_path,
-                        val,
-                        "expected a string, a number or a boolean",
-                    ))
-                }
-            };
-            if let Some(placeholder) = unknown_placeholder(&text) {
-                return Err(self.bad(
-                    "env",
-                    &var_path,
-                    val,
-                    &format!(
-                        "unknown placeholder {{{placeholder}}}; \
-                         allowed: {{worker_index}}, {{worker_id}}"
-                    ),
-                ));
-            }
-            env.push((var.clone(), text));
-        }
-        Ok(env)
-    }
-}
-
-/// What a key takes, from [`POOL_KEYS`].
-fn allowed(key: &str) -> &'static str {
-    POOL_KEYS
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or("a valid value", |(_, what)| what)
-}
-
-/// The first `{name}` in `text` that looks like a placeholder (letters,
-/// digits and '_' between braces) but is not one the worker launch fills
-/// in. Other braces, as in JSON text, are left alone.
-fn unknown_placeholder(text: &str) -> Option<&str> {
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        rest = &rest[open + 1..];
-        let Some(close) = rest.find('}') else { break };
-        let name = &rest[..close];
-        let is_word =
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if is_word && name != "worker_index" && name != "worker_id" {
-            return Some(name);
-        }
-    }
-    None
-}
-
-/// Reads a duration as the configuration file writes it: a non-negative
-/// number and a unit, `ms`, `s`, `m` (or `min`) or `h`.
-///
-/// ```
-/// use snakepit::config::parse_duration;
-/// use std::time::Duration;
-///
-/// assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-/// assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
-/// assert_eq!(parse_duration("30"), None); // the unit is required
-/// ```
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
-}
-
-/// `"512MiB"`, `"2GB"`, `"100kB"`, `"4096"`: bytes, with an optional
-/// decimal (kB, MB, GB) or binary (KiB, MiB, GiB) unit.
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "mb" => 1000 * 1000,
-        "gb" => 1000 * 1000 * 1000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(factor)
-}
-
-/// A value as it would be written in the file, for messages.
-fn show(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("{s:?}"),
-        Value::Integer(n) => n.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Datetime(d) => d.to_string(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(show).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Table(t) => format!(
-            "{{ {} }}",
-            t.iter()
-                .map(|(k, v)| format!("{k} = {}", show(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// Levenshtein distance, for "did you mean" hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (diagonal + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diagonal = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Result<ConfigFile, Error> {
         ConfigFile::parse(text, Path::new("/etc/app/snakepit.toml"))
@@ -1181,19 +730,75 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("30"), None);
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_size("512MiB"), Some(512 << 20));
-        assert_eq!(parse_size("2GB"), Some(2_000_000_000));
-        assert_eq!(parse_size("100kB"), Some(100_000));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("1.5GB"), None);
-        assert_eq!(parse_size("99999999999GiB"), None);
+    fn zero_or_off_switches_an_optional_limit_off_again() {
+        let config = parse(
+            r#"
+            [defaults]
+            max_requests = 1000
+            max_lifetime = "1h"
+            max_memory = "1GiB"
+            health_check_interval = "10s"
+
+            [pools.limited]
+            adapter = "m.A"
+
+            [pools.zero]
+            adapter = "m.A"
+            max_requests = 0
+            max_lifetime = 0
+            max_memory = 0
+            health_check_interval = 0
+
+            [pools.off]
+            adapter = "m.A"
+            max_requests = "off"
+            max_lifetime = "off"
+            max_memory = "off"
+            health_check_interval = "off"
+            "#,
+        )
+        .unwrap();
+        let limited = config.pool("limited").unwrap().builder();
+        let c = limited.settings();
+        assert_eq!(c.max_requests, Some(1000));
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(c.max_memory, Some(1 << 30));
+        assert_eq!(c.health_check_interval, Some(Duration::from_secs(10)));
+        for name in ["zero", "off"] {
+            let pool = config.pool(name).unwrap().builder();
+            let c = pool.settings();
+            let limits = (
+                c.max_requests,
+                c.max_lifetime,
+                c.max_memory,
+                c.health_check_interval,
+            );
+            assert_eq!(limits, (None, None, None, None), "pool {name}");
+        }
+
+        let pool = |body: &str| format!("[pools.p]\nadapter = \"pkg.mod.A\"\n{body}\n");
+        let m = error(&pool("max_requests = -1"), "max_requests");
+        assert!(
+            m.contains("= -1: expected an integer, 1 or more; or 0 or \"off\" to switch it off"),
+            "{m}"
+        );
+        let m = error(&pool("max_lifetime = \"never\""), "max_lifetime");
+        assert!(m.contains("expected a duration such as"), "{m}");
+        assert!(m.contains("or 0 or \"off\""), "{m}");
+    }
+
+    #[test]
+    fn each_pool_is_named_after_its_table() {
+        let config = parse("[pools.compute]\nadapter = \"m.A\"\n").unwrap();
+        let builder = config.pool("compute").unwrap().builder();
+        assert_eq!(builder.settings().name.as_deref(), Some("compute"));
+        // An explicit name wins over the one a PoolSet entry would give.
+        let renamed = builder.name("gpu").named_unless_set("compute");
+        assert_eq!(renamed.settings().name.as_deref(), Some("gpu"));
+        let unnamed = PoolBuilder::new().named_unless_set("io");
+        assert_eq!(unnamed.settings().name.as_deref(), Some("io"));
+        // `name` is not a key: the table's header names the pool.
+        let m = error("[pools.p]\nadapter = \"m.A\"\nname = \"q\"\n", "pools");
+        assert!(m.contains("pools.p.name = \"q\": unknown key"), "{m}");
     }
 }

@@ -49,6 +49,8 @@ impl Profile {
 /// Everything a pool is started with, resolved and checked.
 #[derive(Clone)]
 pub(crate) struct Config {
+    /// Qualifies the worker ids (`name/worker-N`) when set.
+    pub name: Option<String>,
     pub adapter: String,
     pub python: Option<PathBuf>,
     pub python_path: Vec<PathBuf>,
@@ -86,6 +88,7 @@ pub(crate) const DEFAULT_HOST_TOOL_THREADS: usize = 4;
 impl Default for Config {
     fn default() -> Self {
         Config {
+            name: None,
             adapter: String::new(),
             python: None,
             python_path: Vec::new(),
@@ -116,5 +119,15 @@ impl Default for Config {
             host_tool_threads: DEFAULT_HOST_TOOL_THREADS,
             worker_script: None,
         }
+    }
+}
+
+/// The id of the worker in slot `index` of a pool named `pool` (if it has a
+/// name): `compute/worker-0`, or `worker-0`. The one place this format is
+/// written; the slot index is never parsed back out of it.
+pub(crate) fn worker_id(pool: Option<&str>, index: usize) -> String {
+    match pool {
+        Some(pool) => format!("{pool}/worker-{index}"),
+        None => format!("worker-{index}"),
     }
 }

@@ -17,7 +17,7 @@ use crate::dispatcher::{Command, Dispatcher};
 use crate::error::Error;
 use crate::events::HandleEvent;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
-use crate::options::{Config, Profile};
+use crate::options::{worker_id, Config, Profile};
 use crate::protocol::value;
 use crate::python;
 use crate::session::Session;
@@ -373,25 +373,27 @@ impl Pool {
         }
     }
 
-    /// Replaces worker `worker` (e.g. `"worker-0"`) with a fresh process.
+    /// Replaces worker `worker` with a fresh process. `worker` is its id as
+    /// stats and events show it (`"worker-0"`, or `"compute/worker-0"` in
+    /// a pool named `compute`); the bare `"worker-0"` also names it in a
+    /// named pool.
+    ///
     /// The replacement starts first and the old process finishes its calls
     /// in flight, so no call fails. Returns at once; the recycle shows in
     /// [`stats`](Pool::stats) and the event hook when done. An unknown name
     /// fails with [`Error::InvalidArgument`].
     pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
+        let workers = &self.inner.shared.workers;
         let unknown = || Error::InvalidArgument {
             argument: "worker",
             message: format!(
-                "no worker named {worker:?}; workers are worker-0 to worker-{}",
-                self.inner.shared.workers.len() - 1
+                "no worker named {worker:?}; workers are {} to {}",
+                workers[0].id,
+                workers[workers.len() - 1].id
             ),
         };
-        let index = self
-            .inner
-            .shared
-            .workers
-            .iter()
-            .position(|w| w.id == worker)
+        let index = (workers.iter().enumerate())
+            .position(|(i, w)| w.id == worker || worker == worker_id(None, i))
             .ok_or_else(unknown)?;
         let runtime = self.inner.runtime.lock();
         let rt = runtime.as_ref().ok_or(Error::ShuttingDown)?;
@@ -523,7 +525,9 @@ impl Pool {
         let (doorbell_tx, doorbell_rx) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared {
             slots: Slots::new(n),
-            workers: (0..n).map(WorkerInfo::new).collect(),
+            workers: (0..n)
+                .map(|i| WorkerInfo::new(i, config.name.as_deref()))
+                .collect(),
             counters: Counters::default(),
             events: config.events.clone(),
             last_start_error: Mutex::new(None),

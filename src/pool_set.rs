@@ -71,6 +71,7 @@ impl PoolSet {
         for (name, builder) in pools {
             let name = name.into();
             wanted.retain(|(n, _)| *n != name);
+            let builder = builder.named_unless_set(&name);
             wanted.push((name, builder));
         }
         let pools = std::thread::scope(|scope| {

@@ -61,7 +61,8 @@ impl PoolStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
-    /// The worker's name, e.g. `"worker-0"`.
+    /// The worker's id, e.g. `"worker-0"`, or `"compute/worker-0"` in a
+    /// pool named `compute`.
     pub id: String,
     /// The current Python process, when one is running.
     pub pid: Option<u32>,
@@ -190,9 +191,11 @@ pub(crate) struct WorkerInfo {
 }
 
 impl WorkerInfo {
-    pub fn new(index: usize) -> Self {
+    /// Slot `index`'s worker, its id qualified by the pool's name if it
+    /// has one (`compute/worker-0`).
+    pub fn new(index: usize, pool: Option<&str>) -> Self {
         WorkerInfo {
-            id: format!("worker-{index}"),
+            id: crate::options::worker_id(pool, index),
             pid: AtomicU32::new(0),
             state: AtomicU8::new(WorkerState::Starting.as_u8()),
             failing: AtomicBool::new(false),

@@ -95,12 +95,14 @@ fn two_pools_with_different_adapters_serve_side_by_side() {
 
     // Each worker got its own values, and a thread-count default that fits
     // its profile.
-    for worker in compute.stats().per_worker {
+    // Worker ids carry the pool's name.
+    for (index, worker) in compute.stats().per_worker.iter().enumerate() {
         let pid = worker.pid.unwrap();
-        let index = worker.id.strip_prefix("worker-").unwrap();
+        assert_eq!(worker.id, format!("compute/worker-{index}"));
         assert_eq!(environ(pid, "DEVICE"), Some(format!("gpu{index}")));
         assert_eq!(environ(pid, "NAME"), Some(worker.id.clone()));
     }
+    assert_eq!(io.stats().per_worker[0].id, "io/worker-0");
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         let compute_pid = compute.stats().per_worker[0].pid.unwrap();
         let io_pid = io.stats().per_worker[0].pid.unwrap();

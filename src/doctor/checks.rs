@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::probe::{last_lines, python_command, run_with_timeout};
 use super::{Check, QUICK};
 use crate::config::PoolConfig;
-use crate::options::Profile;
+use crate::options::{worker_id, Profile};
 use crate::pool::private_socket_dir;
 
 /// The oldest Python the worker runs on.
@@ -162,7 +162,7 @@ pub(super) fn check_adapter(pool: &PoolConfig, python: &Path, files_dir: Option<
     let env = settings.env.iter().map(|(k, v)| {
         let v = v
             .replace("{worker_index}", "0")
-            .replace("{worker_id}", "worker-0");
+            .replace("{worker_id}", &worker_id(settings.name.as_deref(), 0));
         (k.clone(), v)
     });
     let mut cmd = python_command(python, &path);

@@ -236,9 +236,15 @@ impl Worker {
             message,
         };
         let launched = Instant::now();
-        let process = PythonProcess::launch(&self.setup.spec, &info.id, &socket, move |exit| {
-            let _ = control.send(Control::Exited { generation, exit });
-        })
+        let process = PythonProcess::launch(
+            &self.setup.spec,
+            &info.id,
+            self.setup.slot,
+            &socket,
+            move |exit| {
+                let _ = control.send(Control::Exited { generation, exit });
+            },
+        )
         .map_err(|f| startup_error(describe(&self.setup.spec, f)))?;
         let pid = process.pid();
         shared.events.worker_started(&WorkerStarted {

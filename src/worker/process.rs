@@ -153,11 +153,13 @@ pub(crate) enum StartFailure {
 }
 
 impl PythonProcess {
-    /// Starts the worker for `worker_id`, listening on `socket`. `on_exit`
-    /// runs on the reaper thread once the process has ended.
+    /// Starts the worker for `worker_id` (slot `index`), listening on
+    /// `socket`. `on_exit` runs on the reaper thread once the process has
+    /// ended.
     pub fn launch(
         spec: &LaunchSpec,
         worker_id: &str,
+        index: usize,
         socket: &Path,
         on_exit: impl FnOnce(Exit) + Send + 'static,
     ) -> Result<PythonProcess, StartFailure> {
@@ -215,7 +217,7 @@ impl PythonProcess {
             .env("PYTHONUNBUFFERED", "1")
             .env("SNAKEPIT_READY_FILE", &ready_file)
             .env("SNAKEPIT_WORKER_ID", worker_id)
-            .envs(worker_env(spec, worker_id))
+            .envs(worker_env(spec, index, worker_id))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -347,15 +349,14 @@ const THREAD_COUNT_VARS: [&str; 3] = ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 /// `{worker_index}` and `{worker_id}` filled in, then a thread-count default
 /// for each of [`THREAD_COUNT_VARS`] that neither they nor the host's
 /// environment set.
-fn worker_env(spec: &LaunchSpec, worker_id: &str) -> Vec<(String, String)> {
-    // Worker ids are "worker-<slot index>".
-    let index = worker_id.rsplit('-').next().unwrap_or(worker_id);
+fn worker_env(spec: &LaunchSpec, index: usize, worker_id: &str) -> Vec<(String, String)> {
+    let index = index.to_string();
     let mut env: Vec<(String, String)> = spec
         .env
         .iter()
         .map(|(key, value)| {
             let value = value
-                .replace("{worker_index}", index)
+                .replace("{worker_index}", &index)
                 .replace("{worker_id}", worker_id);
             (key.clone(), value)
         })
@@ -568,9 +569,9 @@ mod tests {
                 ("PLAIN", "{\"json\": 1}"),
             ],
         );
-        let env = worker_env(&spec, "worker-3");
+        let env = worker_env(&spec, 3, "compute/worker-3");
         assert_eq!(get(&env, "CUDA_VISIBLE_DEVICES"), Some("3"));
-        assert_eq!(get(&env, "LOG_NAME"), Some("run-worker-3.log"));
+        assert_eq!(get(&env, "LOG_NAME"), Some("run-compute/worker-3.log"));
         assert_eq!(get(&env, "PLAIN"), Some("{\"json\": 1}"));
     }
 
@@ -578,9 +579,9 @@ mod tests {
     fn thread_counts_default_to_the_profile_unless_set() {
         // MKL_NUM_THREADS is set by the pool; the other two get the default
         // unless the test runner's environment happens to set them.
-        let process = worker_env(&spec(None, &[("MKL_NUM_THREADS", "7")]), "worker-0");
+        let process = worker_env(&spec(None, &[("MKL_NUM_THREADS", "7")]), 0, "worker-0");
         assert_eq!(get(&process, "MKL_NUM_THREADS"), Some("7"));
-        let thread = worker_env(&spec(Some(8), &[]), "worker-0");
+        let thread = worker_env(&spec(Some(8), &[]), 0, "worker-0");
         for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
             if std::env::var_os(var).is_none() {
                 assert_eq!(get(&process, var), Some("1"));
