@@ -83,7 +83,7 @@ fn a_named_pools_worker_ids_carry_its_name_everywhere() {
     }
     assert_eq!(pool.stats().recycles.manual, 2);
     match pool.recycle_worker("io/worker-0") {
-        Err(Error::InvalidConfig { message, .. }) => assert!(
+        Err(Error::InvalidArgument { message, .. }) => assert!(
             message.contains("workers are compute/worker-0 to compute/worker-1"),
             "{message}"
         ),
