@@ -78,6 +78,12 @@ fn doctor_passes_on_a_working_configuration() {
         "ok    adapter of pool io: snakepit_showcase.adapter.ThreadedShowcaseAdapter imports",
         "ok    socket directory:",
         "checks passed",
+        // The options in effect, defaults included, as the file writes them.
+        "[pools.compute] in effect:",
+        "workers = 4",
+        "[pools.io] in effect:",
+        "threads = 8",
+        "max_requests = \"off\"",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

@@ -25,6 +25,7 @@ pub(crate) fn doctor(path: Option<PathBuf>) -> Result<(), Failure> {
                     "configuration",
                     format!("{} (pools: {})", path.display(), names.join(", ")),
                 ));
+                print_options(&config);
                 Some(config)
             }
             Err(e) => {
@@ -54,6 +55,18 @@ pub(crate) fn doctor(path: Option<PathBuf>) -> Result<(), Failure> {
             "{failed} of {} checks failed",
             outcomes.len()
         )))
+    }
+}
+
+/// Every option of every pool as the pool will run with it, defaults
+/// included, written as the file writes them (`none` where unset): what
+/// to read when a pool does not behave as the file seems to say.
+fn print_options(config: &ConfigFile) {
+    for pool in config.pools() {
+        println!("      [pools.{}] in effect:", pool.name());
+        for (key, value) in pool.options() {
+            println!("        {key} = {value}");
+        }
     }
 }
 
