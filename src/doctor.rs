@@ -22,9 +22,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigFile, PoolConfig};
+use crate::launcher::local::{fill_worker_placeholders, python_path};
 use crate::options::Profile;
-use crate::pool::private_socket_dir;
 use crate::python;
+use crate::socket_dir;
 
 /// The oldest Python the worker runs on.
 const MIN_PYTHON: (u32, u32) = (3, 8);
@@ -189,12 +190,10 @@ fn check_adapter(pool: &PoolConfig, python: &Path, files_dir: Option<&Path>) -> 
 
     let mut path: Vec<PathBuf> = files_dir.into_iter().map(Path::to_path_buf).collect();
     path.extend(settings.python_path.iter().cloned());
-    let env = settings.env.iter().map(|(k, v)| {
-        let v = v
-            .replace("{worker_index}", "0")
-            .replace("{worker_id}", "worker-0");
-        (k.clone(), v)
-    });
+    let env = settings
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), fill_worker_placeholders(v, 0, "worker-0")));
     let mut cmd = python_command(python, &path);
     cmd.arg("-c")
         .arg(IMPORT_ADAPTER)
@@ -366,7 +365,7 @@ fn check_interpreter(
 fn check_socket_dir() -> Check {
     let name = "socket directory";
     let fix = "set XDG_RUNTIME_DIR (or TMPDIR) to a short path of a directory you can write to";
-    let dir = match private_socket_dir() {
+    let dir = match socket_dir::create() {
         Ok(dir) => dir,
         Err(e) => return Check::fail(name, format!("cannot create a private directory: {e}"), fix),
     };
@@ -480,11 +479,7 @@ pub fn setup(base_python: Option<&Path>, mut progress: impl FnMut(&str)) -> io::
 /// `python` with `path` first on `PYTHONPATH`.
 fn python_command(python: &Path, path: &[PathBuf]) -> Command {
     let mut cmd = Command::new(python);
-    let mut dirs: Vec<PathBuf> = path.to_vec();
-    if let Some(existing) = std::env::var_os("PYTHONPATH") {
-        dirs.extend(std::env::split_paths(&existing));
-    }
-    if let Ok(joined) = std::env::join_paths(dirs) {
+    if let Ok(joined) = python_path(path.iter().cloned()) {
         cmd.env("PYTHONPATH", joined);
     }
     cmd.env("PYTHONDONTWRITEBYTECODE", "1");
