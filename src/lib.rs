@@ -78,9 +78,13 @@ mod dispatcher;
 pub mod doctor;
 mod error;
 pub mod events;
+#[cfg(test)]
+mod fakes;
 mod host_server;
 mod host_tool;
 mod launcher;
+#[cfg(test)]
+mod lifecycle_tests;
 mod options;
 mod pool;
 mod pool_set;
