@@ -109,7 +109,7 @@ use crate::launcher::Process as _;
 /// has started.
 #[derive(Clone)]
 struct Gate {
-    started: (Sender<u32>, Receiver<u32>),
+    started: (Sender<usize>, Receiver<usize>),
     release: (Sender<()>, Receiver<()>),
 }
 
@@ -123,12 +123,12 @@ impl Gate {
 
     /// Inside a call: says so, then waits to be let go.
     fn hold(&self, p: &FakeProcess) {
-        self.started.0.send(p.generation).unwrap();
+        self.started.0.send(p.slot).unwrap();
         self.release.1.recv_timeout(PATIENCE).expect("released");
     }
 
-    /// Waits until a held call has started; returns its generation.
-    fn wait_started(&self) -> u32 {
+    /// Waits until a held call has started; returns its worker's slot.
+    fn wait_started(&self) -> usize {
         self.started
             .1
             .recv_timeout(PATIENCE)
@@ -192,6 +192,38 @@ fn calls_wait_in_order_and_are_refused_once_the_queue_is_full() {
     assert_eq!(queued.join().unwrap().unwrap(), json!("quick"));
     let stats = f.pool.stats();
     assert_eq!((stats.succeeded, stats.failed, stats.saturated), (2, 1, 1));
+    f.finish();
+}
+
+#[test]
+fn calls_run_at_once_on_different_free_workers() {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let f = pool(config(2), move |_, p| {
+        g.hold(p);
+        Ok(json!(p.slot))
+    });
+    let calls: Vec<_> = (0..2).map(|_| call_in_thread(&f.pool, "block")).collect();
+    let mut slots = [gate.wait_started(), gate.wait_started()];
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1], "both run at once, one per worker");
+    assert_eq!(f.pool.stats().load, 2);
+    gate.let_go();
+    gate.let_go();
+    for call in calls {
+        call.join().unwrap().unwrap();
+    }
+    f.finish();
+}
+
+#[test]
+fn a_sessions_calls_stay_on_its_worker() {
+    let f = pool(config(3), |_, p| Ok(json!(p.slot)));
+    let session = f.pool.session("s");
+    let first = session.execute_blocking("which", json!({})).unwrap();
+    for _ in 0..5 {
+        assert_eq!(session.execute_blocking("which", json!({})).unwrap(), first);
+    }
     f.finish();
 }
 
