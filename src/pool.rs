@@ -317,7 +317,7 @@ impl Pool {
 
     /// The tools workers announced to the host with `RegisterTools`, by
     /// worker. Snakepit's worker script registers its tools at start-up (see
-    /// [`PoolBuilder::worker_script`]); the crate's own worker does not, and
+    /// [`PoolBuilder::worker_script`](crate::PoolBuilder::worker_script)); the crate's own worker does not, and
     /// without host tools or a worker script the host serves no callbacks,
     /// so the list is then empty.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
