@@ -14,6 +14,13 @@ use crate::host_tool::HostTool;
 use crate::pool::Pool;
 use crate::slots::MAX_CAPACITY;
 
+impl Pool {
+    /// A [`PoolBuilder`] with every option at its default.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+}
+
 /// Builds a [`Pool`]. Get one with [`Pool::builder`].
 ///
 /// Only [`adapter`](PoolBuilder::adapter) is required; every other option

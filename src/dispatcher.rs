@@ -22,24 +22,10 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::call::{Affinity, Request};
 use crate::error::Error;
 use crate::events::{QueueTimedOut, Saturated};
-use crate::pool::Shared;
+use crate::shared::Shared;
 use crate::slots::Ticket;
 use crate::stats::Counters;
-use crate::worker::{Job, Work};
-
-/// What the dispatcher is sent.
-#[derive(Debug)]
-// Nearly every command is a `Submit`; boxing it would add an allocation per
-// call to save space on the rare others.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Command {
-    /// Place this call.
-    Submit(Request),
-    /// Forget this session and tell its worker to free its state.
-    CloseSession(String),
-    /// Refuse what waits, drop the job senders and end.
-    Shutdown,
-}
+use crate::work::{Command, Job, Work};
 
 /// Where a session lives.
 #[derive(Debug, Clone, Copy)]
@@ -118,8 +104,7 @@ impl Dispatcher {
             }
         }
         for req in self.queue.drain(..) {
-            Counters::bump(&self.shared.counters.failed);
-            req.fail(Error::ShuttingDown);
+            self.shared.fail(req, Error::ShuttingDown);
         }
         self.shared.set_waiting(0);
     }
@@ -129,8 +114,7 @@ impl Dispatcher {
     /// room.
     fn admit(&mut self, req: Request) {
         if self.shared.is_closing() {
-            Counters::bump(&self.shared.counters.failed);
-            return req.fail(Error::ShuttingDown);
+            return self.shared.fail(req, Error::ShuttingDown);
         }
         // Whoever waits goes first.
         self.place_waiting();
@@ -139,25 +123,22 @@ impl Dispatcher {
             match self.pick(&req) {
                 Placement::Place(ticket) => return self.place(req, ticket),
                 Placement::Fail(err) => {
-                    Counters::bump(&self.shared.counters.failed);
-                    return req.fail(err);
+                    return self.shared.fail(req, err);
                 }
                 Placement::Wait => {}
             }
         }
         if let Some(err) = self.shared.start_failure() {
-            Counters::bump(&self.shared.counters.failed);
-            return req.fail(err);
+            return self.shared.fail(req, err);
         }
-        let queue_size = self.shared.config.queue_size;
+        let queue_size = self.shared.config().queue_size;
         if self.queue.len() >= queue_size {
-            Counters::bump(&self.shared.counters.saturated);
-            Counters::bump(&self.shared.counters.failed);
-            self.shared.events.saturated(&Saturated {
+            Counters::bump(&self.shared.counters().saturated);
+            self.shared.events().saturated(&Saturated {
                 tool: req.tool.clone(),
                 queue_size,
             });
-            return req.fail(Error::PoolSaturated { queue_size });
+            return self.shared.fail(req, Error::PoolSaturated { queue_size });
         }
         self.queue.push_back(req);
         self.shared.set_waiting(self.queue.len());
@@ -168,7 +149,7 @@ impl Dispatcher {
         let Some((session, affinity)) = &req.session else {
             return self
                 .shared
-                .slots
+                .slots()
                 .acquire()
                 .map_or(Placement::Wait, Placement::Place);
         };
@@ -181,9 +162,9 @@ impl Dispatcher {
                 None => Placement::Wait,
             };
         };
-        let slots = &self.shared.slots;
+        let slots = &self.shared.slots();
         let alive = slots.state(binding.slot).generation == binding.generation;
-        let worker = || self.shared.workers[binding.slot].id.clone();
+        let worker = || self.shared.worker(binding.slot).id.clone();
         if alive {
             if let Some(ticket) = slots.acquire_slot(binding.slot, binding.generation) {
                 self.bind(session, ticket);
@@ -220,7 +201,7 @@ impl Dispatcher {
     fn acquire_for_new_session(&self) -> Option<Ticket> {
         let mut order: Vec<usize> = (0..self.session_counts.len()).collect();
         order.sort_by_key(|&slot| self.session_counts[slot]);
-        let slots = &self.shared.slots;
+        let slots = &self.shared.slots();
         order
             .into_iter()
             .find_map(|slot| slots.acquire_slot(slot, slots.state(slot).generation))
@@ -282,8 +263,7 @@ impl Dispatcher {
                 }
                 Placement::Fail(err) => {
                     changed = true;
-                    Counters::bump(&self.shared.counters.failed);
-                    req.fail(err);
+                    self.shared.fail(req, err);
                 }
                 Placement::Wait => {
                     pool_full |= req.session.is_none();
@@ -303,15 +283,14 @@ impl Dispatcher {
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for req in self.queue.drain(..) {
             if req.queue_deadline() <= now {
-                Counters::bump(&self.shared.counters.queue_timeouts);
-                Counters::bump(&self.shared.counters.failed);
+                Counters::bump(&self.shared.counters().queue_timeouts);
                 let waited = req.queued_since.elapsed();
                 let tool = req.tool.clone();
-                self.shared.events.queue_timeout(&QueueTimedOut {
+                self.shared.events().queue_timeout(&QueueTimedOut {
                     tool: tool.clone(),
                     waited,
                 });
-                req.fail(Error::QueueTimeout { tool, waited });
+                self.shared.fail(req, Error::QueueTimeout { tool, waited });
             } else {
                 kept.push_back(req);
             }
@@ -328,8 +307,7 @@ impl Dispatcher {
         }
         if let Some(err) = self.shared.start_failure() {
             for req in self.queue.drain(..) {
-                Counters::bump(&self.shared.counters.failed);
-                req.fail(err.clone());
+                self.shared.fail(req, err.clone());
             }
             self.shared.set_waiting(0);
         }
@@ -344,7 +322,7 @@ impl Dispatcher {
 
     /// Ends sessions idle for longer than the session timeout.
     fn sweep_sessions(&mut self, now: Instant) {
-        let ttl = self.shared.config.session_idle_timeout;
+        let ttl = self.shared.config().session_idle_timeout;
         let idle: Vec<String> = self
             .sessions
             .iter()
@@ -359,7 +337,7 @@ impl Dispatcher {
     }
 
     fn sweep_interval(&self) -> Duration {
-        (self.shared.config.session_idle_timeout / 4)
+        (self.shared.config().session_idle_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(60))
     }
 
@@ -383,8 +361,7 @@ impl Dispatcher {
         {
             // The worker's lanes are gone: only during shutdown.
             self.shared.release(job.ticket);
-            Counters::bump(&self.shared.counters.failed);
-            job.req.fail(Error::ShuttingDown);
+            self.shared.fail(job.req, Error::ShuttingDown);
         }
     }
 }

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,7 +39,6 @@ use serde_json::Value;
 
 use crate::block_on::block_on_timeout;
 use crate::host_tool::HostTool;
-use crate::pool::{Pool, WeakPool};
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
     ExecuteElixirToolResponse, GetExposedElixirToolsResponse, GetSessionRequest,
@@ -87,7 +86,6 @@ pub struct HostSession {
 /// into, and what workers told the host.
 pub(crate) struct HostState {
     tools: Vec<HostTool>,
-    pool: OnceLock<WeakPool>,
     sessions: Mutex<HashMap<String, HostSession>>,
     registered: Mutex<BTreeMap<String, Vec<RegisteredTool>>>,
     stopping: AtomicBool,
@@ -98,12 +96,6 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    /// Lets host tools call back into `pool` (set once the pool exists;
-    /// until then a tool that needs it fails).
-    pub fn attach(&self, pool: WeakPool) {
-        let _ = self.pool.set(pool);
-    }
-
     /// Every tool workers registered, ordered by worker, then as sent.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
         self.registered.lock().values().flatten().cloned().collect()
@@ -225,14 +217,9 @@ impl HostState {
     /// Runs a host tool call.
     fn execute(&self, req: ExecuteElixirToolRequest) -> ExecuteElixirToolResponse {
         let started = Instant::now();
-        // The pool owns its host tools, so they hold it weakly (a strong
-        // handle would keep it alive forever) and upgrade it per call. The
-        // handle is dropped before the reply goes out: the caller whose call
-        // led here still holds one, so dropping it after its call returns
-        // shuts the pool down there and then, never later on this thread.
-        let pool = self.pool.get().and_then(WeakPool::upgrade);
-        let outcome = self.run_tool(req, pool.as_ref());
-        drop(pool);
+        // A tool that takes the pool holds it only while it runs (see
+        // `Pool::start`), so the handle is gone before the reply goes out.
+        let outcome = self.run_tool(req);
         let mut resp = ExecuteElixirToolResponse::new();
         match outcome {
             Ok(result) => {
@@ -245,11 +232,7 @@ impl HostState {
         resp
     }
 
-    fn run_tool(
-        &self,
-        req: ExecuteElixirToolRequest,
-        pool: Option<&Pool>,
-    ) -> Result<Value, String> {
+    fn run_tool(&self, req: ExecuteElixirToolRequest) -> Result<Value, String> {
         if self.stopping.load(SeqCst) {
             return Err("the host is shutting down".into());
         }
@@ -267,7 +250,7 @@ impl HostState {
                 .map_err(|e| format!("host tool `{}`: argument `{name}`: {e}", tool.name))?;
             args.insert(name.clone(), value);
         }
-        tool.run(pool, Value::Object(args))
+        tool.run(Value::Object(args))
     }
 }
 
@@ -296,7 +279,6 @@ impl HostServer {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         let state = Arc::new(HostState {
             tools,
-            pool: OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),
             registered: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
@@ -511,7 +493,6 @@ mod tests {
     fn state(tools: Vec<HostTool>) -> HostState {
         HostState {
             tools,
-            pool: OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),
             registered: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),

@@ -8,24 +8,30 @@
 //! own. This file holds the tool itself and how one call of it is run: its
 //! error and its panic both become an error message for Python.
 
+use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::pool::Pool;
 
-/// The closure of a host tool that needs no pool.
-type PlainFn = dyn Fn(Value) -> Result<Value, String> + Send + Sync;
+/// A host tool's closure, ready to run.
+type ToolFn = dyn Fn(Value) -> Result<Value, String> + Send + Sync;
 
-/// The closure of a host tool that calls back into its pool.
-type WithPoolFn = dyn Fn(&Pool, Value) -> Result<Value, String> + Send + Sync;
+/// The closure of a tool that calls back into its pool, of type `P`.
+type WithPoolFn<P> = dyn Fn(&P, Value) -> Result<Value, String> + Send + Sync;
+
+/// A [`WithPoolFn`] waiting to be bound.
+struct WithPool<P>(Arc<WithPoolFn<P>>);
 
 #[derive(Clone)]
 enum Body {
-    Plain(Arc<PlainFn>),
-    WithPool(Arc<WithPoolFn>),
+    Ready(Arc<ToolFn>),
+    /// A tool that needs a handle on its pool, which does not exist yet
+    /// when the tool is registered (a `WithPool<P>`, erased so that this
+    /// module need not know the pool): see [`HostTool::bind`].
+    Unbound(Arc<dyn Any + Send + Sync>),
 }
 
 /// One host tool: its name, its description (what Python lists) and its
@@ -38,6 +44,7 @@ pub(crate) struct HostTool {
 }
 
 impl HostTool {
+    /// A tool that needs nothing but its arguments.
     pub fn plain(
         name: String,
         description: String,
@@ -46,40 +53,49 @@ impl HostTool {
         HostTool {
             name,
             description,
-            body: Body::Plain(Arc::new(f)),
+            body: Body::Ready(Arc::new(f)),
         }
     }
 
-    pub fn with_pool(
+    /// A tool that is also handed its pool (a `P`); it runs once
+    /// [`bind`](HostTool::bind) has told it how to reach the pool.
+    pub fn with_pool<P: 'static>(
         name: String,
         description: String,
-        f: impl Fn(&Pool, Value) -> Result<Value, String> + Send + Sync + 'static,
+        f: impl Fn(&P, Value) -> Result<Value, String> + Send + Sync + 'static,
     ) -> HostTool {
         HostTool {
             name,
             description,
-            body: Body::WithPool(Arc::new(f)),
+            body: Body::Unbound(Arc::new(WithPool::<P>(Arc::new(f)))),
         }
     }
 
-    /// Runs the tool once. A panic is caught and reported like an error,
-    /// so neither the thread nor the host goes down with it. `pool` is
-    /// `None` once the pool is gone; a tool that needs it then fails.
-    pub fn run(&self, pool: Option<&Pool>, args: Value) -> Result<Value, String> {
-        let outcome = match &self.body {
-            Body::Plain(f) => panic::catch_unwind(AssertUnwindSafe(|| f(args))),
-            Body::WithPool(f) => {
-                let Some(pool) = pool else {
-                    return Err(format!(
-                        "host tool `{}` needs the pool, which is shutting down: {}",
-                        self.name,
-                        Error::ShuttingDown
-                    ));
-                };
-                panic::catch_unwind(AssertUnwindSafe(|| f(pool, args)))
-            }
+    /// Tells a tool made with [`with_pool`](HostTool::with_pool) how to
+    /// reach its pool: `reach` gives it, or `None` once it is gone (the
+    /// tool then fails). Other tools are left as they are.
+    pub fn bind<P: 'static>(&mut self, reach: impl Fn() -> Option<P> + Send + Sync + 'static) {
+        let Body::Unbound(erased) = &self.body else {
+            return;
         };
-        outcome.unwrap_or_else(|payload| {
+        let Some(WithPool(f)) = erased.downcast_ref::<WithPool<P>>() else {
+            return;
+        };
+        let f = f.clone();
+        let name = self.name.clone();
+        self.body = Body::Ready(Arc::new(move |args| match reach() {
+            Some(pool) => f(&pool, args),
+            None => Err(needs_pool(&name)),
+        }));
+    }
+
+    /// Runs the tool once. A panic is caught and reported like an error,
+    /// so neither the thread nor the host goes down with it.
+    pub fn run(&self, args: Value) -> Result<Value, String> {
+        let Body::Ready(f) = &self.body else {
+            return Err(needs_pool(&self.name));
+        };
+        panic::catch_unwind(AssertUnwindSafe(|| f(args))).unwrap_or_else(|payload| {
             Err(format!(
                 "host tool `{}` panicked: {}",
                 self.name,
@@ -87,6 +103,14 @@ impl HostTool {
             ))
         })
     }
+}
+
+/// The error of a tool that takes its pool when there is none.
+fn needs_pool(name: &str) -> String {
+    format!(
+        "host tool `{name}` needs the pool, which is shutting down: {}",
+        Error::ShuttingDown
+    )
 }
 
 impl std::fmt::Debug for HostTool {
@@ -121,9 +145,9 @@ mod tests {
             let n = args["n"].as_i64().ok_or("n must be an integer")?;
             Ok(json!(n * 2))
         });
-        assert_eq!(double.run(None, json!({"n": 21})), Ok(json!(42)));
+        assert_eq!(double.run(json!({"n": 21})), Ok(json!(42)));
         assert_eq!(
-            double.run(None, json!({"n": "x"})),
+            double.run(json!({"n": "x"})),
             Err("n must be an integer".into())
         );
 
@@ -131,7 +155,7 @@ mod tests {
             let v: Vec<u8> = Vec::new();
             Ok(json!(v[3]))
         });
-        let err = broken.run(None, json!({})).unwrap_err();
+        let err = broken.run(json!({})).unwrap_err();
         assert!(
             err.starts_with("host tool `broken` panicked: index out of bounds"),
             "{err}"
@@ -140,15 +164,36 @@ mod tests {
         let formatted =
             HostTool::plain("formatted".into(), String::new(), |_| panic!("code {}", 7));
         assert_eq!(
-            formatted.run(None, json!({})).unwrap_err(),
+            formatted.run(json!({})).unwrap_err(),
             "host tool `formatted` panicked: code 7"
         );
     }
 
     #[test]
     fn a_pool_tool_without_its_pool_fails_instead_of_running() {
-        let tool = HostTool::with_pool("nested".into(), String::new(), |_, _| Ok(json!(1)));
-        let err = tool.run(None, json!({})).unwrap_err();
+        let mut tool = HostTool::with_pool("nested".into(), String::new(), |pool: &u32, _| {
+            Ok(json!(pool))
+        });
+        let err = tool.run(json!({})).unwrap_err();
         assert!(err.contains("shutting down"), "{err}");
+
+        tool.bind(|| None::<u32>);
+        let err = tool.run(json!({})).unwrap_err();
+        assert!(err.contains("shutting down"), "{err}");
+
+        tool.bind(|| Some(7u32));
+        assert!(
+            tool.run(json!({})).is_err(),
+            "a tool is bound once, for good"
+        );
+    }
+
+    #[test]
+    fn a_pool_tool_reaches_the_pool_it_was_bound_to() {
+        let mut tool = HostTool::with_pool("nested".into(), String::new(), |pool: &u32, args| {
+            Ok(json!(pool + args["n"].as_u64().unwrap() as u32))
+        });
+        tool.bind(|| Some(40u32));
+        assert_eq!(tool.run(json!({"n": 2})), Ok(json!(42)));
     }
 }

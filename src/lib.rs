@@ -84,20 +84,29 @@ mod dispatcher;
 pub mod doctor;
 mod error;
 pub mod events;
+#[cfg(test)]
+mod fakes;
 mod host_server;
 mod host_tool;
 mod interrupt;
+mod launcher;
+#[cfg(test)]
+mod lifecycle_tests;
 mod options;
 mod pool;
 mod pool_set;
 mod protocol;
 mod python;
 mod session;
+mod shared;
 mod slots;
+mod socket_dir;
 mod stats;
 mod stream;
 mod supervisor;
 mod tools;
+mod transport;
+mod work;
 mod worker;
 
 pub use builder::PoolBuilder;

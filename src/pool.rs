@@ -1,31 +1,31 @@
 //! [`Pool`]: the handle a program holds, and the state its threads share.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use grpcio::EnvBuilder;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::builder::PoolBuilder;
 use crate::call::{CallOptions, Replier, Reply, Request};
-use crate::dispatcher::{Command, Dispatcher};
+use crate::dispatcher::Dispatcher;
 use crate::error::Error;
-use crate::events::HandleEvent;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
+use crate::launcher::local::{LaunchSpec, LocalLauncher};
+use crate::launcher::Launcher;
 use crate::options::{worker_id, Config, Profile};
 use crate::protocol::value;
 use crate::python;
-use crate::session::Session;
-use crate::slots::{Slots, Ticket};
-use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
+use crate::shared::Shared;
+use crate::socket_dir;
+use crate::stats::PoolStats;
 use crate::stream::{Stream, StreamControl};
-use crate::worker::process::LaunchSpec;
-use crate::worker::{Connection, Control, Job, Work, WorkerHandle, WorkerSetup};
+use crate::transport::grpc::GrpcConnector;
+use crate::transport::Connect;
+use crate::work::{Command, Job, Work};
+use crate::worker::{Connection, Control, WorkerHandle, WorkerSetup};
 
 /// A pool of Python worker processes.
 ///
@@ -61,90 +61,48 @@ struct Inner {
     host: Option<Arc<HostState>>,
 }
 
-/// A handle that does not keep the pool alive: host tools hold one, since
-/// the pool owns them.
-#[derive(Clone)]
-pub(crate) struct WeakPool(Weak<Inner>);
+/// Where host tools that take the pool find it: set once the pool exists.
+/// The pool owns its host tools, so they hold it weakly (a strong handle
+/// would keep it alive forever) and upgrade it per call.
+type LatePool = Arc<OnceLock<Weak<Inner>>>;
 
-impl WeakPool {
-    /// The pool, unless its last handle is gone.
-    pub fn upgrade(&self) -> Option<Pool> {
-        self.0.upgrade().map(|inner| Pool { inner })
-    }
+/// The two seams a pool is built on: where its processes come from and how
+/// its lanes talk to them (see `launcher` and `transport`).
+pub(crate) struct Seams {
+    pub launcher: Arc<dyn Launcher>,
+    pub connector: Arc<dyn Connect>,
+}
+
+/// What a pool owns besides its threads, released at shutdown once the
+/// workers are gone.
+#[derive(Default)]
+pub(crate) struct Resources {
+    /// The host's callback server, when it runs.
+    pub host: Option<HostServer>,
+    /// The private directory of the workers' sockets, removed last.
+    pub socket_dir: Option<PathBuf>,
+    /// Set to the pool once it exists, for host tools that take it.
+    late: LatePool,
 }
 
 /// The threads and files a running pool owns.
 struct Runtime {
     dispatcher: JoinHandle<()>,
     workers: Vec<WorkerHandle>,
-    socket_dir: PathBuf,
-    host: Option<HostServer>,
-}
-
-/// State shared by callers, the dispatcher, the workers and their lanes.
-pub(crate) struct Shared {
-    pub config: Config,
-    pub slots: Slots,
-    pub workers: Vec<WorkerInfo>,
-    pub counters: Counters,
-    pub events: Arc<dyn HandleEvent>,
-    /// The latest start-up failure, for calls that find no worker able to
-    /// start.
-    pub last_start_error: Mutex<Option<Error>>,
-    waiting: AtomicUsize,
-    doorbell: Sender<()>,
-    closing: AtomicBool,
-}
-
-impl Shared {
-    /// Gives back a call's capacity and, when calls are waiting, wakes the
-    /// dispatcher to place the next one.
-    pub fn release(&self, ticket: Ticket) {
-        if self.slots.release(ticket) && self.waiting.load(SeqCst) > 0 {
-            self.ring_doorbell();
-        }
-    }
-
-    /// Wakes the dispatcher (coalesced: one pending ring is enough).
-    pub fn ring_doorbell(&self) {
-        let _ = self.doorbell.try_send(());
-    }
-
-    pub fn set_waiting(&self, n: usize) {
-        self.waiting.store(n, SeqCst);
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.closing.load(SeqCst)
-    }
-
-    /// When every worker's last start failed: the error calls should get
-    /// instead of waiting for capacity that will not come.
-    pub fn start_failure(&self) -> Option<Error> {
-        if self.workers.iter().all(WorkerInfo::is_failing) {
-            self.last_start_error.lock().clone()
-        } else {
-            None
-        }
-    }
+    resources: Resources,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("adapter", &self.inner.shared.config.adapter)
-            .field("workers", &self.inner.shared.config.workers)
-            .field("profile", &self.inner.shared.config.profile)
+            .field("adapter", &self.inner.shared.config().adapter)
+            .field("workers", &self.inner.shared.config().workers)
+            .field("profile", &self.inner.shared.config().profile)
             .finish_non_exhaustive()
     }
 }
 
 impl Pool {
-    /// A [`PoolBuilder`] with every option at its default.
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder::new()
-    }
-
     /// Calls `tool` with `args` (a JSON object whose keys become the
     /// tool's keyword arguments; `null` for none) and blocks until its
     /// result, with the pool's default timeouts.
@@ -223,12 +181,6 @@ impl Pool {
         Ok(Stream::new(events_rx, control))
     }
 
-    /// A handle on session `id`: its calls go to the same worker, where the
-    /// adapter keeps per-session state. See [`Session`].
-    pub fn session(&self, id: impl Into<String>) -> Session {
-        Session::new(self.clone(), id.into())
-    }
-
     pub(crate) fn close_session(&self, id: &str) -> Result<(), Error> {
         if self.inner.shared.is_closing() {
             return Err(Error::ShuttingDown);
@@ -250,7 +202,8 @@ impl Pool {
         if shared.is_closing() {
             return Err(Error::ShuttingDown);
         }
-        let timeout = options.timeout.unwrap_or(shared.config.call_timeout);
+        let config = shared.config();
+        let timeout = options.timeout.unwrap_or(config.call_timeout);
         if timeout.is_zero() {
             return Err(Error::InvalidArgument {
                 argument: "timeout",
@@ -258,7 +211,7 @@ impl Pool {
             });
         }
         let session = options.session.map(|id| {
-            let affinity = options.affinity.unwrap_or(shared.config.affinity);
+            let affinity = options.affinity.unwrap_or(config.affinity);
             (id, affinity)
         });
         let session_id = session.as_ref().map(|(id, _)| id.as_str());
@@ -273,7 +226,7 @@ impl Pool {
                 .insert("snakepit.error_chunk".into(), "1".into());
         }
         let size = protobuf::Message::compute_size(&message);
-        let limit = shared.config.max_message_bytes as u64;
+        let limit = config.max_message_bytes as u64;
         if size > limit {
             return Err(Error::PayloadTooLarge {
                 what: "arguments",
@@ -286,7 +239,7 @@ impl Pool {
             tool: tool.to_owned(),
             message,
             timeout,
-            queue_timeout: options.queue_timeout.unwrap_or(shared.config.queue_timeout),
+            queue_timeout: options.queue_timeout.unwrap_or(config.queue_timeout),
             submitted: now,
             queued_since: now,
             reply,
@@ -297,8 +250,8 @@ impl Pool {
         // places its own call (the same scan and compare-and-swap the
         // dispatcher would make) and skips one thread hand-off. Session calls
         // and calls that must wait go through the dispatcher.
-        let req = if req.session.is_none() && shared.waiting.load(SeqCst) == 0 {
-            match shared.slots.acquire() {
+        let req = if req.session.is_none() && shared.waiting() == 0 {
+            match shared.slots().acquire() {
                 Some(ticket) => return self.place_directly(Job { req, ticket }),
                 None => req,
             }
@@ -329,48 +282,7 @@ impl Pool {
 
     /// A snapshot of the pool's workers, load and counters.
     pub fn stats(&self) -> PoolStats {
-        let shared = &self.inner.shared;
-        let c = &shared.counters;
-        let read = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let per_worker: Vec<WorkerStats> = shared
-            .workers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                let slot = shared.slots.state(i);
-                WorkerStats {
-                    id: w.id.clone(),
-                    pid: w.pid(),
-                    state: w.state(),
-                    capacity: usize::from(slot.capacity),
-                    load: usize::from(slot.load),
-                    calls: read(&w.calls),
-                    restarts: read(&w.restarts),
-                }
-            })
-            .collect();
-        PoolStats {
-            workers: shared.config.workers,
-            ready_workers: per_worker
-                .iter()
-                .filter(|w| w.state == WorkerState::Ready)
-                .count(),
-            capacity: per_worker.iter().map(|w| w.capacity).sum(),
-            load: per_worker.iter().map(|w| w.load).sum(),
-            queued: shared.waiting.load(SeqCst),
-            succeeded: read(&c.succeeded),
-            failed: read(&c.failed),
-            timeouts: read(&c.timeouts),
-            queue_timeouts: read(&c.queue_timeouts),
-            saturated: read(&c.saturated),
-            crashes: read(&c.crashes),
-            restarts: read(&c.restarts),
-            hung_killed: read(&c.hung_killed),
-            unhealthy_killed: read(&c.unhealthy_killed),
-            recycles: c.recycles(),
-            degraded: per_worker.iter().any(|w| w.state != WorkerState::Ready),
-            per_worker,
-        }
+        self.inner.shared.stats()
     }
 
     /// Replaces worker `worker` with a fresh process. `worker` is its id as
@@ -383,7 +295,7 @@ impl Pool {
     /// [`stats`](Pool::stats) and the event hook when done. An unknown name
     /// fails with [`Error::InvalidArgument`].
     pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
-        let workers = &self.inner.shared.workers;
+        let workers = self.inner.shared.workers();
         let unknown = || Error::InvalidArgument {
             argument: "worker",
             message: format!(
@@ -408,7 +320,7 @@ impl Pool {
 
     /// The tools workers announced to the host with `RegisterTools`, by
     /// worker. Snakepit's worker script registers its tools at start-up (see
-    /// [`PoolBuilder::worker_script`]); the crate's own worker does not, and
+    /// [`PoolBuilder::worker_script`](crate::PoolBuilder::worker_script)); the crate's own worker does not, and
     /// without host tools or a worker script the host serves no callbacks,
     /// so the list is then empty.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
@@ -445,7 +357,7 @@ impl Pool {
 
     /// The worker profile the pool runs.
     pub fn profile(&self) -> Profile {
-        self.inner.shared.config.profile
+        self.inner.shared.config().profile
     }
 
     /// Stops the pool: new calls fail with [`Error::ShuttingDown`], queued
@@ -470,7 +382,7 @@ impl Pool {
         Ok(rt
             .workers
             .iter()
-            .zip(&self.inner.shared.workers)
+            .zip(self.inner.shared.workers())
             .filter_map(|(handle, info)| {
                 let conn = handle.current.read().clone()?;
                 Some((info.id.clone(), conn))
@@ -478,15 +390,18 @@ impl Pool {
             .collect())
     }
 
-    pub(crate) fn start(config: Config) -> Result<Pool, Error> {
+    /// Starts a pool of local Python workers reached over gRPC: what
+    /// [`PoolBuilder::build`](crate::PoolBuilder::build) does.
+    pub(crate) fn start(mut config: Config) -> Result<Pool, Error> {
         let pool_error = |message: String| Error::PoolStart { message };
         let files_dir = python::worker_files().map_err(|e| {
             pool_error(format!(
                 "cannot write the worker's Python files to the cache directory: {e}"
             ))
         })?;
-        let socket_dir = private_socket_dir()
+        let socket_dir = socket_dir::create()
             .map_err(|e| pool_error(format!("cannot create the socket directory: {e}")))?;
+        let late = bind_host_tools(&mut config);
         // Up before any worker: a worker waits for its Ping at start-up.
         let host = if config.host_tools.is_empty() && config.worker_script.is_none() {
             None
@@ -504,7 +419,7 @@ impl Pool {
                 }
             }
         };
-        let spec = Arc::new(LaunchSpec {
+        let spec = LaunchSpec {
             python: python::interpreter(config.python.as_deref()),
             files_dir,
             python_path: config.python_path.clone(),
@@ -518,24 +433,32 @@ impl Pool {
             max_message_bytes: config.max_message_bytes,
             elixir_address: host.as_ref().map(|h| h.address.clone()),
             worker_script: config.worker_script.clone(),
-        });
-        let env = Arc::new(EnvBuilder::new().name_prefix("snakepit-grpc").build());
+        };
+        let seams = Seams {
+            launcher: Arc::new(LocalLauncher {
+                spec,
+                socket_dir: socket_dir.clone(),
+            }),
+            connector: Arc::new(GrpcConnector::new(config.max_message_bytes)),
+        };
+        let resources = Resources {
+            host,
+            socket_dir: Some(socket_dir),
+            late,
+        };
+        Pool::start_with(config, seams, resources)
+    }
 
+    /// Starts the dispatcher and every worker on `seams`, and blocks until
+    /// every worker is ready (or one fails, which stops them all).
+    pub(crate) fn start_with(
+        config: Config,
+        seams: Seams,
+        resources: Resources,
+    ) -> Result<Pool, Error> {
         let n = config.workers;
-        let (doorbell_tx, doorbell_rx) = crossbeam_channel::bounded(1);
-        let shared = Arc::new(Shared {
-            slots: Slots::new(n),
-            workers: (0..n)
-                .map(|i| WorkerInfo::new(i, config.name.as_deref()))
-                .collect(),
-            counters: Counters::default(),
-            events: config.events.clone(),
-            last_start_error: Mutex::new(None),
-            waiting: AtomicUsize::new(0),
-            doorbell: doorbell_tx,
-            closing: AtomicBool::new(false),
-            config,
-        });
+        let (shared, doorbell) = Shared::new(config);
+        let shared = Arc::new(shared);
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
 
@@ -547,59 +470,74 @@ impl Pool {
             workers.push(WorkerHandle::spawn(WorkerSetup {
                 slot,
                 shared: shared.clone(),
-                spec: spec.clone(),
-                socket_dir: socket_dir.clone(),
-                env: env.clone(),
+                launcher: seams.launcher.clone(),
+                connector: seams.connector.clone(),
                 jobs: jobs_rx,
                 resubmit: commands_tx.clone(),
                 first_ready: ready_tx.clone(),
             }));
         }
         let lanes = parking_lot::RwLock::new(Some(job_senders.clone()));
-        let dispatcher = Dispatcher::new(shared.clone(), commands_rx, doorbell_rx, job_senders);
+        let dispatcher = Dispatcher::new(shared.clone(), commands_rx, doorbell, job_senders);
         let dispatcher = thread::Builder::new()
             .name("snakepit-dispatcher".into())
             .spawn(move || dispatcher.run())
             .expect("spawning the dispatcher thread");
 
+        let late = resources.late.clone();
         let pool = Pool {
             inner: Arc::new(Inner {
                 shared,
                 commands: commands_tx,
                 lanes,
-                host: host.as_ref().map(|h| h.state.clone()),
+                host: resources.host.as_ref().map(|h| h.state.clone()),
                 runtime: Mutex::new(Some(Runtime {
                     dispatcher,
                     workers,
-                    socket_dir,
-                    host,
+                    resources,
                 })),
             }),
         };
-        if let Some(host) = &pool.inner.host {
-            host.attach(WeakPool(Arc::downgrade(&pool.inner)));
-        }
+        let _ = late.set(Arc::downgrade(&pool.inner));
         // Every worker starts at once; the first failure stops them all.
         for _ in 0..n {
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    pool.shutdown();
-                    return Err(e);
-                }
-                Err(_) => {
-                    pool.shutdown();
-                    return Err(pool_error("a worker thread ended during start-up".into()));
-                }
-            }
+            let failure = match ready_rx.recv() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(_) => Error::Startup {
+                    worker: "pool".into(),
+                    message: "a worker thread ended during start-up".into(),
+                },
+            };
+            pool.shutdown();
+            return Err(failure);
         }
         Ok(pool)
     }
 }
 
+/// Makes the host tools that take the pool ready to run: each reaches the
+/// pool through a late-bound weak handle, set once the pool exists.
+fn bind_host_tools(config: &mut Config) -> LatePool {
+    let late = LatePool::default();
+    for tool in &mut config.host_tools {
+        let late = late.clone();
+        // The handle is dropped as soon as the tool returns, before its
+        // reply goes out: the caller whose call led here still holds one, so
+        // if dropping that after its call returns shuts the pool down, it
+        // happens there and then, never later on a host tool thread.
+        tool.bind(move || {
+            late.get()
+                .and_then(Weak::upgrade)
+                .map(|inner| Pool { inner })
+        });
+    }
+    late
+}
+
 impl Inner {
     fn shutdown(&self) {
-        self.shared.closing.store(true, SeqCst);
+        self.shared.close();
         // Held throughout, so a second caller returns only once it is done.
         let mut runtime = self.runtime.lock();
         let Some(rt) = runtime.take() else {
@@ -617,158 +555,17 @@ impl Inner {
             let _ = worker.thread.join();
         }
         // After the workers: none of them can call back any more.
-        if let Some(mut host) = rt.host {
-            host.stop(self.shared.config.shutdown_grace);
+        if let Some(mut host) = rt.resources.host {
+            host.stop(self.shared.config().shutdown_grace);
         }
-        let _ = std::fs::remove_dir_all(&rt.socket_dir);
+        if let Some(dir) = &rt.resources.socket_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// A new directory only this user can enter, for the workers' sockets:
-/// under `$XDG_RUNTIME_DIR` when set, else the system temp dir. Kept short,
-/// since a Unix socket path has a 108-byte limit.
-pub(crate) fn private_socket_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    // A base others may write to must be sticky (as /tmp is), or our
-    // directory could be renamed away and replaced.
-    let sticky = |p: &PathBuf| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o1000 != 0)
-    };
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir() && (python::trusted(p) || sticky(p)))
-        .unwrap_or_else(std::env::temp_dir);
-    sweep_stale_socket_dirs(&base);
-    loop {
-        let n = COUNTER.fetch_add(1, SeqCst);
-        let dir = base.join(format!("snakepit-{}-{n}", std::process::id()));
-        // create(), not create_all(): a directory, file or link planted
-        // under this name is never used, only skipped.
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::symlink_metadata(&dir)?;
-        // SAFETY: getuid cannot fail.
-        let private =
-            meta.is_dir() && meta.uid() == unsafe { libc::getuid() } && meta.mode() & 0o077 == 0;
-        if !private {
-            return Err(std::io::Error::other(format!(
-                "{} was swapped for one that is not private to this user",
-                dir.display()
-            )));
-        }
-        return Ok(dir);
-    }
-}
-
-/// Removes the socket directories of hosts that are gone: one killed with
-/// SIGKILL cannot clean up after itself (its workers die with it, but the
-/// directory stays). A directory is `snakepit-<host pid>-<n>`; it is left
-/// alone while that pid runs, or when it is not this user's.
-fn sweep_stale_socket_dirs(base: &std::path::Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
-    };
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("snakepit-"))
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, n)| n.parse::<usize>().ok().and(pid.parse::<i32>().ok()))
-        else {
-            continue;
-        };
-        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid);
-        // SAFETY: signal 0 only asks whether the process exists.
-        let gone = pid > 0
-            && unsafe { libc::kill(pid, 0) } == -1
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if ours && gone {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_planted_socket_directory_is_never_used() {
-        use std::os::unix::fs::PermissionsExt;
-        // Planted under the names this process will try next (and the
-        // first ones, in case no directory was made yet): skipped, not used.
-        let probe = private_socket_dir().unwrap();
-        let base = probe.parent().unwrap().to_owned();
-        let next: usize = probe
-            .to_str()
-            .unwrap()
-            .rsplit('-')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        std::fs::remove_dir(&probe).unwrap();
-        let mut planted = Vec::new();
-        for n in (0..4).chain(next + 1..next + 40) {
-            let path = base.join(format!("snakepit-{}-{n}", std::process::id()));
-            // Only free names: another test's live directory stays as it is.
-            let made = if n % 2 == 0 {
-                std::fs::create_dir(&path).is_ok()
-                    && std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
-                        .is_ok()
-            } else {
-                std::os::unix::fs::symlink("/tmp", &path).is_ok()
-            };
-            if made {
-                planted.push(path);
-            }
-        }
-        let dir = private_socket_dir().unwrap();
-        assert!(!planted.contains(&dir), "{dir:?}");
-        let meta = std::fs::symlink_metadata(&dir).unwrap();
-        assert!(meta.is_dir());
-        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
-        std::fs::remove_dir(&dir).unwrap();
-        for path in planted {
-            let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_dir(&path);
-        }
-    }
-
-    #[test]
-    fn socket_directories_of_dead_hosts_are_swept_and_live_ones_kept() {
-        let base = std::env::temp_dir().join(format!("snakepit-sweep-test-{}", std::process::id()));
-        std::fs::create_dir_all(&base).unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        let stale = base.join(format!("snakepit-{dead}-0"));
-        let live = base.join(format!("snakepit-{}-0", std::process::id()));
-        let other = base.join("snakepit-cache");
-        for dir in [&stale, &live, &other] {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        std::fs::write(stale.join("w0-1.sock"), b"").unwrap();
-
-        sweep_stale_socket_dirs(&base);
-        assert!(!stale.exists(), "a dead host's directory stays");
-        assert!(live.exists() && other.exists());
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }

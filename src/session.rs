@@ -37,11 +37,18 @@ pub struct Session {
     id: String,
 }
 
-impl Session {
-    pub(crate) fn new(pool: Pool, id: String) -> Self {
-        Session { pool, id }
+impl Pool {
+    /// A handle on session `id`: its calls go to the same worker, where the
+    /// adapter keeps per-session state. See [`Session`].
+    pub fn session(&self, id: impl Into<String>) -> Session {
+        Session {
+            pool: self.clone(),
+            id: id.into(),
+        }
     }
+}
 
+impl Session {
     /// The session id.
     pub fn id(&self) -> &str {
         &self.id

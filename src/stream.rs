@@ -60,6 +60,10 @@ pub(crate) enum StreamEvent {
     Failed(Error),
 }
 
+/// How often a thread blocked on a stream (waiting for a chunk, or for a
+/// slow reader to take one) looks for a cancel.
+pub(crate) const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Shared between a [`Stream`] and the lane serving it: dropping the
 /// stream cancels the call and wakes the lane to notice.
 #[derive(Debug, Default)]

@@ -8,13 +8,13 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use grpcio::CallOption;
 use serde_json::Value;
 
 use crate::error::Error;
 use crate::pool::Pool;
-use crate::protocol::messages::{self, InitializeSessionRequest};
-use crate::protocol::{service, value};
+use crate::protocol::messages;
+use crate::protocol::value;
+use crate::transport::ErrorContext;
 
 /// One tool of the adapter, from [`Pool::tools`].
 #[derive(Debug, Clone, PartialEq)]
@@ -93,30 +93,21 @@ impl Pool {
         let connections = self.live_connections()?;
         let mut last_error = None;
         // A worker may be recycled or die under the request: try the next.
+        let timeout = shared.config().call_timeout;
         for (worker, conn) in connections {
-            let opt = CallOption::default().timeout(shared.config.call_timeout);
             conn.in_flight.fetch_add(1, Relaxed);
-            let result = conn.client.unary_call(
-                &service::INITIALIZE_SESSION,
-                &InitializeSessionRequest::new(),
-                opt,
-            );
+            let result = conn.transport.describe(timeout);
             conn.in_flight.fetch_sub(1, Relaxed);
             match result {
                 Ok(resp) if resp.success => return Ok(decode_tools(resp.available_tools)),
                 Ok(resp) => return Err(value::decode_error("", &resp.error_message)),
                 Err(e) => {
-                    let (code, message) = match e {
-                        grpcio::Error::RpcFailure(s) => {
-                            (format!("{:?}", s.code()), s.message().to_owned())
-                        }
-                        other => ("CLIENT".to_owned(), other.to_string()),
-                    };
-                    last_error = Some(Error::Transport {
-                        worker,
-                        code,
-                        message,
-                    });
+                    last_error = Some(e.into_error(&ErrorContext {
+                        tool: "",
+                        worker: &worker,
+                        timeout,
+                        max_message_bytes: shared.config().max_message_bytes,
+                    }));
                 }
             }
         }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use super::probe::{last_lines, python_command, run_with_timeout};
 use super::{Check, QUICK};
 use crate::config::PoolConfig;
+use crate::launcher::local::fill_worker_placeholders;
 use crate::options::{worker_id, Profile};
-use crate::pool::private_socket_dir;
+use crate::socket_dir;
 
 /// The oldest Python the worker runs on.
 const MIN_PYTHON: (u32, u32) = (3, 8);
@@ -159,12 +160,11 @@ pub(super) fn check_adapter(pool: &PoolConfig, python: &Path, files_dir: Option<
 
     let mut path: Vec<PathBuf> = files_dir.into_iter().map(Path::to_path_buf).collect();
     path.extend(settings.python_path.iter().cloned());
-    let env = settings.env.iter().map(|(k, v)| {
-        let v = v
-            .replace("{worker_index}", "0")
-            .replace("{worker_id}", &worker_id(settings.name.as_deref(), 0));
-        (k.clone(), v)
-    });
+    let id = worker_id(settings.name.as_deref(), 0);
+    let env = settings
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), fill_worker_placeholders(v, 0, &id)));
     let mut cmd = python_command(python, &path);
     cmd.arg("-c")
         .arg(IMPORT_ADAPTER)
@@ -244,7 +244,7 @@ pub(super) fn check_adapter(pool: &PoolConfig, python: &Path, files_dir: Option<
 pub(super) fn check_socket_dir() -> Check {
     let name = "socket directory";
     let fix = "set XDG_RUNTIME_DIR (or TMPDIR) to a short path of a directory you can write to";
-    let dir = match private_socket_dir() {
+    let dir = match socket_dir::create() {
         Ok(dir) => dir,
         Err(e) => return Check::fail(name, format!("cannot create a private directory: {e}"), fix),
     };

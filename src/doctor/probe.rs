@@ -8,14 +8,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::launcher::local::python_path;
+
 /// `python` with `path` first on `PYTHONPATH`, ahead of the caller's own.
 pub(super) fn python_command(python: &Path, path: &[PathBuf]) -> Command {
     let mut cmd = Command::new(python);
-    let mut dirs: Vec<PathBuf> = path.to_vec();
-    if let Some(existing) = std::env::var_os("PYTHONPATH") {
-        dirs.extend(std::env::split_paths(&existing));
-    }
-    if let Ok(joined) = std::env::join_paths(dirs) {
+    if let Ok(joined) = python_path(path.iter().cloned()) {
         cmd.env("PYTHONPATH", joined);
     }
     // A check must leave no trace in the user's source directories.

@@ -1,5 +1,6 @@
-//! One Python worker process: how it is launched, how its readiness and its
-//! death are observed, and how it is stopped.
+//! The local launcher: Python worker processes that are children of the
+//! host. How one is launched, how its readiness and its death are
+//! observed, and how it is stopped.
 //!
 //! Each process is the leader of its own process group, so signals sent to
 //! the group reach whatever the tools started. It is asked to receive
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::{Launcher, OnExit, Process, Target};
 use crate::error::Exit;
 
 /// Lines of stderr kept for error reports.
@@ -34,6 +36,25 @@ const MAX_LINE_BYTES: usize = 8 * 1024;
 
 /// How often start-up looks for the ready file.
 const READY_POLL: Duration = Duration::from_millis(2);
+
+/// Starts the pool's workers as local Python children, each listening on a
+/// Unix socket in the pool's private directory.
+#[derive(Debug)]
+pub(crate) struct LocalLauncher {
+    pub spec: LaunchSpec,
+    pub socket_dir: PathBuf,
+}
+
+impl Launcher for LocalLauncher {
+    fn launch(&self, target: Target<'_>, on_exit: OnExit) -> Result<Arc<dyn Process>, String> {
+        let socket = self
+            .socket_dir
+            .join(format!("w{}-{}.sock", target.slot, target.generation));
+        let process = PythonProcess::launch(&self.spec, target, &socket, on_exit)
+            .map_err(|f| describe(&self.spec, f))?;
+        Ok(Arc::new(process))
+    }
+}
 
 /// Everything needed to launch a worker process.
 #[derive(Debug, Clone)]
@@ -133,8 +154,16 @@ pub(crate) struct PythonProcess {
     pub stderr: Arc<StderrTail>,
     ready_file: PathBuf,
     socket: PathBuf,
-    // Held open for the life of the process: its EOF tells the worker that
-    // the host is gone.
+    spec_python: PathBuf,
+    adapter: String,
+    /// What `finish` releases: the stdin pipe (held open for the life of
+    /// the process: its EOF tells the worker that the host is gone) and the
+    /// reader and reaper threads.
+    held: Mutex<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
     stdin: Option<ChildStdin>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -158,25 +187,19 @@ impl PythonProcess {
     /// ended.
     pub fn launch(
         spec: &LaunchSpec,
-        worker_id: &str,
-        index: usize,
+        target: Target<'_>,
         socket: &Path,
         on_exit: impl FnOnce(Exit) + Send + 'static,
     ) -> Result<PythonProcess, StartFailure> {
+        let worker_id = target.worker;
         let ready_file = socket.with_extension("ready");
         let _ = std::fs::remove_file(socket);
         let _ = std::fs::remove_file(&ready_file);
 
-        let mut python_path: Vec<PathBuf> = Vec::new();
         // A worker script brings its own packages: ours would shadow them.
-        if spec.worker_script.is_none() {
-            python_path.push(spec.files_dir.clone());
-        }
-        python_path.extend(spec.python_path.iter().cloned());
-        if let Some(existing) = std::env::var_os("PYTHONPATH") {
-            python_path.extend(std::env::split_paths(&existing));
-        }
-        let python_path = std::env::join_paths(python_path).map_err(|e| {
+        let ours = spec.worker_script.is_none().then(|| spec.files_dir.clone());
+        let dirs = ours.into_iter().chain(spec.python_path.iter().cloned());
+        let python_path = python_path(dirs).map_err(|e| {
             StartFailure::Spawn(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         })?;
 
@@ -217,7 +240,7 @@ impl PythonProcess {
             .env("PYTHONUNBUFFERED", "1")
             .env("SNAKEPIT_READY_FILE", &ready_file)
             .env("SNAKEPIT_WORKER_ID", worker_id)
-            .envs(worker_env(spec, index, worker_id))
+            .envs(worker_env(spec, target.slot, worker_id))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -256,21 +279,18 @@ impl PythonProcess {
             stderr,
             ready_file,
             socket: socket.to_owned(),
-            stdin,
-            threads,
+            spec_python: spec.python.clone(),
+            adapter: spec.adapter.clone(),
+            held: Mutex::new(Held { stdin, threads }),
         })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 
     /// Waits until the worker reports the address it listens on, it dies,
     /// or `timeout` passes.
-    pub fn wait_ready(
+    fn wait_ready_raw(
         &self,
         timeout: Duration,
-        abandon: impl Fn() -> bool,
+        abandon: &dyn Fn() -> bool,
     ) -> Result<String, StartFailure> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -298,7 +318,7 @@ impl PythonProcess {
 
     /// Stops the process group: SIGTERM, up to `grace` to exit, then
     /// SIGKILL. Returns once the process is reaped.
-    pub fn terminate(&mut self, grace: Duration) {
+    fn terminate_group(&self, grace: Duration) {
         if self.exit.get().is_none() {
             signal_group(self.pid, libc::SIGTERM);
             if self.exit.wait_timeout(grace).is_none() {
@@ -310,7 +330,7 @@ impl PythonProcess {
     }
 
     /// Kills the group at once and reaps.
-    pub fn kill(&mut self) {
+    fn kill_group(&self) {
         if self.exit.get().is_none() {
             signal_group(self.pid, libc::SIGKILL);
             self.exit.wait_timeout(Duration::from_secs(10));
@@ -321,10 +341,11 @@ impl PythonProcess {
     /// After the leader has ended: make sure nothing it started lives on in
     /// its group, close our end of its stdin, join the reader threads and
     /// remove its files.
-    fn finish(&mut self) {
+    fn finish(&self) {
         signal_group(self.pid, libc::SIGKILL);
-        self.stdin.take();
-        for t in self.threads.drain(..) {
+        let mut held = self.held.lock();
+        held.stdin.take();
+        for t in held.threads.drain(..) {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.socket);
@@ -334,9 +355,107 @@ impl PythonProcess {
 
 impl Drop for PythonProcess {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.kill();
+        if !self.held.get_mut().threads.is_empty() {
+            self.kill_group();
         }
+    }
+}
+
+impl Process for PythonProcess {
+    fn wait_ready(&self, timeout: Duration, abandon: &dyn Fn() -> bool) -> Result<String, String> {
+        self.wait_ready_raw(timeout, abandon)
+            .map_err(|f| describe_for(&self.spec_python, &self.adapter, f))
+    }
+
+    fn exit_status(&self) -> Option<Exit> {
+        self.exit.get()
+    }
+
+    fn wait_exit(&self, timeout: Duration) -> Option<Exit> {
+        self.exit.wait_timeout(timeout)
+    }
+
+    fn kill(&self) {
+        self.kill_group();
+    }
+
+    fn terminate(&self, grace: Duration) {
+        self.terminate_group(grace);
+    }
+
+    fn resident_bytes(&self) -> Option<u64> {
+        resident_bytes(self.pid)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+
+    fn identity(&self) -> String {
+        format!("pid {}", self.pid)
+    }
+
+    fn stderr_tail(&self, settle: Duration) -> Vec<String> {
+        self.stderr.wait_closed(settle);
+        self.stderr.lines()
+    }
+}
+
+/// The resident memory of process `pid` in bytes, from
+/// `/proc/<pid>/status` (`VmRSS`): the worker's own memory, not the host's.
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The `PYTHONPATH` for a Python the pool starts: `dirs` first, then the
+/// host's own `PYTHONPATH`. Workers and `snakepit doctor` both use it.
+pub(crate) fn python_path(
+    dirs: impl IntoIterator<Item = PathBuf>,
+) -> Result<std::ffi::OsString, std::env::JoinPathsError> {
+    let mut all: Vec<PathBuf> = dirs.into_iter().collect();
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        all.extend(std::env::split_paths(&existing));
+    }
+    std::env::join_paths(all)
+}
+
+/// A configured environment value for one worker: `{worker_index}` becomes
+/// its slot index and `{worker_id}` its name.
+pub(crate) fn fill_worker_placeholders(value: &str, index: usize, worker_id: &str) -> String {
+    value
+        .replace("{worker_index}", &index.to_string())
+        .replace("{worker_id}", worker_id)
+}
+
+/// Words for a start-up failure that tell the user what to do.
+fn describe(spec: &LaunchSpec, failure: StartFailure) -> String {
+    describe_for(&spec.python, &spec.adapter, failure)
+}
+
+fn describe_for(python: &Path, adapter: &str, failure: StartFailure) -> String {
+    match failure {
+        StartFailure::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+            "cannot run the Python interpreter `{}`: {e}. Install Python 3 or point the pool \
+             at one with PoolBuilder::python(..) or SNAKEPIT_PYTHON",
+            python.display()
+        ),
+        StartFailure::Spawn(e) => format!(
+            "cannot run the Python interpreter `{}`: {e}",
+            python.display()
+        ),
+        StartFailure::Exited(exit, stderr) => format!(
+            "the Python process {exit} during start-up (adapter `{adapter}`):\n{}",
+            stderr.join("\n")
+        ),
+        StartFailure::Abandoned => "the pool shut down during start-up".into(),
+        StartFailure::TimedOut(timeout, stderr) => format!(
+            "not ready after {timeout:?} (raise startup_timeout if the adapter is slow to \
+             import); stderr so far:\n{}",
+            stderr.join("\n")
+        ),
     }
 }
 
@@ -350,14 +469,11 @@ const THREAD_COUNT_VARS: [&str; 3] = ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 /// for each of [`THREAD_COUNT_VARS`] that neither they nor the host's
 /// environment set.
 fn worker_env(spec: &LaunchSpec, index: usize, worker_id: &str) -> Vec<(String, String)> {
-    let index = index.to_string();
     let mut env: Vec<(String, String)> = spec
         .env
         .iter()
         .map(|(key, value)| {
-            let value = value
-                .replace("{worker_index}", &index)
-                .replace("{worker_id}", worker_id);
+            let value = fill_worker_placeholders(value, index, worker_id);
             (key.clone(), value)
         })
         .collect();
@@ -560,6 +676,13 @@ mod tests {
     }
 
     #[test]
+    fn resident_memory_is_read_from_proc() {
+        let rss = resident_bytes(std::process::id()).unwrap();
+        assert!(rss > 1 << 20, "{rss}");
+        assert_eq!(resident_bytes(u32::MAX), None);
+    }
+
+    #[test]
     fn placeholders_become_the_workers_index_and_id() {
         let spec = spec(
             None,
@@ -569,9 +692,9 @@ mod tests {
                 ("PLAIN", "{\"json\": 1}"),
             ],
         );
-        let env = worker_env(&spec, 3, "compute/worker-3");
+        let env = worker_env(&spec, 3, "pool/worker-3");
         assert_eq!(get(&env, "CUDA_VISIBLE_DEVICES"), Some("3"));
-        assert_eq!(get(&env, "LOG_NAME"), Some("run-compute/worker-3.log"));
+        assert_eq!(get(&env, "LOG_NAME"), Some("run-pool/worker-3.log"));
         assert_eq!(get(&env, "PLAIN"), Some("{\"json\": 1}"));
     }
 

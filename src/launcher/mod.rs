@@ -1,0 +1,74 @@
+//! The launcher seam: what a worker slot needs from "something that
+//! produces a connected process".
+//!
+//! A worker asks its [`Launcher`] for a process, waits until the process
+//! reports the address it serves on, and from then on watches it through
+//! [`Process`]: its exit, its memory, its stderr. Today's one
+//! implementation starts local Python children ([`local`]). A process need
+//! not be our child: a remote endpoint has no pid, exit status or memory
+//! reading, so those are optional here and the worker's lifecycle does not
+//! rely on them.
+
+pub(crate) mod local;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Exit;
+
+/// Which process a worker asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    /// The worker's name, e.g. `worker-3`.
+    pub worker: &'a str,
+    /// The worker's slot index (what `{worker_index}` becomes).
+    pub slot: usize,
+    /// The slot generation the process will serve.
+    pub generation: u32,
+}
+
+/// Told once, from any thread, that a process ended and how.
+pub(crate) type OnExit = Box<dyn FnOnce(Exit) + Send>;
+
+/// Produces worker processes.
+pub(crate) trait Launcher: Send + Sync {
+    /// Starts a process for `target`. `on_exit` runs once the process has
+    /// ended. Fails with a message that tells the user what to do.
+    fn launch(&self, target: Target<'_>, on_exit: OnExit) -> Result<Arc<dyn Process>, String>;
+}
+
+/// One process a launcher produced. Shared by the worker's thread and its
+/// lanes, so every method takes `&self`.
+pub(crate) trait Process: Send + Sync {
+    /// Waits until the process reports the address it serves on, it ends,
+    /// `timeout` passes, or `abandon` says to stop waiting. Fails with a
+    /// message that tells the user what to do.
+    fn wait_ready(&self, timeout: Duration, abandon: &dyn Fn() -> bool) -> Result<String, String>;
+
+    /// How the process ended, if it has.
+    fn exit_status(&self) -> Option<Exit>;
+
+    /// Waits up to `timeout` for the process to end.
+    fn wait_exit(&self, timeout: Duration) -> Option<Exit>;
+
+    /// Stops the process at once and waits until it is gone.
+    fn kill(&self);
+
+    /// Asks the process to stop, gives it `grace` to do so, then kills it.
+    /// Returns once it is gone.
+    fn terminate(&self, grace: Duration);
+
+    /// Its resident memory in bytes, when that can be known.
+    fn resident_bytes(&self) -> Option<u64>;
+
+    /// Its pid, when it is a process of this machine.
+    fn pid(&self) -> Option<u32>;
+
+    /// How logs name it, e.g. `pid 4242` or an endpoint's address.
+    fn identity(&self) -> String;
+
+    /// The last lines it wrote to stderr, after waiting up to `settle` for
+    /// it to close stderr (so a report holds the last words of a process
+    /// that just died).
+    fn stderr_tail(&self, settle: Duration) -> Vec<String>;
+}

@@ -1,0 +1,189 @@
+//! The gRPC transport: the Snakepit wire contract over a grpcio channel.
+//!
+//! Streaming calls are polled on the lane's own thread with a waker that
+//! unparks it, so no executor runs here and a cancel is seen promptly.
+
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::Duration;
+
+use futures_core::Stream as _;
+use grpcio::{CallOption, ChannelBuilder, Client, Environment, RpcStatusCode};
+
+use super::{Connect, Transport, TransportError};
+use crate::block_on::thread_waker;
+use crate::protocol::messages::{
+    CleanupSessionRequest, ExecuteToolRequest, ExecuteToolResponse, InitializeSessionRequest,
+    InitializeSessionResponse, PingRequest, ToolChunk,
+};
+use crate::protocol::service;
+use crate::stream::{StreamControl, CANCEL_POLL};
+
+/// Connects to workers over gRPC, on the pool's completion-queue threads.
+pub(crate) struct GrpcConnector {
+    env: Arc<Environment>,
+    max_message_bytes: usize,
+}
+
+impl GrpcConnector {
+    /// A connector whose channels carry messages up to `max_message_bytes`.
+    pub fn new(max_message_bytes: usize) -> Self {
+        let env = Arc::new(
+            grpcio::EnvBuilder::new()
+                .name_prefix("snakepit-grpc")
+                .build(),
+        );
+        GrpcConnector {
+            env,
+            max_message_bytes,
+        }
+    }
+}
+
+impl Connect for GrpcConnector {
+    fn connect(&self, address: &str) -> Result<Arc<dyn Transport>, String> {
+        let max = i32::try_from(self.max_message_bytes).unwrap_or(i32::MAX);
+        let channel = ChannelBuilder::new(self.env.clone())
+            .max_send_message_len(max)
+            .max_receive_message_len(max)
+            .connect(address);
+        Ok(Arc::new(GrpcTransport {
+            client: Client::new(channel),
+        }))
+    }
+}
+
+/// One gRPC channel to one worker process.
+pub(crate) struct GrpcTransport {
+    client: Client,
+}
+
+impl Transport for GrpcTransport {
+    fn execute(
+        &self,
+        req: &ExecuteToolRequest,
+        timeout: Duration,
+    ) -> Result<ExecuteToolResponse, TransportError> {
+        let opt = CallOption::default().timeout(timeout);
+        self.client
+            .unary_call(&service::EXECUTE_TOOL, req, opt)
+            .map_err(from_grpc)
+    }
+
+    fn execute_stream(
+        &self,
+        req: &ExecuteToolRequest,
+        timeout: Duration,
+        control: &StreamControl,
+        on_chunk: &mut dyn FnMut(ToolChunk) -> ControlFlow<()>,
+    ) -> Result<(), TransportError> {
+        let opt = CallOption::default().timeout(timeout);
+        let mut receiver = self
+            .client
+            .server_streaming(&service::EXECUTE_STREAMING_TOOL, req, opt)
+            .map_err(from_grpc)?;
+        control.attach(thread::current());
+        let waker = thread_waker();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if control.is_cancelled() {
+                receiver.cancel();
+                return Ok(());
+            }
+            let chunk = match Pin::new(&mut receiver).poll_next(&mut cx) {
+                Poll::Pending => {
+                    // Woken by gRPC when a chunk arrives, or by a cancel.
+                    thread::park_timeout(CANCEL_POLL);
+                    continue;
+                }
+                Poll::Ready(None) => return Ok(()),
+                Poll::Ready(Some(Err(e))) => return Err(from_grpc(e)),
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+            };
+            // A failure mid-stream comes as a final error chunk (asked for
+            // with `snakepit.error_chunk`), since grpcio drops the chunks
+            // sent ahead of an error status.
+            if chunk.metadata.get("error").map(String::as_str) == Some("true") {
+                let payload = String::from_utf8_lossy(&chunk.data).into_owned();
+                return Err(TransportError::ToolFailed(payload));
+            }
+            let is_final = chunk.is_final;
+            if !(is_final && chunk.data.is_empty()) && on_chunk(chunk).is_break() {
+                receiver.cancel();
+                return Ok(());
+            }
+            if is_final {
+                return Ok(());
+            }
+        }
+    }
+
+    fn cleanup_session(&self, session: &str, timeout: Duration) -> Result<(), TransportError> {
+        let req = CleanupSessionRequest {
+            session_id: session.to_owned(),
+            force: true,
+            ..Default::default()
+        };
+        let opt = CallOption::default().timeout(timeout);
+        self.client
+            .unary_call(&service::CLEANUP_SESSION, &req, opt)
+            .map(|_| ())
+            .map_err(from_grpc)
+    }
+
+    fn describe(&self, timeout: Duration) -> Result<InitializeSessionResponse, TransportError> {
+        let opt = CallOption::default().timeout(timeout);
+        self.client
+            .unary_call(
+                &service::INITIALIZE_SESSION,
+                &InitializeSessionRequest::new(),
+                opt,
+            )
+            .map_err(from_grpc)
+    }
+
+    fn ping(
+        &self,
+        from: &str,
+        timeout: Duration,
+        wait_for_ready: bool,
+    ) -> Result<(), TransportError> {
+        let req = PingRequest {
+            message: from.to_owned(),
+            ..Default::default()
+        };
+        let opt = CallOption::default()
+            .wait_for_ready(wait_for_ready)
+            .timeout(timeout);
+        self.client
+            .unary_call(&service::PING, &req, opt)
+            .map(|_| ())
+            .map_err(from_grpc)
+    }
+}
+
+/// A grpcio failure in transport terms.
+fn from_grpc(e: grpcio::Error) -> TransportError {
+    match e {
+        grpcio::Error::RpcFailure(status) => match status.code() {
+            RpcStatusCode::DEADLINE_EXCEEDED => TransportError::DeadlineExceeded,
+            RpcStatusCode::RESOURCE_EXHAUSTED => TransportError::ResourceExhausted,
+            // A streaming tool that raised, from a worker that sends its
+            // JSON error payload as the status message.
+            RpcStatusCode::INTERNAL if status.message().starts_with('{') => {
+                TransportError::ToolFailed(status.message().to_owned())
+            }
+            code => TransportError::Failed {
+                code: format!("{code:?}"),
+                message: status.message().to_owned(),
+            },
+        },
+        other => TransportError::Failed {
+            code: "CLIENT".to_owned(),
+            message: other.to_string(),
+        },
+    }
+}

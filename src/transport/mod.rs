@@ -1,0 +1,137 @@
+//! The transport seam: what a lane needs from "a connection to one worker
+//! process", and how one is made from the address a launcher reported.
+//!
+//! Lanes, the worker's health checks and [`Pool::tools`](crate::Pool::tools)
+//! talk to a process only through [`Transport`]; the worker makes one with
+//! a [`Connect`]. Today's one implementation is gRPC ([`grpc`]); another
+//! (socket frames, remote TLS) is one more impl of these two traits. A
+//! transport reports failures as a [`TransportError`], which
+//! [`TransportError::into_error`] turns into the caller's [`Error`]: the
+//! one place that mapping lives.
+
+pub(crate) mod grpc;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::protocol::messages::{
+    ExecuteToolRequest, ExecuteToolResponse, InitializeSessionResponse, ToolChunk,
+};
+use crate::protocol::value;
+use crate::stream::StreamControl;
+
+/// A connection to one worker process. Shared by the worker's lanes, so
+/// every method takes `&self` and several calls may run at once.
+pub(crate) trait Transport: Send + Sync {
+    /// Runs one tool call; the worker is given `timeout` as its deadline.
+    fn execute(
+        &self,
+        req: &ExecuteToolRequest,
+        timeout: Duration,
+    ) -> Result<ExecuteToolResponse, TransportError>;
+
+    /// Runs a streaming tool call within `timeout`, handing each data chunk
+    /// to `on_chunk` in order. Ends after the final chunk, when `on_chunk`
+    /// breaks, or when `control` is cancelled (the last two cancel the call
+    /// on the worker, and are not errors). A tool that fails mid-stream
+    /// gives [`TransportError::ToolFailed`].
+    fn execute_stream(
+        &self,
+        req: &ExecuteToolRequest,
+        timeout: Duration,
+        control: &StreamControl,
+        on_chunk: &mut dyn FnMut(ToolChunk) -> ControlFlow<()>,
+    ) -> Result<(), TransportError>;
+
+    /// Tells the process to free a session's state.
+    fn cleanup_session(&self, session: &str, timeout: Duration) -> Result<(), TransportError>;
+
+    /// Asks the process to describe its adapter (its tools), outside any
+    /// session.
+    fn describe(&self, timeout: Duration) -> Result<InitializeSessionResponse, TransportError>;
+
+    /// One round trip. With `wait_for_ready`, a connection that is not up
+    /// yet is waited for (at start-up) instead of failing at once.
+    fn ping(
+        &self,
+        from: &str,
+        timeout: Duration,
+        wait_for_ready: bool,
+    ) -> Result<(), TransportError>;
+}
+
+/// Makes a [`Transport`] from the address a launcher reported.
+pub(crate) trait Connect: Send + Sync {
+    /// A transport to the process at `address`; it may connect lazily (the
+    /// worker pings it before use).
+    fn connect(&self, address: &str) -> Result<Arc<dyn Transport>, String>;
+}
+
+/// Why a call over a transport failed, in terms no transport owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TransportError {
+    /// The call ran past its deadline.
+    DeadlineExceeded,
+    /// The worker refused to send a result past the message size limit
+    /// (our own arguments are checked before sending).
+    ResourceExhausted,
+    /// A streaming tool raised: the worker's JSON error payload.
+    ToolFailed(String),
+    /// Anything else: the connection broke, the process died, the worker
+    /// answered with an unexpected status.
+    Failed {
+        /// A short code, e.g. a gRPC status name.
+        code: String,
+        /// What the transport said.
+        message: String,
+    },
+}
+
+/// What a [`TransportError`] is reported against.
+pub(crate) struct ErrorContext<'a> {
+    /// The tool called.
+    pub tool: &'a str,
+    /// The worker called.
+    pub worker: &'a str,
+    /// The call's timeout.
+    pub timeout: Duration,
+    /// The pool's message size limit.
+    pub max_message_bytes: usize,
+}
+
+impl TransportError {
+    /// The error the caller gets. (Whether a failure was really the
+    /// process dying is the lane's question: it asks the launcher.)
+    pub fn into_error(self, cx: &ErrorContext<'_>) -> Error {
+        match self {
+            TransportError::DeadlineExceeded => Error::Timeout {
+                tool: cx.tool.to_owned(),
+                timeout: cx.timeout,
+            },
+            TransportError::ResourceExhausted => Error::PayloadTooLarge {
+                what: "result",
+                size: None,
+                limit: cx.max_message_bytes as u64,
+            },
+            TransportError::ToolFailed(payload) => value::decode_error(cx.tool, &payload),
+            TransportError::Failed { code, message } => Error::Transport {
+                worker: cx.worker.to_owned(),
+                code,
+                message,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::DeadlineExceeded => f.write_str("deadline exceeded"),
+            TransportError::ResourceExhausted => f.write_str("message too large"),
+            TransportError::ToolFailed(payload) => write!(f, "tool failed: {payload}"),
+            TransportError::Failed { code, message } => write!(f, "{code}: {message}"),
+        }
+    }
+}
