@@ -288,7 +288,7 @@ impl PoolBuilder {
 
     /// Receives the pool's events (workers started, ready, exited,
     /// recycled; calls finished; queue timeouts; saturation). Default:
-    /// [`LogEvents`], which logs them through `log`.
+    /// [`LogEvents`](crate::events::LogEvents), which logs them through `log`.
     pub fn event_handler(mut self, handler: impl HandleEvent) -> Self {
         self.config.events = Arc::new(handler);
         self

@@ -454,6 +454,10 @@ mod tests {
     const NOT_IN_THE_FILE: &[(&str, &str)] = &[
         ("new", "not an option"),
         ("build", "not an option"),
+        (
+            "builder",
+            "Pool::builder(), kept in builder.rs so that pool.rs need not use the builder",
+        ),
         ("name", "the file names a pool by its [pools.NAME] table"),
         (
             "event_handler",
