@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, Scope};
+use common::{environ, wait_until, Scope};
 use serde_json::json;
 use snakepit::events::{HandleEvent, WorkerStarted};
 use snakepit::{CallOptions, Error, PoolSet};
@@ -22,16 +22,6 @@ impl HandleEvent for Started {
     fn worker_started(&self, event: &WorkerStarted) {
         self.0.lock().unwrap().push(event.worker.clone());
     }
-}
-
-/// A variable of a live process's environment.
-fn environ(pid: u32, var: &str) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{var}=");
-    environ
-        .split(|&b| b == 0)
-        .filter_map(|entry| std::str::from_utf8(entry).ok())
-        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
 }
 
 #[test]

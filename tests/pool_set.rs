@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{Scope, SHOWCASE, THREADED_SHOWCASE};
+use common::{environ, Scope, SHOWCASE, THREADED_SHOWCASE};
 use serde_json::json;
 use snakepit::{Error, PoolSet, Profile};
 
@@ -22,16 +22,6 @@ fn config_file(scope: &Scope, pools: &str) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// A variable of a live process's environment.
-fn environ(pid: u32, var: &str) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{var}=");
-    environ
-        .split(|&b| b == 0)
-        .filter_map(|entry| std::str::from_utf8(entry).ok())
-        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
 }
 
 #[test]
