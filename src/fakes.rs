@@ -124,9 +124,24 @@ impl Process for FakeProcess {
     }
 }
 
+/// How a fake start goes wrong.
+#[derive(Debug)]
+pub(crate) enum StartFault {
+    /// The worker reports this failure (an import error, say) and exits.
+    Fails(String),
+    /// Something outside kills the process with SIGKILL before it is ready.
+    Killed,
+}
+
+impl From<&str> for StartFault {
+    fn from(message: &str) -> Self {
+        StartFault::Fails(message.to_owned())
+    }
+}
+
 /// Decides whether the `n`th launch (counting from 1) becomes ready: `Err`
-/// is its start-up failure.
-pub(crate) type StartPlan = dyn Fn(usize) -> Result<(), String> + Send + Sync;
+/// is how its start fails.
+pub(crate) type StartPlan = dyn Fn(usize) -> Result<(), StartFault> + Send + Sync;
 
 /// Launches [`FakeProcess`]es and tells the test about each one.
 pub(crate) struct FakeLauncher {
@@ -145,18 +160,27 @@ impl Launcher for FakeLauncher {
             *n
         };
         let address = format!("fake:{}/{}", target.slot, target.generation);
+        let fault = (self.plan)(launch).err();
+        let ready = match &fault {
+            None => Ok(address.clone()),
+            Some(StartFault::Fails(message)) => Err(message.clone()),
+            Some(StartFault::Killed) => Err("the worker ended before it was ready".into()),
+        };
         let process = Arc::new(FakeProcess {
             slot: target.slot,
             generation: target.generation,
             launch,
             launched_at: Instant::now(),
-            ready: (self.plan)(launch).map(|()| address.clone()),
+            ready,
             exit: Mutex::new(None),
             ended: Condvar::new(),
             on_exit: Mutex::new(Some(on_exit)),
             rss: Mutex::new(self.rss),
             healthy: AtomicBool::new(true),
         });
+        if matches!(fault, Some(StartFault::Killed)) {
+            process.kill();
+        }
         self.processes.lock().insert(address, process.clone());
         let _ = self.launched.send(process.clone());
         Ok(process)
@@ -271,7 +295,7 @@ impl Transport for FakeTransport {
 /// Both fakes, sharing their processes, and where the test learns of each
 /// launch.
 pub(crate) fn seams(
-    plan: impl Fn(usize) -> Result<(), String> + Send + Sync + 'static,
+    plan: impl Fn(usize) -> Result<(), StartFault> + Send + Sync + 'static,
     rss: Option<u64>,
     answer: impl Fn(&str, &FakeProcess) -> Result<Value, TransportError> + Send + Sync + 'static,
 ) -> (FakeLauncher, FakeConnector, Receiver<Arc<FakeProcess>>) {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::call::CallOptions;
 use crate::error::Error;
 use crate::events::{ExitReason, RecycleReason};
-use crate::fakes::{self, Exits, FakeProcess};
+use crate::fakes::{self, Exits, FakeProcess, StartFault};
 use crate::options::{Config, Profile};
 use crate::pool::{Pool, Resources, Seams};
 use crate::transport::TransportError;
@@ -44,7 +44,7 @@ struct Fixture {
 
 fn start(
     mut config: Config,
-    plan: impl Fn(usize) -> Result<(), String> + Send + Sync + 'static,
+    plan: impl Fn(usize) -> Result<(), StartFault> + Send + Sync + 'static,
     rss: Option<u64>,
     answer: impl Fn(&str, &FakeProcess) -> Result<Value, TransportError> + Send + Sync + 'static,
 ) -> Result<Fixture, (Error, Vec<Arc<FakeProcess>>)> {
@@ -571,5 +571,65 @@ fn a_stream_delivers_its_chunks_in_order() {
         .map(|c| c.unwrap().as_json().unwrap().clone())
         .collect();
     assert_eq!(chunks, [json!(1), json!("two"), json!([3])]);
+    f.finish();
+}
+
+#[test]
+fn calls_past_the_shutdown_grace_get_shutting_down_not_a_crash() {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut cfg = config(1);
+    cfg.shutdown_grace = Duration::from_millis(20);
+    let f = pool(cfg, move |_, p| {
+        // Runs until the pool stops its process, as a call past the grace
+        // period would.
+        g.started.0.send(p.slot).unwrap();
+        p.wait_exit(PATIENCE).expect("the process is stopped");
+        Err(TransportError::Failed {
+            code: "UNAVAILABLE".into(),
+            message: "the connection closed".into(),
+        })
+    });
+    let running = call_in_thread(&f.pool, "forever");
+    gate.wait_started();
+    f.pool.shutdown();
+    let err = running.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::ShuttingDown), "{err:?}");
+    f.finish();
+}
+
+#[test]
+fn starts_killed_from_outside_are_retried_while_calls_wait() {
+    let (go_tx, go) = crossbeam_channel::bounded::<()>(1);
+    let mut f = start(
+        config(1),
+        move |n| match n {
+            1 => Ok(()),
+            2 => {
+                // Holds the first restart until a call is waiting for it.
+                go.recv_timeout(PATIENCE).expect("told to go on");
+                Err(StartFault::Killed)
+            }
+            3 | 4 => Err(StartFault::Killed),
+            _ => Ok(()),
+        },
+        None,
+        launch_number,
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+    f.seen[0].kill();
+    assert!(matches!(f.next_exit(), ExitReason::Crashed(_)));
+    let waiting = call_in_thread(&f.pool, "which");
+    eventually("the call waits", || f.pool.stats().queued == 1);
+    go_tx.send(()).unwrap();
+    assert_eq!(waiting.join().unwrap().unwrap(), json!(5));
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(5)
+    );
+    for n in 2..=5 {
+        assert_eq!(f.next_launch().launch, n);
+    }
     f.finish();
 }

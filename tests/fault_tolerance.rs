@@ -136,6 +136,70 @@ fn a_crash_storm_ends_every_call_and_the_pool_recovers() {
 }
 
 #[test]
+fn workers_killed_while_starting_are_not_a_crash_loop() {
+    let scope = Arc::new(Scope::new("startkill"));
+    let pool = scope
+        .builder()
+        .workers(2)
+        .queue_timeout(LIMIT)
+        .restart_backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .build()
+        .unwrap();
+
+    // Every process of this pool, starting or serving, is killed as soon
+    // as it shows up, for a bounded while: most starts die before ready.
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        let scope = scope.clone();
+        thread::spawn(move || {
+            let until = std::time::Instant::now() + Duration::from_millis(1500);
+            let mut kills = 0u32;
+            while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                for pid in scope.live_processes() {
+                    kill(pid, libc::SIGKILL);
+                    kills += 1;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            kills
+        })
+    };
+
+    let callers: Vec<_> = (0..4)
+        .map(|t| {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                for i in 0..20 {
+                    let opts = CallOptions::new().idempotent(true).crash_retries(100);
+                    outcomes.push(pool.execute_blocking_with("add", json!({"a": t, "b": i}), opts));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let kills = killer.join().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    assert!(kills > 0);
+    for caller in callers {
+        for outcome in caller.join().unwrap() {
+            match outcome {
+                Ok(_) | Err(Error::WorkerCrashed { .. }) => {}
+                Err(e) => panic!("a call failed with {e:?}"),
+            }
+        }
+    }
+    // The first call after the storm is served.
+    assert_eq!(
+        pool.execute_blocking("add", json!({"a": 1, "b": 2}))
+            .unwrap(),
+        json!(3)
+    );
+    scope.finish(&pool);
+}
+
+#[test]
 fn recycling_under_load_fails_no_call() {
     let scope = Scope::new("recycle");
     let pool = scope

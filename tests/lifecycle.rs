@@ -160,6 +160,27 @@ fn shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
 }
 
 #[test]
+fn a_call_cut_short_by_shutdown_gets_shutting_down() {
+    let scope = Scope::new("grace");
+    let pool = scope
+        .builder()
+        .workers(1)
+        .shutdown_grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let in_flight = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.execute_blocking("sleep", json!({"ms": 60_000})))
+    };
+    assert!(wait_until(Duration::from_secs(30), || pool.stats().load == 1));
+    pool.shutdown();
+    // Killed with its process past the grace period: the pool stopped it,
+    // it did not crash.
+    assert_eq!(in_flight.join().unwrap().unwrap_err(), Error::ShuttingDown);
+    scope.assert_no_processes();
+}
+
+#[test]
 fn dropping_the_last_handle_stops_every_worker() {
     let scope = Scope::new("drop");
     let pool = scope.builder().workers(2).build().unwrap();

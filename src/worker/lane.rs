@@ -5,7 +5,7 @@
 //! channel, so N calls really are in flight at once.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,7 @@ impl Lane {
             }
         };
         conn.in_flight.fetch_sub(1, Relaxed);
+        let outcome = outcome.map_err(|e| self.stopped_for_shutdown(conn, e));
         self.count_served(conn);
         self.shared.worker(self.slot).calls.fetch_add(1, Relaxed);
         if req.retries > 0 && matches!(outcome, Err(Error::WorkerCrashed { .. })) {
@@ -201,6 +202,17 @@ impl Lane {
                 None => e.into_error(&cx),
             },
             TransportError::ResourceExhausted | TransportError::ToolFailed(_) => e.into_error(&cx),
+        }
+    }
+
+    /// A call the pool cut short by stopping its process at shutdown (past
+    /// the grace period) ends in `ShuttingDown`: the process did not crash.
+    fn stopped_for_shutdown(&self, conn: &Connection, e: Error) -> Error {
+        let lost = matches!(e, Error::WorkerCrashed { .. } | Error::Transport { .. });
+        if lost && conn.stopping.load(SeqCst) {
+            Error::ShuttingDown
+        } else {
+            e
         }
     }
 

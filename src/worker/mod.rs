@@ -16,7 +16,7 @@
 
 mod lane;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -48,6 +48,9 @@ pub(crate) struct Connection {
     pub calls: AtomicU64,
     /// Recycle after this many calls.
     pub max_requests: Option<u64>,
+    /// Set when the pool stops this process to shut down: a call it loses
+    /// then ends in `ShuttingDown`, not as a crash.
+    pub stopping: AtomicBool,
 }
 
 /// What a worker's own thread is told.
@@ -134,6 +137,28 @@ enum Ending {
     Shutdown,
 }
 
+/// Why a start did not produce a serving process.
+enum StartFailed {
+    /// The worker itself failed (import or constructor error, an exit of
+    /// its own, a start-up timeout): counts toward the crash-loop rule.
+    Broken(Error),
+    /// A signal from outside ended the process before it was ready: not
+    /// the adapter's fault, so it is only retried.
+    Killed(Error),
+}
+
+impl StartFailed {
+    fn into_error(self) -> Error {
+        match self {
+            StartFailed::Broken(e) | StartFailed::Killed(e) => e,
+        }
+    }
+}
+
+/// How long a failed start waits to learn whether its process is gone,
+/// when the failure (a refused ping) came before the exit was reaped.
+const EXIT_CONFIRM: Duration = Duration::from_millis(200);
+
 /// What one step of the supervision loop decided.
 enum Verdict {
     /// Replace the process with a fresh one, draining the old.
@@ -178,12 +203,19 @@ impl Worker {
             self.generation = self.shared().slots().retire(self.setup.slot);
             let serving = match self.start(self.generation) {
                 Ok(serving) => serving,
-                Err(err) => {
+                Err(failed) => {
                     if first {
-                        let _ = self.setup.first_ready.send(Err(err));
+                        let _ = self.setup.first_ready.send(Err(failed.into_error()));
                         break;
                     }
-                    self.shared().note_start_failure(self.setup.slot, err);
+                    match failed {
+                        StartFailed::Broken(err) => {
+                            self.shared().note_start_failure(self.setup.slot, err)
+                        }
+                        // Calls keep waiting in the queue: this worker can
+                        // still become ready.
+                        StartFailed::Killed(err) => log::warn!("{err}; starting again"),
+                    }
                     if !self.pause() {
                         break;
                     }
@@ -210,7 +242,7 @@ impl Worker {
 
     /// Launches a process for `generation` and waits until it answers.
     /// Touches no slot: the caller decides when it goes live.
-    fn start(&mut self, generation: u32) -> Result<Serving, Error> {
+    fn start(&mut self, generation: u32) -> Result<Serving, StartFailed> {
         let shared = self.setup.shared.clone();
         let info = shared.worker(self.setup.slot);
         let control = self.control_tx.clone();
@@ -231,7 +263,7 @@ impl Worker {
             .setup
             .launcher
             .launch(target, on_exit)
-            .map_err(startup_error)?;
+            .map_err(|m| StartFailed::Broken(startup_error(m)))?;
         let pid = process.pid().unwrap_or(0);
         shared.events().worker_started(&WorkerStarted {
             worker: info.id.clone(),
@@ -257,8 +289,17 @@ impl Worker {
         let transport = match ready {
             Ok(transport) => transport,
             Err(message) => {
+                let exit = process
+                    .exit_status()
+                    .or_else(|| process.wait_exit(EXIT_CONFIRM));
                 process.kill();
-                return Err(startup_error(message));
+                let err = startup_error(message);
+                return Err(match exit {
+                    Some(exit) if killed_from_outside(exit) && !shared.is_closing() => {
+                        StartFailed::Killed(err)
+                    }
+                    _ => StartFailed::Broken(err),
+                });
             }
         };
         let conn = Arc::new(Connection {
@@ -268,6 +309,7 @@ impl Worker {
             in_flight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             max_requests: supervisor::request_limit(config, &mut self.jitter),
+            stopping: AtomicBool::new(false),
         });
         let now = Instant::now();
         let retire_at = supervisor::lifetime_end(config, now, &mut self.jitter);
@@ -434,7 +476,8 @@ impl Worker {
         let next_generation = self.generation.wrapping_add(1);
         let fresh = match self.start(next_generation) {
             Ok(fresh) => fresh,
-            Err(err) => {
+            Err(failed) => {
+                let err = failed.into_error();
                 log::error!(
                     "{}: replacement failed, keeping the old process: {err}",
                     self.id()
@@ -510,6 +553,7 @@ impl Worker {
                 let grace = shared.config().shutdown_grace;
                 supervisor::wait_for(grace, || shared.slots().state(slot).load == 0);
                 self.take_offline();
+                conn.stopping.store(true, SeqCst);
                 process.terminate(grace);
                 ExitReason::Shutdown
             }
@@ -595,6 +639,17 @@ impl Worker {
     }
 }
 
+/// Whether `exit` is a signal someone sent the process (an operator, the
+/// OOM killer, a supervisor), rather than a failure of its own: a crash of
+/// the interpreter (SIGSEGV, SIGABRT) or an exit code is the worker's.
+fn killed_from_outside(exit: Exit) -> bool {
+    exit.code.is_none()
+        && matches!(
+            exit.signal,
+            Some(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP)
+        )
+}
+
 /// Lets a recycled process finish its calls in flight, then stops it. On
 /// shutdown its calls get the shutdown grace period, as any other's.
 fn retire(conn: Arc<Connection>, shared: Arc<Shared>, worker: String, reason: RecycleReason) {
@@ -605,6 +660,9 @@ fn retire(conn: Arc<Connection>, shared: Arc<Shared>, worker: String, reason: Re
             || conn.process.exit_status().is_some()
             || (shared.is_closing() && started.elapsed() > config.shutdown_grace)
     });
+    if shared.is_closing() {
+        conn.stopping.store(true, SeqCst);
+    }
     conn.process.terminate(config.shutdown_grace);
     shared.events().worker_exited(&WorkerExited {
         worker,
