@@ -143,7 +143,25 @@ pub enum Affinity {
     StrictFailFast,
 }
 
-/// The answer to a successful call.
+/// The answer to a successful call, from
+/// [`Pool::execute_blocking_with`](crate::Pool::execute_blocking_with) and
+/// [`Session::execute_blocking_with`](crate::Session::execute_blocking_with).
+///
+/// ```
+/// use snakepit::Reply;
+///
+/// /// A log line for a slow call: where it ran and where its time went.
+/// fn describe(tool: &str, reply: &Reply) -> String {
+///     format!(
+///         "{tool} on {} (pid {}): {:?}, of which {:?} queued",
+///         reply.worker,
+///         reply.metadata.get("pid").map_or("?", String::as_str),
+///         reply.elapsed,
+///         reply.queued,
+///     )
+/// }
+/// # let _ = describe;
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Reply {
