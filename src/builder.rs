@@ -72,7 +72,9 @@ impl PoolBuilder {
         self
     }
 
-    /// The adapter class, as `"package.module.Class"`. Required.
+    /// The adapter class, as `"package.module.Class"`. Required: there is
+    /// no default, and [`build`](PoolBuilder::build) fails with
+    /// [`Error::InvalidConfig`] without it.
     ///
     /// The class derives `snakepit_bridge.BaseAdapter` and marks its tools
     /// with `@tool`. The shipped showcase adapter is
@@ -347,7 +349,9 @@ impl PoolBuilder {
     /// timeout (it cannot deadlock for longer than that). Give the pool
     /// enough workers for the nesting depth you use. The handle does not
     /// keep the pool alive: once the pool shuts down, calls fail with
-    /// [`Error::ShuttingDown`] and the host tool itself fails.
+    /// [`Error::ShuttingDown`] and the host tool itself fails. Repeatable;
+    /// names must differ from every other host tool's. Default: no host
+    /// tools.
     ///
     /// ```no_run
     /// use serde_json::json;
@@ -409,6 +413,18 @@ impl PoolBuilder {
     /// Fails with [`Error::InvalidConfig`] for an option that cannot work
     /// (before any process starts), and with [`Error::Startup`] when a worker
     /// cannot start; in both cases no process is left running.
+    ///
+    /// ```
+    /// use snakepit::{Error, ErrorKind, Pool};
+    ///
+    /// // Options are checked before any process starts: no Python needed.
+    /// let err = Pool::builder().adapter("NotAClassPath").build().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    /// assert!(matches!(err, Error::InvalidConfig { option: "adapter", .. }));
+    ///
+    /// let err = Pool::builder().workers(2).build().unwrap_err(); // no adapter
+    /// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    /// ```
     pub fn build(self) -> Result<Pool, Error> {
         self.validate()?;
         Pool::start(self.config)

@@ -20,14 +20,20 @@ use crate::stream::{StreamControl, StreamEvent};
 /// value to pass to a call (`#[must_use]`): building them does nothing.
 ///
 /// ```
-/// use snakepit::CallOptions;
+/// use serde_json::json;
+/// use snakepit::{CallOptions, Error, Pool, Reply};
 /// use std::time::Duration;
 ///
-/// let opts = CallOptions::new()
-///     .timeout(Duration::from_secs(5))
-///     .queue_timeout(Duration::from_millis(200))
-///     .binary("image", vec![0u8; 16]);
-/// # let _ = opts;
+/// /// Makes a thumbnail: quick or not at all, and safe to retry.
+/// fn thumbnail(pool: &Pool, image: Vec<u8>) -> Result<Reply, Error> {
+///     let opts = CallOptions::new()
+///         .timeout(Duration::from_secs(5))
+///         .queue_timeout(Duration::from_millis(200))
+///         .idempotent(true) // retried on another worker if its worker dies
+///         .binary("image", image); // a Python `bytes` argument
+///     pool.execute_blocking_with("thumbnail", json!({"size": 64}), opts)
+/// }
+/// # let _ = thumbnail;
 /// ```
 ///
 /// Options built and never passed to a call are flagged by the compiler
@@ -91,6 +97,8 @@ impl CallOptions {
     /// Runs the call in session `id`: calls of one session go to the same
     /// worker (see [`Affinity`]), where the adapter sees the id
     /// (`self.session_context.session_id`) and keeps per-session state.
+    /// [`Pool::session`](crate::Pool::session) gives a handle that sets it
+    /// on every call. Default: no session.
     pub fn session(mut self, id: impl Into<String>) -> Self {
         self.session = Some(id.into());
         self
@@ -104,7 +112,8 @@ impl CallOptions {
     }
 
     /// Passes `bytes` to the tool as the keyword argument `name` (a Python
-    /// `bytes`), raw, outside the JSON arguments.
+    /// `bytes`), raw, outside the JSON arguments. Repeatable, one argument
+    /// per name. Default: none.
     pub fn binary(mut self, name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
         self.binary.push((name.into(), bytes.into()));
         self
@@ -143,7 +152,25 @@ pub enum Affinity {
     StrictFailFast,
 }
 
-/// The answer to a successful call.
+/// The answer to a successful call, from
+/// [`Pool::execute_blocking_with`](crate::Pool::execute_blocking_with) and
+/// [`Session::execute_blocking_with`](crate::Session::execute_blocking_with).
+///
+/// ```
+/// use snakepit::Reply;
+///
+/// /// A log line for a slow call: where it ran and where its time went.
+/// fn describe(tool: &str, reply: &Reply) -> String {
+///     format!(
+///         "{tool} on {} (pid {}): {:?}, of which {:?} queued",
+///         reply.worker,
+///         reply.metadata.get("pid").map_or("?", String::as_str),
+///         reply.elapsed,
+///         reply.queued,
+///     )
+/// }
+/// # let _ = describe;
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Reply {

@@ -56,14 +56,29 @@ const SIZE: &str = "a size in bytes: an integer, or a string such as \"512MiB\" 
 
 /// A parsed and checked configuration file: its pools, in file order.
 ///
-/// ```no_run
+/// ```
 /// use snakepit::config::ConfigFile;
 ///
-/// let config = ConfigFile::load("snakepit.toml")?;
+/// let path = std::env::temp_dir().join(format!("snakepit-doc-{}.toml", std::process::id()));
+/// std::fs::write(
+///     &path,
+///     r#"
+///     [pools.compute]
+///     adapter = "my_pkg.adapters.MathAdapter"
+///     workers = 8
+///
+///     [pools.io]
+///     adapter = "my_pkg.adapters.FetchAdapter"
+///     "#,
+/// )?;
+/// let config = ConfigFile::load(&path)?; // reads and checks; starts nothing
 /// for pool in config.pools() {
 ///     println!("{}: {} x {}", pool.name(), pool.workers(), pool.adapter());
 /// }
-/// # Ok::<(), snakepit::Error>(())
+/// assert_eq!(config.pools().len(), 2);
+/// assert_eq!(config.path(), path);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
@@ -72,6 +87,34 @@ pub struct ConfigFile {
 }
 
 /// One `[pools.NAME]` table of a [`ConfigFile`], merged with `[defaults]`.
+///
+/// ```
+/// use snakepit::config::ConfigFile;
+/// use snakepit::Profile;
+///
+/// let config = ConfigFile::parse(
+///     r#"
+///     [defaults]
+///     workers = 4
+///
+///     [pools.io]
+///     adapter = "my_pkg.adapters.FetchAdapter"
+///     profile = "thread"
+///     threads = 16
+///     "#,
+///     "snakepit.toml".as_ref(),
+/// )?;
+/// let io = config.pool("io")?;
+/// assert_eq!(io.name(), "io");
+/// assert_eq!(io.adapter(), "my_pkg.adapters.FetchAdapter");
+/// assert_eq!(io.workers(), 4); // from [defaults]
+/// assert_eq!(io.profile(), Profile::Thread { threads: 16 });
+///
+/// // Options a file cannot hold are added to its builder before `build()`.
+/// let builder = io.builder().event_handler(snakepit::events::NopEvents);
+/// # let _ = builder;
+/// # Ok::<(), snakepit::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     name: String,
@@ -195,6 +238,21 @@ impl ConfigFile {
 
     /// The pool called `name`; [`Error::InvalidConfig`] naming the pools
     /// there are when there is none.
+    ///
+    /// ```
+    /// use snakepit::config::ConfigFile;
+    /// use snakepit::ErrorKind;
+    ///
+    /// let config = ConfigFile::parse(
+    ///     "[pools.compute]\nadapter = \"pkg.mod.A\"\n",
+    ///     "snakepit.toml".as_ref(),
+    /// )?;
+    /// assert_eq!(config.pool("compute")?.name(), "compute");
+    /// let err = config.pool("gpu").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    /// assert!(err.to_string().contains("compute"), "{err}");
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
     pub fn pool(&self, name: &str) -> Result<&PoolConfig, Error> {
         self.pools
             .iter()

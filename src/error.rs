@@ -215,6 +215,18 @@ impl Error {
 
     /// True when this is a Python exception of class `class`
     /// (the bare class name, e.g. `"ValueError"`).
+    ///
+    /// ```
+    /// use snakepit::Error;
+    ///
+    /// let err = Error::Python {
+    ///     class: "ValueError".into(),
+    ///     message: "n must be positive".into(),
+    ///     traceback: String::new(),
+    /// };
+    /// assert!(err.is_python("ValueError"));
+    /// assert!(!err.is_python("KeyError"));
+    /// ```
     pub fn is_python(&self, class: &str) -> bool {
         matches!(self, Error::Python { class: c, .. } if c == class)
     }

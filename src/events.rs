@@ -13,6 +13,13 @@ use std::time::Duration;
 use crate::error::{ErrorKind, Exit};
 
 /// Why a worker process was replaced on purpose.
+///
+/// ```
+/// use snakepit::events::RecycleReason;
+///
+/// assert_eq!(RecycleReason::MaxRequests.to_string(), "max requests");
+/// assert_eq!(RecycleReason::Memory.to_string(), "memory");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RecycleReason {
@@ -38,6 +45,27 @@ impl fmt::Display for RecycleReason {
 }
 
 /// Why a worker process ended.
+///
+/// ```
+/// use std::os::unix::process::ExitStatusExt;
+/// use std::process::ExitStatus;
+///
+/// use snakepit::events::{ExitReason, RecycleReason};
+/// use snakepit::Exit;
+///
+/// /// Whether an exit deserves a look at the worker's logs.
+/// fn unexpected(reason: &ExitReason) -> bool {
+///     matches!(reason, ExitReason::Crashed(_) | ExitReason::Hung | ExitReason::Unhealthy)
+/// }
+///
+/// let killed = ExitReason::Crashed(Exit::from(ExitStatus::from_raw(9)));
+/// assert!(unexpected(&killed));
+/// assert_eq!(killed.to_string(), "crashed (killed by signal 9 (SIGKILL))");
+///
+/// let recycled = ExitReason::Recycled(RecycleReason::MaxLifetime);
+/// assert!(!unexpected(&recycled));
+/// assert_eq!(recycled.to_string(), "recycled (max lifetime)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ExitReason {
@@ -66,6 +94,32 @@ impl fmt::Display for ExitReason {
 }
 
 /// A worker's process was launched.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// use snakepit::events::{HandleEvent, WorkerExited, WorkerStarted};
+///
+/// /// The live worker processes by worker, for an outside monitor.
+/// #[derive(Debug, Default)]
+/// struct LivePids(Mutex<HashMap<String, u32>>);
+///
+/// impl HandleEvent for LivePids {
+///     fn worker_started(&self, event: &WorkerStarted) {
+///         self.0.lock().unwrap().insert(event.worker.clone(), event.pid);
+///     }
+///     fn worker_exited(&self, event: &WorkerExited) {
+///         let mut live = self.0.lock().unwrap();
+///         if live.get(&event.worker) == Some(&event.pid) {
+///             live.remove(&event.worker);
+///         }
+///     }
+/// }
+///
+/// let builder = snakepit::Pool::builder().event_handler(LivePids::default());
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkerStarted {
@@ -76,6 +130,27 @@ pub struct WorkerStarted {
 }
 
 /// A worker's process is ready and takes calls.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use std::time::Duration;
+///
+/// use snakepit::events::{HandleEvent, WorkerReady};
+///
+/// /// The slowest start-up seen, to choose a `startup_timeout` with margin.
+/// #[derive(Debug, Default)]
+/// struct SlowestStart(Mutex<Duration>);
+///
+/// impl HandleEvent for SlowestStart {
+///     fn worker_ready(&self, event: &WorkerReady) {
+///         let mut slowest = self.0.lock().unwrap();
+///         *slowest = (*slowest).max(event.startup);
+///     }
+/// }
+///
+/// let builder = snakepit::Pool::builder().event_handler(SlowestStart::default());
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkerReady {
@@ -87,7 +162,8 @@ pub struct WorkerReady {
     pub startup: Duration,
 }
 
-/// A worker's process ended.
+/// A worker's process ended. See [`HandleEvent`] for a handler that counts
+/// crashes, and [`WorkerStarted`] for one that tracks live processes.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkerExited {
@@ -100,6 +176,28 @@ pub struct WorkerExited {
 }
 
 /// A worker's process is being replaced on purpose (it drains first).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// use snakepit::events::{HandleEvent, RecycleReason, WorkerRecycled};
+///
+/// /// Recycles by worker and reason: one worker recycled for memory far
+/// /// more often than the others points at the inputs it gets.
+/// #[derive(Debug, Default)]
+/// struct RecycleLog(Mutex<HashMap<(String, RecycleReason), u64>>);
+///
+/// impl HandleEvent for RecycleLog {
+///     fn worker_recycled(&self, event: &WorkerRecycled) {
+///         let key = (event.worker.clone(), event.reason);
+///         *self.0.lock().unwrap().entry(key).or_default() += 1;
+///     }
+/// }
+///
+/// let builder = snakepit::Pool::builder().event_handler(RecycleLog::default());
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WorkerRecycled {
@@ -149,6 +247,33 @@ pub struct CallFinished {
 }
 
 /// A call gave up waiting for a free worker.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// use snakepit::events::{HandleEvent, QueueTimedOut, Saturated};
+///
+/// /// Back-pressure: calls that found no worker in time, or no room.
+/// #[derive(Debug, Default)]
+/// struct Backpressure {
+///     timed_out: AtomicU64,
+///     refused: AtomicU64,
+/// }
+///
+/// impl HandleEvent for Backpressure {
+///     fn queue_timeout(&self, event: &QueueTimedOut) {
+///         self.timed_out.fetch_add(1, Ordering::Relaxed);
+///         log::warn!("{} waited {:?} for a worker", event.tool, event.waited);
+///     }
+///     fn saturated(&self, event: &Saturated) {
+///         self.refused.fetch_add(1, Ordering::Relaxed);
+///         log::warn!("{} refused: {} calls already queued", event.tool, event.queue_size);
+///     }
+/// }
+///
+/// let builder = snakepit::Pool::builder().event_handler(Backpressure::default());
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct QueueTimedOut {
@@ -158,7 +283,8 @@ pub struct QueueTimedOut {
     pub waited: Duration,
 }
 
-/// A call was refused because the queue was full.
+/// A call was refused because the queue was full. See [`QueueTimedOut`]
+/// for a handler of both.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Saturated {
@@ -203,6 +329,12 @@ pub trait HandleEvent: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Drops every event.
+///
+/// ```
+/// // No event log, e.g. for a program whose stderr is its output.
+/// let builder = snakepit::Pool::builder().event_handler(snakepit::events::NopEvents);
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NopEvents;
 
@@ -210,6 +342,15 @@ impl HandleEvent for NopEvents {}
 
 /// Logs every event through `log` (target `snakepit::events`): lifecycle
 /// at `info`, crashes at `warn`, calls at `debug`. The pool's default.
+///
+/// Nothing shows until the program installs a logger (with `env_logger`,
+/// `RUST_LOG=snakepit::events=debug` shows every call too). Setting it is
+/// only needed to go back to it after another handler:
+///
+/// ```
+/// let builder = snakepit::Pool::builder().event_handler(snakepit::events::LogEvents);
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogEvents;
 

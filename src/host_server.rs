@@ -54,6 +54,21 @@ const SOCKET_NAME: &str = "host.sock";
 /// A tool a worker announced with `RegisterTools` (Snakepit's worker script
 /// does so at start-up; the crate's own worker does not). See
 /// [`Pool::registered_tools`](crate::Pool::registered_tools).
+///
+/// ```
+/// use snakepit::Pool;
+///
+/// /// The streaming tools, as `worker: name` (empty with the crate's own
+/// /// worker, which registers nothing).
+/// fn streaming_tools(pool: &Pool) -> Vec<String> {
+///     pool.registered_tools()
+///         .into_iter()
+///         .filter(|tool| tool.supports_streaming)
+///         .map(|tool| format!("{}: {}", tool.worker, tool.name))
+///         .collect()
+/// }
+/// # let _ = streaming_tools;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RegisteredTool {
@@ -71,6 +86,23 @@ pub struct RegisteredTool {
 /// A session a worker opened on the host with `InitializeSession`
 /// (Snakepit's worker script does so before each call) and has not cleaned
 /// up. See [`Pool::host_sessions`](crate::Pool::host_sessions).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+///
+/// use snakepit::{HostSession, Pool};
+///
+/// /// Sessions opened over an hour ago and never cleaned up: a worker
+/// /// script that leaks them.
+/// fn stale_sessions(pool: &Pool) -> Vec<HostSession> {
+///     let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+///     pool.host_sessions()
+///         .into_iter()
+///         .filter(|session| session.created_at < hour_ago)
+///         .collect()
+/// }
+/// # let _ = stale_sessions;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HostSession {

@@ -153,6 +153,20 @@ impl Pool {
     /// Calls a streaming tool (a Python generator marked
     /// `@tool(supports_streaming=True)`) and returns its chunks as they are
     /// produced. See [`Stream`].
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").workers(2).build()?;
+    /// use serde_json::json;
+    /// use snakepit::Chunk;
+    ///
+    /// let chunks: Vec<Chunk> = pool
+    ///     .execute_stream("count_stream", json!({"n": 3}))?
+    ///     .collect::<Result<_, _>>()?; // the first error ends the stream
+    /// for chunk in &chunks {
+    ///     println!("{:?}", chunk.as_json());
+    /// }
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
     pub fn execute_stream(&self, tool: &str, args: Value) -> Result<Stream, Error> {
         self.execute_stream_with(tool, args, CallOptions::new())
     }
@@ -281,6 +295,16 @@ impl Pool {
     }
 
     /// A snapshot of the pool's workers, load and counters.
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").workers(2).build()?;
+    /// let stats = pool.stats();
+    /// println!("{}/{} ready, {} queued", stats.ready_workers, stats.workers, stats.queued);
+    /// for worker in &stats.per_worker {
+    ///     println!("{} {:?} pid {:?}, {} calls", worker.id, worker.state, worker.pid, worker.calls);
+    /// }
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
     pub fn stats(&self) -> PoolStats {
         self.inner.shared.stats()
     }
@@ -294,6 +318,14 @@ impl Pool {
     /// in flight, so no call fails. Returns at once; the recycle shows in
     /// [`stats`](Pool::stats) and the event hook when done. An unknown name
     /// fails with [`Error::InvalidArgument`].
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").workers(2).build()?;
+    /// pool.recycle_worker("worker-1")?;
+    /// let err = pool.recycle_worker("worker-9").unwrap_err(); // 2 workers
+    /// assert_eq!(err.kind(), snakepit::ErrorKind::InvalidArgument);
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
     pub fn recycle_worker(&self, worker: &str) -> Result<(), Error> {
         let workers = self.inner.shared.workers();
         let unknown = || Error::InvalidArgument {

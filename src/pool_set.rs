@@ -126,11 +126,25 @@ impl PoolSet {
     }
 
     /// The names of every pool, running or not, in order.
+    ///
+    /// ```
+    /// use snakepit::{ErrorKind, Pool, PoolSet};
+    ///
+    /// // A pool whose options cannot work fails before any process starts,
+    /// // without stopping the others (none here, so no Python is needed).
+    /// let set = PoolSet::start([("broken", Pool::builder().adapter("NotAClassPath"))]);
+    /// assert_eq!(set.names().collect::<Vec<_>>(), ["broken"]);
+    /// let failures = set.failures();
+    /// assert_eq!(failures.len(), 1);
+    /// assert_eq!(failures[0].0, "broken");
+    /// assert_eq!(failures[0].1.kind(), ErrorKind::InvalidConfig);
+    /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.pools.iter().map(|(n, _)| n.as_str())
     }
 
-    /// The pools that failed to start, with why.
+    /// The pools that failed to start, with why (see
+    /// [`names`](PoolSet::names) for an example).
     pub fn failures(&self) -> Vec<(&str, &Error)> {
         self.pools
             .iter()

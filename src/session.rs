@@ -60,7 +60,23 @@ impl Session {
             .map(|r| r.value)
     }
 
-    /// [`Pool::execute_blocking_with`] in this session.
+    /// [`Pool::execute_blocking_with`] in this session. The options may set
+    /// this call's [`Affinity`](crate::Affinity); their session id, if any,
+    /// is replaced by this session's.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use snakepit::{Affinity, CallOptions, Error, Session};
+    ///
+    /// /// The next message of a conversation: only its own worker holds the
+    /// /// history, so wait for it rather than start afresh elsewhere.
+    /// fn next_message(session: &Session, text: &str) -> Result<String, Error> {
+    ///     let opts = CallOptions::new().affinity(Affinity::StrictQueue);
+    ///     let reply = session.execute_blocking_with("chat", json!({"text": text}), opts)?;
+    ///     Ok(reply.value.as_str().unwrap_or_default().to_owned())
+    /// }
+    /// # let _ = next_message;
+    /// ```
     pub fn execute_blocking_with(
         &self,
         tool: &str,

@@ -9,6 +9,31 @@ use crate::events::RecycleReason;
 ///
 /// The numbers are read one by one while the pool runs, so under load they
 /// may be a few calls apart from each other.
+///
+/// ```
+/// use snakepit::{Pool, PoolStats};
+///
+/// /// A one-line summary for a status page.
+/// fn summary(stats: &PoolStats) -> String {
+///     format!(
+///         "{}/{} workers ready{}, {} running, {} queued; {} ok, {} failed ({} timed out); {} recycled",
+///         stats.ready_workers,
+///         stats.workers,
+///         if stats.degraded { " (degraded)" } else { "" },
+///         stats.load,
+///         stats.queued,
+///         stats.succeeded,
+///         stats.failed,
+///         stats.timeouts,
+///         stats.recycles.total(),
+///     )
+/// }
+///
+/// fn log_status(pool: &Pool) {
+///     log::info!("{}", summary(&pool.stats()));
+/// }
+/// # let _ = log_status;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
@@ -58,6 +83,26 @@ impl PoolStats {
 }
 
 /// One worker in a [`PoolStats`] snapshot.
+///
+/// ```
+/// use snakepit::{PoolStats, WorkerState};
+///
+/// /// The workers that cannot take calls now, and why.
+/// fn not_ready(stats: &PoolStats) -> Vec<(&str, WorkerState)> {
+///     stats
+///         .per_worker
+///         .iter()
+///         .filter(|w| w.state != WorkerState::Ready)
+///         .map(|w| (w.id.as_str(), w.state))
+///         .collect()
+/// }
+///
+/// /// The busiest worker by calls served, e.g. to compare with the others.
+/// fn busiest(stats: &PoolStats) -> Option<(&str, u64)> {
+///     stats.per_worker.iter().map(|w| (w.id.as_str(), w.calls)).max_by_key(|&(_, calls)| calls)
+/// }
+/// # let _ = (not_ready, busiest);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
@@ -79,6 +124,24 @@ pub struct WorkerStats {
 }
 
 /// Where a worker is in its life.
+///
+/// More states may come, so a `match` on it needs a catch-all arm:
+///
+/// ```
+/// use snakepit::WorkerState;
+///
+/// fn label(state: WorkerState) -> &'static str {
+///     match state {
+///         WorkerState::Ready => "up",
+///         WorkerState::Starting | WorkerState::BackingOff => "coming up",
+///         WorkerState::Draining => "going away",
+///         _ => "down",
+///     }
+/// }
+///
+/// assert_eq!(label(WorkerState::BackingOff), "coming up");
+/// assert_eq!(label(WorkerState::Stopped), "down");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WorkerState {
@@ -158,7 +221,21 @@ impl Counters {
     }
 }
 
-/// Recycles counted by reason, in a [`PoolStats`].
+/// Recycles counted by reason, in a [`PoolStats`]. The counts only grow;
+/// compare two snapshots for a rate.
+///
+/// ```
+/// use snakepit::Recycles;
+///
+/// /// Recycles forced by memory since an earlier snapshot: a leak shows here.
+/// fn memory_recycles_since(before: &Recycles, now: &Recycles) -> u64 {
+///     now.memory - before.memory
+/// }
+///
+/// let fresh = Recycles::default(); // what a new pool reports
+/// assert_eq!(fresh.total(), 0);
+/// assert_eq!(memory_recycles_since(&fresh, &fresh), 0);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Recycles {

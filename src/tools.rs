@@ -17,6 +17,23 @@ use crate::protocol::value;
 use crate::transport::ErrorContext;
 
 /// One tool of the adapter, from [`Pool::tools`].
+///
+/// ```
+/// use snakepit::{Error, Pool};
+///
+/// /// Prints a help text for every tool, like `snakepit tools`.
+/// fn print_help(pool: &Pool) -> Result<(), Error> {
+///     for tool in pool.tools()? {
+///         let streams = if tool.supports_streaming { " (streams)" } else { "" };
+///         println!("{}{streams}\n    {}", tool.signature(), tool.description);
+///         for param in &tool.parameters {
+///             println!("    {}: {}", param.name, param.description);
+///         }
+///     }
+///     Ok(())
+/// }
+/// # let _ = print_help;
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ToolSpec {
@@ -31,6 +48,22 @@ pub struct ToolSpec {
 }
 
 /// One parameter of a [`ToolSpec`].
+///
+/// ```
+/// use serde_json::{Map, Value};
+/// use snakepit::ToolSpec;
+///
+/// /// The arguments a call must give that `args` lacks, to refuse a call
+/// /// before it reaches Python.
+/// fn missing<'a>(tool: &'a ToolSpec, args: &Map<String, Value>) -> Vec<&'a str> {
+///     tool.parameters
+///         .iter()
+///         .filter(|p| p.required && !args.contains_key(&p.name))
+///         .map(|p| p.name.as_str())
+///         .collect()
+/// }
+/// # let _ = missing;
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ParamSpec {

@@ -93,6 +93,19 @@ impl Check {
 /// imports with the pool's `python_path` and environment (and is marked
 /// thread-safe for the thread profile); a private socket directory can be
 /// made and a socket bound in it.
+///
+/// It runs short Python processes, hence `no_run` here:
+///
+/// ```no_run
+/// // Without a configuration file: the default interpreter only.
+/// let checks = snakepit::doctor::run(None, |check| {
+///     let mark = if check.passed { "ok  " } else { "FAIL" };
+///     println!("{mark} {}: {}", check.name, check.detail);
+/// });
+/// if let Some(failed) = checks.iter().find(|c| !c.passed) {
+///     eprintln!("fix: {}", failed.fix.as_deref().unwrap_or("see above"));
+/// }
+/// ```
 pub fn run(config: Option<&ConfigFile>, mut report: impl FnMut(&Check)) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut add = |check: Check| {
