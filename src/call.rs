@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::options::later;
 use crate::protocol::messages::ExecuteToolRequest;
 use crate::stream::{StreamControl, StreamEvent};
 
@@ -194,7 +195,7 @@ pub(crate) struct Request {
 impl Request {
     /// The moment the request gives up waiting for a worker.
     pub fn queue_deadline(&self) -> Instant {
-        self.queued_since + self.queue_timeout
+        later(self.queued_since, self.queue_timeout)
     }
 
     /// Ends a call that worked: a unary call gets its reply, a stream its

@@ -659,6 +659,34 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_past_one_hundred_years_is_a_clear_error_not_a_hang() {
+        let pool = |body: &str| format!("[pools.p]\nadapter = \"pkg.mod.A\"\n{body}\n");
+        for key in [
+            "startup_timeout",
+            "call_timeout",
+            "queue_timeout",
+            "shutdown_grace",
+            "max_lifetime",
+            "health_check_interval",
+            "memory_check_interval",
+        ] {
+            for value in ["\"3000000000000000h\"", "\"876600.001h\""] {
+                let m = error(&pool(&format!("{key} = {value}")), key);
+                assert!(m.contains("must be at most 3155760000 seconds"), "{m}");
+            }
+            assert!(
+                parse(&pool(&format!("{key} = \"876600h\""))).is_ok(),
+                "{key}"
+            );
+        }
+        let m = error(
+            &pool("restart_backoff = { min = \"1s\", max = \"3000000000000000h\" }"),
+            "restart_backoff",
+        );
+        assert!(m.contains("must be at most"), "{m}");
+    }
+
+    #[test]
     fn profile_and_threads_go_together() {
         let m = error(
             "[pools.p]\nadapter = \"m.A\"\nprofile = \"thread\"\n",

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::error::Exit;
 use crate::events::{ExitReason, HandleEvent, WorkerExited};
 use crate::launcher::{Launcher, OnExit, Process, Target};
+use crate::options::later;
 use crate::protocol::messages::{
     ExecuteToolRequest, ExecuteToolResponse, InitializeSessionResponse, ToolChunk,
 };
@@ -80,7 +81,7 @@ impl Process for FakeProcess {
     }
 
     fn wait_exit(&self, timeout: Duration) -> Option<Exit> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut exit = self.exit.lock();
         while exit.is_none() {
             if self.ended.wait_until(&mut exit, deadline).timed_out() {

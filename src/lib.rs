@@ -113,7 +113,7 @@ pub use builder::PoolBuilder;
 pub use call::{Affinity, CallOptions, Reply};
 pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
-pub use options::Profile;
+pub use options::{Profile, MAX_DURATION};
 pub use pool::Pool;
 pub use pool_set::PoolSet;
 pub use session::Session;

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
 use crate::launcher::Launcher;
-use crate::options::{worker_id, Config, Profile};
+use crate::options::{check_duration, worker_id, Config, Profile};
 use crate::protocol::value;
 use crate::python;
 use crate::shared::Shared;
@@ -210,6 +210,12 @@ impl Pool {
                 message: "a call timeout must be longer than zero".into(),
             });
         }
+        let queue_timeout = options.queue_timeout.unwrap_or(config.queue_timeout);
+        for (argument, d) in [("timeout", timeout), ("queue_timeout", queue_timeout)] {
+            if let Err(message) = check_duration(d) {
+                return Err(Error::InvalidArgument { argument, message });
+            }
+        }
         let session = options.session.map(|id| {
             let affinity = options.affinity.unwrap_or(config.affinity);
             (id, affinity)
@@ -239,7 +245,7 @@ impl Pool {
             tool: tool.to_owned(),
             message,
             timeout,
-            queue_timeout: options.queue_timeout.unwrap_or(config.queue_timeout),
+            queue_timeout,
             submitted: now,
             queued_since: now,
             reply,
@@ -474,7 +480,7 @@ impl Pool {
                 connector: seams.connector.clone(),
                 jobs: jobs_rx,
                 resubmit: commands_tx.clone(),
-                first_ready: ready_tx.clone(),
+                first_ready: Some(ready_tx.clone()),
             }));
         }
         let lanes = parking_lot::RwLock::new(Some(job_senders.clone()));
@@ -484,6 +490,10 @@ impl Pool {
             .spawn(move || dispatcher.run())
             .expect("spawning the dispatcher thread");
 
+        // Only the workers may hold the ready sender: a worker thread that
+        // panics drops its clone, and the loop below must then see the
+        // channel disconnect rather than wait forever.
+        drop(ready_tx);
         let late = resources.late.clone();
         let pool = Pool {
             inner: Arc::new(Inner {
@@ -506,7 +516,7 @@ impl Pool {
                 Ok(Err(e)) => e,
                 Err(_) => Error::Startup {
                     worker: "pool".into(),
-                    message: "a worker thread ended during start-up".into(),
+                    message: "a worker thread ended (panicked) during start-up".into(),
                 },
             };
             pool.shutdown();

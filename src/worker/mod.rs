@@ -29,6 +29,7 @@ use crate::events::{
     ExitReason, RecycleReason, WorkerExited, WorkerReady, WorkerRecycled, WorkerStarted,
 };
 use crate::launcher::{Launcher, Process, Target};
+use crate::options::later;
 use crate::shared::Shared;
 use crate::stats::{Counters, WorkerState};
 use crate::supervisor::{self, Backoff, Jitter, Schedule};
@@ -85,7 +86,9 @@ pub(crate) struct WorkerSetup {
     pub jobs: Receiver<Work>,
     pub resubmit: Sender<Command>,
     /// Told once whether the first process became ready.
-    pub first_ready: Sender<Result<(), Error>>,
+    /// Taken when used, so that the pool's start sees the channel
+    /// disconnect once every worker has answered or died.
+    pub first_ready: Option<Sender<Result<(), Error>>>,
 }
 
 impl WorkerHandle {
@@ -180,7 +183,9 @@ impl Worker {
                 Ok(serving) => serving,
                 Err(err) => {
                     if first {
-                        let _ = self.setup.first_ready.send(Err(err));
+                        if let Some(ready) = self.setup.first_ready.take() {
+                            let _ = ready.send(Err(err));
+                        }
                         break;
                     }
                     self.shared().note_start_failure(self.setup.slot, err);
@@ -192,7 +197,9 @@ impl Worker {
             };
             self.go_live(&serving);
             if first {
-                let _ = self.setup.first_ready.send(Ok(()));
+                if let Some(ready) = self.setup.first_ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
                 first = false;
             }
             match self.serve(serving) {
@@ -439,7 +446,7 @@ impl Worker {
                     "{}: replacement failed, keeping the old process: {err}",
                     self.id()
                 );
-                schedule.retry_at(Instant::now() + self.backoff.next_delay(), reason);
+                schedule.retry_at(later(Instant::now(), self.backoff.next_delay()), reason);
                 return old;
             }
         };
@@ -543,7 +550,7 @@ impl Worker {
     fn pause(&mut self) -> bool {
         let info = self.setup.shared.worker(self.setup.slot);
         info.set_state(WorkerState::BackingOff);
-        let deadline = Instant::now() + self.backoff.next_delay();
+        let deadline = later(Instant::now(), self.backoff.next_delay());
         loop {
             match self.control.recv_deadline(deadline) {
                 Ok(Control::Shutdown) | Err(RecvTimeoutError::Disconnected) => return false,
@@ -600,11 +607,14 @@ impl Worker {
 fn retire(conn: Arc<Connection>, shared: Arc<Shared>, worker: String, reason: RecycleReason) {
     let config = shared.config();
     let started = Instant::now();
-    supervisor::wait_for(config.call_timeout + config.shutdown_grace, || {
-        conn.in_flight.load(Relaxed) == 0
-            || conn.process.exit_status().is_some()
-            || (shared.is_closing() && started.elapsed() > config.shutdown_grace)
-    });
+    supervisor::wait_for(
+        config.call_timeout.saturating_add(config.shutdown_grace),
+        || {
+            conn.in_flight.load(Relaxed) == 0
+                || conn.process.exit_status().is_some()
+                || (shared.is_closing() && started.elapsed() > config.shutdown_grace)
+        },
+    );
     conn.process.terminate(config.shutdown_grace);
     shared.events().worker_exited(&WorkerExited {
         worker,
