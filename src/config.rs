@@ -51,7 +51,9 @@ use values::{allowed, show};
 /// The most workers one pool may have (as [`PoolBuilder::workers`] allows).
 const MAX_WORKERS: i64 = 4096;
 
-const DURATION: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"";
+/// What a duration option takes; the bound is [`crate::MAX_DURATION`].
+const DURATION: &str =
+    "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", at most 100 years (\"876600h\")";
 const SIZE: &str = "a size in bytes: an integer, or a string such as \"512MiB\" or \"2GB\"";
 
 /// A parsed and checked configuration file: its pools, in file order.

@@ -589,7 +589,7 @@ fn a_worker_thread_that_panics_at_start_up_fails_the_build_and_leaves_nothing_ru
     ) else {
         panic!("the pool started");
     };
-    assert!(matches!(err, Error::Startup { .. }), "{err:?}");
+    assert!(matches!(err, Error::PoolStart { .. }), "{err:?}");
     assert_eq!(launched.len(), 1);
     for p in launched {
         assert!(p.exit_status().is_some(), "process {} still runs", p.launch);

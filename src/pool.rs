@@ -514,9 +514,9 @@ impl Pool {
             let failure = match ready_rx.recv() {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e,
-                Err(_) => Error::Startup {
-                    worker: "pool".into(),
-                    message: "a worker thread ended (panicked) during start-up".into(),
+                // A bug, not the adapter: a worker thread panicked.
+                Err(_) => Error::PoolStart {
+                    message: "a worker thread panicked during start-up".into(),
                 },
             };
             pool.shutdown();
