@@ -3,7 +3,7 @@
 //! there is progress. Lanes read streaming replies this way; host-tool
 //! threads wait for their replies to go out.
 
-use crate::options::later;
+use crate::deadline::later;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::call::Affinity;
-use crate::options::{check_duration, Config, Profile};
+use crate::deadline::check_duration;
+use crate::options::{Config, Profile};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -586,7 +587,7 @@ impl std::fmt::Debug for PoolBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::MAX_DURATION;
+    use crate::deadline::MAX_DURATION;
 
     /// A setter applied to a duration.
     type Set = fn(PoolBuilder, Duration) -> PoolBuilder;

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
+use crate::deadline::later;
 use crate::error::Error;
-use crate::options::later;
 use crate::protocol::messages::ExecuteToolRequest;
 use crate::stream::{StreamControl, StreamEvent};
 

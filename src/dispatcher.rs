@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::call::{Affinity, Request};
+use crate::deadline::later;
 use crate::error::Error;
 use crate::events::{QueueTimedOut, Saturated};
-use crate::options::later;
 use crate::shared::Shared;
 use crate::slots::Ticket;
 use crate::stats::Counters;

@@ -13,10 +13,10 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
+use crate::deadline::later;
 use crate::error::Exit;
 use crate::events::{ExitReason, HandleEvent, WorkerExited};
 use crate::launcher::{Launcher, OnExit, Process, Target};
-use crate::options::later;
 use crate::protocol::messages::{
     ExecuteToolRequest, ExecuteToolResponse, InitializeSessionResponse, ToolChunk,
 };

@@ -38,8 +38,8 @@ use protobuf::MessageField;
 use serde_json::Value;
 
 use crate::block_on::block_on_timeout;
+use crate::deadline::later;
 use crate::host_tool::HostTool;
-use crate::options::later;
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
     ExecuteElixirToolResponse, GetExposedElixirToolsResponse, GetSessionRequest,

@@ -598,7 +598,7 @@ fn a_worker_thread_that_panics_at_start_up_fails_the_build_and_leaves_nothing_ru
 
 #[test]
 fn call_durations_above_the_bound_are_refused_and_the_pool_stays_healthy() {
-    use crate::options::MAX_DURATION;
+    use crate::deadline::MAX_DURATION;
     let f = pool(config(1), launch_number);
     let above = MAX_DURATION + Duration::from_nanos(1);
     for (argument, options) in [
@@ -643,8 +643,8 @@ fn huge_durations_that_skip_validation_panic_no_pool_thread() {
     // call's own timeouts are checked at submit, so those sit at the bound.
     let config = Config {
         startup_timeout: Duration::MAX,
-        queue_timeout: crate::options::MAX_DURATION,
-        call_timeout: crate::options::MAX_DURATION,
+        queue_timeout: crate::deadline::MAX_DURATION,
+        call_timeout: crate::deadline::MAX_DURATION,
         max_lifetime: Some(Duration::MAX),
         max_lifetime_jitter: Duration::MAX,
         max_memory: Some(u64::MAX),

@@ -10,12 +10,13 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::call::{CallOptions, Replier, Reply, Request};
+use crate::deadline::check_duration;
 use crate::dispatcher::Dispatcher;
 use crate::error::Error;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
 use crate::launcher::Launcher;
-use crate::options::{check_duration, worker_id, Config, Profile};
+use crate::options::{worker_id, Config, Profile};
 use crate::protocol::value;
 use crate::python;
 use crate::shared::Shared;

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::deadline::later;
 use crate::events::RecycleReason;
-use crate::options::later;
 use crate::options::Config;
 
 /// When one serving process is next due for each check. The loop sleeps

@@ -7,8 +7,8 @@ use std::time::Duration;
 use toml::Value;
 
 use super::{Reader, Written, DURATION, OPTIONS, SIZE};
+use crate::deadline::check_duration;
 use crate::error::Error;
-use crate::options::check_duration;
 
 impl Reader<'_> {
     pub(super) fn bad(

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::{Launcher, OnExit, Process, Target};
+use crate::deadline::later;
 use crate::error::Exit;
-use crate::options::later;
 
 /// Lines of stderr kept for error reports.
 const STDERR_TAIL_LINES: usize = 60;

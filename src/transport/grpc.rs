@@ -15,7 +15,7 @@ use grpcio::{CallOption, ChannelBuilder, Client, Environment, RpcStatusCode};
 
 use super::{Connect, Transport, TransportError};
 use crate::block_on::thread_waker;
-use crate::options::MAX_DURATION;
+use crate::deadline::MAX_DURATION;
 use crate::protocol::messages::{
     CleanupSessionRequest, ExecuteToolRequest, ExecuteToolResponse, InitializeSessionRequest,
     InitializeSessionResponse, PingRequest, ToolChunk,

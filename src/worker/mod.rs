@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::RwLock;
 
+use crate::deadline::later;
 use crate::error::{Error, Exit};
 use crate::events::{
     ExitReason, RecycleReason, WorkerExited, WorkerReady, WorkerRecycled, WorkerStarted,
 };
 use crate::launcher::{Launcher, Process, Target};
-use crate::options::later;
 use crate::shared::Shared;
 use crate::stats::{Counters, WorkerState};
 use crate::supervisor::{self, Backoff, Jitter, Schedule};
