@@ -25,7 +25,9 @@ impl Pool {
 /// Builds a [`Pool`]. Get one with [`Pool::builder`].
 ///
 /// Only [`adapter`](PoolBuilder::adapter) is required; every other option
-/// has the default its documentation gives.
+/// has the default its documentation gives. Every duration is at most
+/// [`MAX_DURATION`](crate::MAX_DURATION) (100 years); `build` refuses a
+/// longer one with [`Error::InvalidConfig`] naming the option.
 ///
 /// ```no_run
 /// use snakepit::{Pool, Profile};

@@ -19,6 +19,8 @@ use crate::stream::{StreamControl, StreamEvent};
 ///
 /// Every option left unset takes the pool's default. The options are a
 /// value to pass to a call (`#[must_use]`): building them does nothing.
+/// A timeout above [`MAX_DURATION`](crate::MAX_DURATION) (100 years)
+/// fails the call at once with [`Error::InvalidArgument`].
 ///
 /// ```
 /// use snakepit::CallOptions;
