@@ -3,6 +3,7 @@
 //! there is progress. Lanes read streaming replies this way; host-tool
 //! threads wait for their replies to go out.
 
+use crate::deadline::later;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ pub(crate) fn thread_waker() -> Waker {
 /// Polls `future` on this thread until it is ready, or `None` after
 /// `timeout`.
 pub(crate) fn block_on_timeout<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
-    let deadline = Instant::now() + timeout;
+    let deadline = later(Instant::now(), timeout);
     let waker = thread_waker();
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::call::Affinity;
+use crate::deadline::check_duration;
 use crate::options::{Config, Profile};
 use serde_json::Value;
 
@@ -24,7 +25,9 @@ impl Pool {
 /// Builds a [`Pool`]. Get one with [`Pool::builder`].
 ///
 /// Only [`adapter`](PoolBuilder::adapter) is required; every other option
-/// has the default its documentation gives.
+/// has the default its documentation gives. Every duration is at most
+/// [`MAX_DURATION`](crate::MAX_DURATION) (100 years); `build` refuses a
+/// longer one with [`Error::InvalidConfig`] naming the option.
 ///
 /// ```no_run
 /// use snakepit::{Pool, Profile};
@@ -505,6 +508,27 @@ impl PoolBuilder {
                 return invalid(name, "must be longer than zero".into());
             }
         }
+        // Every duration, so that no pool thread can overflow `Instant`.
+        for (name, d) in [
+            ("startup_timeout", c.startup_timeout),
+            ("queue_timeout", c.queue_timeout),
+            ("call_timeout", c.call_timeout),
+            ("shutdown_grace", c.shutdown_grace),
+            ("restart_backoff", c.restart_backoff.1),
+            ("max_lifetime", c.max_lifetime.unwrap_or_default()),
+            ("max_lifetime_jitter", c.max_lifetime_jitter),
+            ("memory_check_interval", c.memory_check_interval),
+            (
+                "health_check_interval",
+                c.health_check_interval.unwrap_or_default(),
+            ),
+            ("health_check_timeout", c.health_check_timeout),
+            ("session_idle_timeout", c.session_idle_timeout),
+        ] {
+            if let Err(message) = check_duration(d) {
+                return invalid(name, message);
+            }
+        }
         if c.host_tool_threads == 0 || c.host_tool_threads > 1024 {
             return invalid(
                 "host_tool_threads",
@@ -581,6 +605,63 @@ impl std::fmt::Debug for PoolBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deadline::MAX_DURATION;
+
+    /// A setter applied to a duration.
+    type Set = fn(PoolBuilder, Duration) -> PoolBuilder;
+
+    /// Every duration setter, with the option's name.
+    fn duration_setters() -> Vec<(&'static str, Set)> {
+        vec![
+            ("startup_timeout", |b, d| b.startup_timeout(d)),
+            ("queue_timeout", |b, d| b.queue_timeout(d)),
+            ("call_timeout", |b, d| b.call_timeout(d)),
+            ("shutdown_grace", |b, d| b.shutdown_grace(d)),
+            ("restart_backoff", |b, d| {
+                b.restart_backoff(Duration::ZERO, d)
+            }),
+            ("max_lifetime", |b, d| b.max_lifetime(d)),
+            ("max_lifetime_jitter", |b, d| b.max_lifetime_jitter(d)),
+            ("memory_check_interval", |b, d| b.memory_check_interval(d)),
+            ("health_check_interval", |b, d| b.health_check_interval(d)),
+            ("health_check_timeout", |b, d| b.health_check_timeout(d)),
+            ("session_idle_timeout", |b, d| b.session_idle_timeout(d)),
+        ]
+    }
+
+    #[test]
+    fn a_duration_above_the_bound_is_invalid_config_naming_the_option() {
+        let base = || PoolBuilder::new().adapter("pkg.Adapter");
+        let above = MAX_DURATION + Duration::from_nanos(1);
+        for (name, set) in duration_setters() {
+            assert!(set(base(), MAX_DURATION).validate().is_ok(), "{name}");
+            for d in [above, Duration::MAX] {
+                match set(base(), d).validate() {
+                    Err(Error::InvalidConfig { option, message }) => {
+                        assert_eq!(option, name);
+                        assert!(message.contains("at most"), "{message}");
+                    }
+                    other => panic!("{name} = {d:?}: {:?}", other.err()),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_duration_is_invalid_where_zero_cannot_work() {
+        let base = || PoolBuilder::new().adapter("pkg.Adapter");
+        for (name, set) in duration_setters() {
+            let zero_is_meaningful = matches!(
+                name,
+                "queue_timeout" | "shutdown_grace" | "restart_backoff" | "max_lifetime_jitter"
+            );
+            match set(base(), Duration::ZERO).validate() {
+                Ok(()) => assert!(zero_is_meaningful, "{name} = 0 was accepted"),
+                Err(Error::InvalidConfig { option, .. }) => assert_eq!(option, name),
+                Err(other) => panic!("{name}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn optional_limits_take_a_value_or_none_to_switch_them_off() {

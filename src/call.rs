@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
+use crate::deadline::later;
 use crate::error::Error;
 use crate::protocol::messages::ExecuteToolRequest;
 use crate::stream::{StreamControl, StreamEvent};
@@ -18,6 +19,8 @@ use crate::stream::{StreamControl, StreamEvent};
 ///
 /// Every option left unset takes the pool's default. The options are a
 /// value to pass to a call (`#[must_use]`): building them does nothing.
+/// A timeout above [`MAX_DURATION`](crate::MAX_DURATION) (100 years)
+/// fails the call at once with [`Error::InvalidArgument`].
 ///
 /// ```
 /// use serde_json::json;
@@ -221,7 +224,7 @@ pub(crate) struct Request {
 impl Request {
     /// The moment the request gives up waiting for a worker.
     pub fn queue_deadline(&self) -> Instant {
-        self.queued_since + self.queue_timeout
+        later(self.queued_since, self.queue_timeout)
     }
 
     /// Ends a call that worked: a unary call gets its reply, a stream its

@@ -51,7 +51,9 @@ use values::{allowed, show};
 /// The most workers one pool may have (as [`PoolBuilder::workers`] allows).
 const MAX_WORKERS: i64 = 4096;
 
-const DURATION: &str = "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"";
+/// What a duration option takes; the bound is [`crate::MAX_DURATION`].
+const DURATION: &str =
+    "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", at most 100 years (\"876600h\")";
 const SIZE: &str = "a size in bytes: an integer, or a string such as \"512MiB\" or \"2GB\"";
 
 /// A parsed and checked configuration file: its pools, in file order.
@@ -714,6 +716,34 @@ mod tests {
             m.contains("pools.p.adapter = \"NoModule\": expected a Python class path"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_duration_past_one_hundred_years_is_a_clear_error_not_a_hang() {
+        let pool = |body: &str| format!("[pools.p]\nadapter = \"pkg.mod.A\"\n{body}\n");
+        for key in [
+            "startup_timeout",
+            "call_timeout",
+            "queue_timeout",
+            "shutdown_grace",
+            "max_lifetime",
+            "health_check_interval",
+            "memory_check_interval",
+        ] {
+            for value in ["\"3000000000000000h\"", "\"876600.001h\""] {
+                let m = error(&pool(&format!("{key} = {value}")), key);
+                assert!(m.contains("must be at most 3155760000 seconds"), "{m}");
+            }
+            assert!(
+                parse(&pool(&format!("{key} = \"876600h\""))).is_ok(),
+                "{key}"
+            );
+        }
+        let m = error(
+            &pool("restart_backoff = { min = \"1s\", max = \"3000000000000000h\" }"),
+            "restart_backoff",
+        );
+        assert!(m.contains("must be at most"), "{m}");
     }
 
     #[test]

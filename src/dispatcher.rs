@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::call::{Affinity, Request};
+use crate::deadline::later;
 use crate::error::Error;
 use crate::events::{QueueTimedOut, Saturated};
 use crate::shared::Shared;
@@ -222,7 +223,7 @@ impl Dispatcher {
             None => {
                 self.sessions.insert(session.to_owned(), binding);
                 if self.sessions.len() == 1 {
-                    self.next_sweep = Instant::now() + self.sweep_interval();
+                    self.next_sweep = later(Instant::now(), self.sweep_interval());
                 }
             }
         }
@@ -333,7 +334,7 @@ impl Dispatcher {
             log::debug!("session `{id}` idle for {ttl:?}: closing it");
             self.close_session(&id);
         }
-        self.next_sweep = now + self.sweep_interval();
+        self.next_sweep = later(now, self.sweep_interval());
     }
 
     fn sweep_interval(&self) -> Duration {

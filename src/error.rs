@@ -158,8 +158,9 @@ pub enum Error {
     /// The pool could not set itself up, before or besides any worker: the
     /// cache directory for the worker's Python files, the private socket
     /// directory, or the host callback server could not be created. Usually
-    /// a file system or permission problem on the host. (A worker that
-    /// fails to start is [`Error::Startup`].)
+    /// a file system or permission problem on the host. Also a pool thread
+    /// that panicked while the pool started (a bug: please report it). (A
+    /// worker that fails to start is [`Error::Startup`].)
     PoolStart {
         /// What failed, with the OS error.
         message: String,

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
+use crate::deadline::later;
 use crate::error::Exit;
 use crate::events::{ExitReason, HandleEvent, WorkerExited};
 use crate::launcher::{Launcher, OnExit, Process, Target};
@@ -80,7 +81,7 @@ impl Process for FakeProcess {
     }
 
     fn wait_exit(&self, timeout: Duration) -> Option<Exit> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut exit = self.exit.lock();
         while exit.is_none() {
             if self.ended.wait_until(&mut exit, deadline).timed_out() {

@@ -38,6 +38,7 @@ use protobuf::MessageField;
 use serde_json::Value;
 
 use crate::block_on::block_on_timeout;
+use crate::deadline::later;
 use crate::host_tool::HostTool;
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
@@ -377,7 +378,7 @@ impl HostServer {
     pub fn stop(&mut self, grace: Duration) {
         self.state.stopping.store(true, SeqCst);
         drop(self.state.jobs.lock().take());
-        let deadline = Instant::now() + grace;
+        let deadline = later(Instant::now(), grace);
         let me = thread::current().id();
         // A host tool may shut the pool down (or drop its last handle) from
         // one of these threads: that one is not waited for.

@@ -80,6 +80,7 @@ mod block_on;
 mod builder;
 mod call;
 pub mod config;
+mod deadline;
 mod dispatcher;
 pub mod doctor;
 mod error;
@@ -111,6 +112,7 @@ mod worker;
 
 pub use builder::PoolBuilder;
 pub use call::{Affinity, CallOptions, Reply};
+pub use deadline::MAX_DURATION;
 pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
 pub use options::Profile;

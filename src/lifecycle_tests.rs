@@ -633,3 +633,117 @@ fn starts_killed_from_outside_are_retried_while_calls_wait() {
     }
     f.finish();
 }
+
+#[test]
+fn a_worker_thread_that_panics_at_start_up_fails_the_build_and_leaves_nothing_running() {
+    let Err((err, launched)) = start(
+        config(2),
+        |n| {
+            if n == 2 {
+                panic!("injected: a launcher that panics");
+            }
+            Ok(())
+        },
+        None,
+        launch_number,
+    ) else {
+        panic!("the pool started");
+    };
+    assert!(matches!(err, Error::PoolStart { .. }), "{err:?}");
+    assert_eq!(launched.len(), 1);
+    for p in launched {
+        assert!(p.exit_status().is_some(), "process {} still runs", p.launch);
+    }
+}
+
+#[test]
+fn call_durations_above_the_bound_are_refused_and_the_pool_stays_healthy() {
+    use crate::deadline::MAX_DURATION;
+    let f = pool(config(1), launch_number);
+    let above = MAX_DURATION + Duration::from_nanos(1);
+    for (argument, options) in [
+        ("timeout", CallOptions::new().timeout(Duration::MAX)),
+        ("timeout", CallOptions::new().timeout(above)),
+        (
+            "queue_timeout",
+            CallOptions::new().queue_timeout(Duration::MAX),
+        ),
+        ("queue_timeout", CallOptions::new().queue_timeout(above)),
+    ] {
+        match f.pool.execute_blocking_with("t", json!({}), options) {
+            Err(Error::InvalidArgument { argument: a, .. }) => assert_eq!(a, argument),
+            other => panic!("{argument}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        f.pool
+            .execute_blocking_with("t", json!({}), CallOptions::new().timeout(Duration::ZERO)),
+        Err(Error::InvalidArgument {
+            argument: "timeout",
+            ..
+        })
+    ));
+    let at_the_bound = CallOptions::new()
+        .timeout(MAX_DURATION)
+        .queue_timeout(MAX_DURATION);
+    assert_eq!(
+        f.pool
+            .execute_blocking_with("t", json!({}), at_the_bound)
+            .unwrap()
+            .value,
+        json!(1)
+    );
+    assert_eq!(f.pool.execute_blocking("t", json!({})).unwrap(), json!(1));
+    f.finish();
+}
+
+#[test]
+fn huge_durations_that_skip_validation_panic_no_pool_thread() {
+    // Validation keeps these out; the arithmetic must still saturate. A
+    // call's own timeouts are checked at submit, so those sit at the bound.
+    let config = Config {
+        startup_timeout: Duration::MAX,
+        queue_timeout: crate::deadline::MAX_DURATION,
+        call_timeout: crate::deadline::MAX_DURATION,
+        max_lifetime: Some(Duration::MAX),
+        max_lifetime_jitter: Duration::MAX,
+        max_memory: Some(u64::MAX),
+        memory_check_interval: Duration::MAX,
+        health_check_interval: Some(Duration::MAX),
+        health_check_timeout: Duration::MAX,
+        session_idle_timeout: Duration::MAX,
+        restart_backoff: (Duration::MAX, Duration::MAX),
+        shutdown_grace: Duration::MAX,
+        ..config(2)
+    };
+    let gate = Gate::new();
+    let held = gate.clone();
+    let f = pool(config, move |tool, p| {
+        if tool == "hold" {
+            held.hold(p);
+        }
+        Ok(json!(p.launch))
+    });
+    // A call waits in the queue (its deadline is queued_since + MAX).
+    let a = call_in_thread(&f.pool, "hold");
+    let b = call_in_thread(&f.pool, "hold");
+    gate.wait_started();
+    gate.wait_started();
+    let queued = call_in_thread(&f.pool, "t");
+    eventually("a call queued", || f.pool.stats().queued == 1);
+    gate.let_go();
+    gate.let_go();
+    assert!(a.join().unwrap().is_ok());
+    assert!(b.join().unwrap().is_ok());
+    assert!(queued.join().unwrap().is_ok());
+    // A session books the dispatcher's idle sweep, session_idle_timeout on.
+    let in_session = CallOptions::new().session("s");
+    assert!(f
+        .pool
+        .execute_blocking_with("t", json!({}), in_session)
+        .is_ok());
+    assert!(f.pool.execute_blocking("t", json!({})).is_ok());
+    let stats = f.pool.stats();
+    assert_eq!(stats.ready_workers, 2, "{stats:?}");
+    f.finish();
+}

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::call::{CallOptions, Replier, Reply, Request};
+use crate::deadline::check_duration;
 use crate::dispatcher::Dispatcher;
 use crate::error::Error;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
@@ -224,6 +225,12 @@ impl Pool {
                 message: "a call timeout must be longer than zero".into(),
             });
         }
+        let queue_timeout = options.queue_timeout.unwrap_or(config.queue_timeout);
+        for (argument, d) in [("timeout", timeout), ("queue_timeout", queue_timeout)] {
+            if let Err(message) = check_duration(d) {
+                return Err(Error::InvalidArgument { argument, message });
+            }
+        }
         let session = options.session.map(|id| {
             let affinity = options.affinity.unwrap_or(config.affinity);
             (id, affinity)
@@ -253,7 +260,7 @@ impl Pool {
             tool: tool.to_owned(),
             message,
             timeout,
-            queue_timeout: options.queue_timeout.unwrap_or(config.queue_timeout),
+            queue_timeout,
             submitted: now,
             queued_since: now,
             reply,
@@ -506,7 +513,7 @@ impl Pool {
                 connector: seams.connector.clone(),
                 jobs: jobs_rx,
                 resubmit: commands_tx.clone(),
-                first_ready: ready_tx.clone(),
+                first_ready: Some(ready_tx.clone()),
             }));
         }
         let lanes = parking_lot::RwLock::new(Some(job_senders.clone()));
@@ -516,6 +523,10 @@ impl Pool {
             .spawn(move || dispatcher.run())
             .expect("spawning the dispatcher thread");
 
+        // Only the workers may hold the ready sender: a worker thread that
+        // panics drops its clone, and the loop below must then see the
+        // channel disconnect rather than wait forever.
+        drop(ready_tx);
         let late = resources.late.clone();
         let pool = Pool {
             inner: Arc::new(Inner {
@@ -536,9 +547,9 @@ impl Pool {
             let failure = match ready_rx.recv() {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e,
-                Err(_) => Error::Startup {
-                    worker: "pool".into(),
-                    message: "a worker thread ended during start-up".into(),
+                // A bug, not the adapter: a worker thread panicked.
+                Err(_) => Error::PoolStart {
+                    message: "a worker thread panicked during start-up".into(),
                 },
             };
             pool.shutdown();

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::deadline::later;
 use crate::events::RecycleReason;
 use crate::options::Config;
 
@@ -32,8 +33,8 @@ impl Schedule {
             retire_at,
             next_memory: config
                 .max_memory
-                .map(|_| now + config.memory_check_interval),
-            next_health: config.health_check_interval.map(|i| now + i),
+                .map(|_| later(now, config.memory_check_interval)),
+            next_health: config.health_check_interval.map(|i| later(now, i)),
             retry: None,
         }
     }
@@ -84,7 +85,7 @@ impl Schedule {
     pub fn memory_due(&mut self, now: Instant, config: &Config) -> bool {
         let due = self.next_memory.is_some_and(|at| at <= now);
         if due {
-            self.next_memory = Some(now + config.memory_check_interval);
+            self.next_memory = Some(later(now, config.memory_check_interval));
         }
         due
     }
@@ -93,7 +94,7 @@ impl Schedule {
     pub fn health_due(&mut self, now: Instant, config: &Config) -> bool {
         let due = self.next_health.is_some_and(|at| at <= now);
         if due {
-            self.next_health = config.health_check_interval.map(|i| now + i);
+            self.next_health = config.health_check_interval.map(|i| later(now, i));
         }
         due
     }
@@ -116,8 +117,9 @@ pub(crate) fn request_limit(config: &Config, jitter: &mut Jitter) -> Option<u64>
 /// When a process started at `now` retires: `max_lifetime` plus a jitter.
 pub(crate) fn lifetime_end(config: &Config, now: Instant, jitter: &mut Jitter) -> Option<Instant> {
     config.max_lifetime.map(|life| {
-        let jitter_ms = config.max_lifetime_jitter.as_millis() as u64;
-        now + life + Duration::from_millis(jitter.below(jitter_ms + 1))
+        let jitter_ms = u64::try_from(config.max_lifetime_jitter.as_millis()).unwrap_or(u64::MAX);
+        let jitter = Duration::from_millis(jitter.below(jitter_ms.saturating_add(1)));
+        later(now, life.saturating_add(jitter))
     })
 }
 
@@ -149,7 +151,7 @@ impl Backoff {
     /// up to the cap.
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         delay
     }
 
@@ -208,7 +210,7 @@ impl Jitter {
 /// Waits up to `limit` for `done`, looking every 2 ms. For conditions
 /// that have no event to wait on (a count reaching zero on other threads).
 pub(crate) fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = later(std::time::Instant::now(), limit);
     loop {
         if done() {
             return true;

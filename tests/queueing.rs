@@ -183,3 +183,55 @@ fn a_thread_profile_timeout_keeps_the_process_and_its_other_calls() {
 
     scope.finish(&pool);
 }
+
+#[test]
+fn huge_call_durations_are_refused_and_the_idle_pool_keeps_serving() {
+    let scope = Scope::new("huge-durations");
+    let pool = scope.builder().workers(1).build().unwrap();
+    // The repro: this panicked the dispatcher, and every later
+    // call failed with ShuttingDown.
+    for (argument, options) in [
+        (
+            "queue_timeout",
+            CallOptions::new().queue_timeout(Duration::MAX),
+        ),
+        ("timeout", CallOptions::new().timeout(Duration::MAX)),
+        (
+            "timeout",
+            CallOptions::new().timeout(snakepit::MAX_DURATION + Duration::from_nanos(1)),
+        ),
+    ] {
+        match pool.execute_blocking_with("ping", json!({}), options) {
+            Err(Error::InvalidArgument { argument: a, .. }) => assert_eq!(a, argument),
+            other => panic!("{argument}: {other:?}"),
+        }
+    }
+    // At the bound the gRPC deadline stays in the future: the call runs.
+    let at_the_bound = CallOptions::new()
+        .timeout(snakepit::MAX_DURATION)
+        .queue_timeout(snakepit::MAX_DURATION);
+    pool.execute_blocking_with("ping", json!({}), at_the_bound)
+        .unwrap();
+    common::assert_serves(&pool);
+    let workers = pool.stats().workers;
+    assert_eq!(pool.stats().ready_workers, workers);
+    scope.finish(&pool);
+}
+
+#[test]
+fn a_builder_duration_above_the_bound_fails_the_build_at_once() {
+    let scope = Scope::new("huge-startup");
+    for builder in [
+        scope.builder().startup_timeout(Duration::MAX),
+        scope.builder().max_lifetime(Duration::MAX),
+        scope.builder().shutdown_grace(Duration::MAX),
+    ] {
+        match builder.workers(1).build() {
+            Err(Error::InvalidConfig { message, .. }) => {
+                assert!(message.contains("at most"), "{message}")
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
+    scope.assert_no_processes();
+}

@@ -42,7 +42,7 @@ pub(crate) struct OptionSpec {
 // (say, to undo a `[defaults]` value in one pool).
 const OFF_INT: &str = "an integer, 1 or more; 0 or \"off\" switches it off";
 const OFF_DURATION: &str =
-    "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"; 0 or \"off\" switches it off";
+    "a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\", at most 100 years; 0 or \"off\" switches it off";
 const OFF_SIZE: &str =
     "a size in bytes, e.g. 1000000, \"512MiB\" or \"2GB\"; 0 or \"off\" switches it off";
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use toml::Value;
 
 use super::{Reader, Written, DURATION, OPTIONS, SIZE};
+use crate::deadline::check_duration;
 use crate::error::Error;
 
 impl Reader<'_> {
@@ -80,10 +81,12 @@ impl Reader<'_> {
     }
 
     pub(super) fn duration(&self, w: &Written) -> Result<Duration, Error> {
-        (w.value)
+        let d = (w.value)
             .as_str()
             .and_then(parse_duration)
-            .ok_or_else(|| self.invalid(w, &format!("expected {DURATION}")))
+            .ok_or_else(|| self.invalid(w, &format!("expected {DURATION}")))?;
+        check_duration(d).map_err(|message| self.invalid(w, &message))?;
+        Ok(d)
     }
 
     pub(super) fn size(&self, w: &Written, max: u64) -> Result<u64, Error> {
@@ -132,6 +135,10 @@ impl Reader<'_> {
                 .and_then(Value::as_str)
                 .and_then(parse_duration)
                 .ok_or_else(|| self.invalid(w, expected))
+                .and_then(|d| {
+                    check_duration(d).map_err(|message| self.invalid(w, &message))?;
+                    Ok(d)
+                })
         };
         Ok((read("min")?, read("max")?))
     }

@@ -35,7 +35,7 @@ pub(super) fn run_with_timeout(mut cmd: Command, timeout: Duration) -> io::Resul
     let mut child = spawn_piped(&mut cmd)?;
     let stdout = read_all(child.stdout.take().map(boxed));
     let stderr = read_all(child.stderr.take().map(boxed));
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline::later(Instant::now(), timeout);
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break Some(status);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::{Launcher, OnExit, Process, Target};
+use crate::deadline::later;
 use crate::error::Exit;
 
 /// Lines of stderr kept for error reports.
@@ -88,7 +89,7 @@ impl ExitWatch {
 
     /// Waits up to `timeout` for the process to end.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut exit = self.exit.lock();
         while exit.is_none() {
             if self.changed.wait_until(&mut exit, deadline).timed_out() {
@@ -119,7 +120,7 @@ impl StderrTail {
     /// Waits up to `timeout` for EOF, so a report holds the last words of a
     /// process that just died.
     pub fn wait_closed(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut guard = self.lines.lock();
         while !guard.1 {
             if self.closed.wait_until(&mut guard, deadline).timed_out() {
@@ -292,7 +293,7 @@ impl PythonProcess {
         timeout: Duration,
         abandon: &dyn Fn() -> bool,
     ) -> Result<String, StartFailure> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         loop {
             if abandon() {
                 return Err(StartFailure::Abandoned);

@@ -15,6 +15,7 @@ use grpcio::{CallOption, ChannelBuilder, Client, Environment, RpcStatusCode};
 
 use super::{Connect, Transport, TransportError};
 use crate::block_on::thread_waker;
+use crate::deadline::MAX_DURATION;
 use crate::protocol::messages::{
     CleanupSessionRequest, ExecuteToolRequest, ExecuteToolResponse, InitializeSessionRequest,
     InitializeSessionResponse, PingRequest, ToolChunk,
@@ -67,7 +68,7 @@ impl Transport for GrpcTransport {
         req: &ExecuteToolRequest,
         timeout: Duration,
     ) -> Result<ExecuteToolResponse, TransportError> {
-        let opt = CallOption::default().timeout(timeout);
+        let opt = CallOption::default().timeout(grpc_timeout(timeout));
         self.client
             .unary_call(&service::EXECUTE_TOOL, req, opt)
             .map_err(from_grpc)
@@ -80,7 +81,7 @@ impl Transport for GrpcTransport {
         control: &StreamControl,
         on_chunk: &mut dyn FnMut(ToolChunk) -> ControlFlow<()>,
     ) -> Result<(), TransportError> {
-        let opt = CallOption::default().timeout(timeout);
+        let opt = CallOption::default().timeout(grpc_timeout(timeout));
         let mut receiver = self
             .client
             .server_streaming(&service::EXECUTE_STREAMING_TOOL, req, opt)
@@ -127,7 +128,7 @@ impl Transport for GrpcTransport {
             force: true,
             ..Default::default()
         };
-        let opt = CallOption::default().timeout(timeout);
+        let opt = CallOption::default().timeout(grpc_timeout(timeout));
         self.client
             .unary_call(&service::CLEANUP_SESSION, &req, opt)
             .map(|_| ())
@@ -135,7 +136,7 @@ impl Transport for GrpcTransport {
     }
 
     fn describe(&self, timeout: Duration) -> Result<InitializeSessionResponse, TransportError> {
-        let opt = CallOption::default().timeout(timeout);
+        let opt = CallOption::default().timeout(grpc_timeout(timeout));
         self.client
             .unary_call(
                 &service::INITIALIZE_SESSION,
@@ -157,7 +158,7 @@ impl Transport for GrpcTransport {
         };
         let opt = CallOption::default()
             .wait_for_ready(wait_for_ready)
-            .timeout(timeout);
+            .timeout(grpc_timeout(timeout));
         self.client
             .unary_call(&service::PING, &req, opt)
             .map(|_| ())
@@ -186,4 +187,11 @@ fn from_grpc(e: grpcio::Error) -> TransportError {
             message: other.to_string(),
         },
     }
+}
+
+/// grpcio turns a timeout into a deadline by casting its seconds to `i64`:
+/// `Duration::MAX` would become a deadline in the past (an instant
+/// `DEADLINE_EXCEEDED` and a killed worker). Capped, it stays in the future.
+fn grpc_timeout(timeout: Duration) -> Duration {
+    timeout.min(MAX_DURATION)
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::RwLock;
 
+use crate::deadline::later;
 use crate::error::{Error, Exit};
 use crate::events::{
     ExitReason, RecycleReason, WorkerExited, WorkerReady, WorkerRecycled, WorkerStarted,
@@ -88,7 +89,9 @@ pub(crate) struct WorkerSetup {
     pub jobs: Receiver<Work>,
     pub resubmit: Sender<Command>,
     /// Told once whether the first process became ready.
-    pub first_ready: Sender<Result<(), Error>>,
+    /// Taken when used, so that the pool's start sees the channel
+    /// disconnect once every worker has answered or died.
+    pub first_ready: Option<Sender<Result<(), Error>>>,
 }
 
 impl WorkerHandle {
@@ -205,7 +208,9 @@ impl Worker {
                 Ok(serving) => serving,
                 Err(failed) => {
                     if first {
-                        let _ = self.setup.first_ready.send(Err(failed.into_error()));
+                        if let Some(ready) = self.setup.first_ready.take() {
+                            let _ = ready.send(Err(failed.into_error()));
+                        }
                         break;
                     }
                     match failed {
@@ -224,7 +229,9 @@ impl Worker {
             };
             self.go_live(&serving);
             if first {
-                let _ = self.setup.first_ready.send(Ok(()));
+                if let Some(ready) = self.setup.first_ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
                 first = false;
             }
             match self.serve(serving) {
@@ -482,7 +489,7 @@ impl Worker {
                     "{}: replacement failed, keeping the old process: {err}",
                     self.id()
                 );
-                schedule.retry_at(Instant::now() + self.backoff.next_delay(), reason);
+                schedule.retry_at(later(Instant::now(), self.backoff.next_delay()), reason);
                 return old;
             }
         };
@@ -587,7 +594,7 @@ impl Worker {
     fn pause(&mut self) -> bool {
         let info = self.setup.shared.worker(self.setup.slot);
         info.set_state(WorkerState::BackingOff);
-        let deadline = Instant::now() + self.backoff.next_delay();
+        let deadline = later(Instant::now(), self.backoff.next_delay());
         loop {
             match self.control.recv_deadline(deadline) {
                 Ok(Control::Shutdown) | Err(RecvTimeoutError::Disconnected) => return false,
@@ -655,11 +662,14 @@ fn killed_from_outside(exit: Exit) -> bool {
 fn retire(conn: Arc<Connection>, shared: Arc<Shared>, worker: String, reason: RecycleReason) {
     let config = shared.config();
     let started = Instant::now();
-    supervisor::wait_for(config.call_timeout + config.shutdown_grace, || {
-        conn.in_flight.load(Relaxed) == 0
-            || conn.process.exit_status().is_some()
-            || (shared.is_closing() && started.elapsed() > config.shutdown_grace)
-    });
+    supervisor::wait_for(
+        config.call_timeout.saturating_add(config.shutdown_grace),
+        || {
+            conn.in_flight.load(Relaxed) == 0
+                || conn.process.exit_status().is_some()
+                || (shared.is_closing() && started.elapsed() > config.shutdown_grace)
+        },
+    );
     if shared.is_closing() {
         conn.stopping.store(true, SeqCst);
     }

@@ -207,11 +207,19 @@ impl ConfigArg {
     }
 }
 
-/// `--timeout`: a duration as the configuration file writes it, not zero.
+/// `--timeout`: a duration as the configuration file writes it, not zero
+/// and at most [`snakepit::MAX_DURATION`].
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    snakepit::config::parse_duration(text)
+    let d = snakepit::config::parse_duration(text)
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| "expected a duration such as 500ms, 30s or 5m".to_owned())
+        .ok_or_else(|| "expected a duration such as 500ms, 30s or 5m".to_owned())?;
+    if d > snakepit::MAX_DURATION {
+        return Err(format!(
+            "must be at most {}h (100 years)",
+            snakepit::MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    Ok(d)
 }
 
 /// A call's arguments: a JSON object, whose keys become keyword arguments.
@@ -255,5 +263,8 @@ mod tests {
         assert_eq!(parse_timeout("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_timeout("5").is_err());
         assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("876600h").is_ok());
+        assert!(parse_timeout("876601h").is_err());
+        assert!(parse_timeout("3000000000000000h").is_err());
     }
 }
