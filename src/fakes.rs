@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::deadline::later;
 use crate::error::Exit;
 use crate::events::{ExitReason, HandleEvent, WorkerExited};
-use crate::launcher::{Launcher, OnExit, Process, Target};
+use crate::launcher::{ExitWatch, Launcher, OnExit, Process, Target};
 use crate::protocol::messages::{
     ExecuteToolRequest, ExecuteToolResponse, InitializeSessionResponse, ToolChunk,
 };
@@ -33,8 +32,7 @@ pub(crate) struct FakeProcess {
     pub launch: usize,
     pub launched_at: Instant,
     ready: Result<String, String>,
-    exit: Mutex<Option<Exit>>,
-    ended: Condvar,
+    exit: ExitWatch,
     on_exit: Mutex<Option<OnExit>>,
     /// What `resident_bytes` reports.
     pub rss: Mutex<Option<u64>>,
@@ -45,14 +43,9 @@ pub(crate) struct FakeProcess {
 impl FakeProcess {
     /// Ends the process with `exit`, as a crash or a kill would.
     pub fn end(&self, exit: Exit) {
-        {
-            let mut slot = self.exit.lock();
-            if slot.is_some() {
-                return;
-            }
-            *slot = Some(exit);
+        if !self.exit.set(exit) {
+            return;
         }
-        self.ended.notify_all();
         if let Some(on_exit) = self.on_exit.lock().take() {
             on_exit(exit);
         }
@@ -77,18 +70,11 @@ impl Process for FakeProcess {
     }
 
     fn exit_status(&self) -> Option<Exit> {
-        *self.exit.lock()
+        self.exit.get()
     }
 
     fn wait_exit(&self, timeout: Duration) -> Option<Exit> {
-        let deadline = later(Instant::now(), timeout);
-        let mut exit = self.exit.lock();
-        while exit.is_none() {
-            if self.ended.wait_until(&mut exit, deadline).timed_out() {
-                break;
-            }
-        }
-        *exit
+        self.exit.wait_timeout(timeout)
     }
 
     fn kill(&self) {
@@ -173,8 +159,7 @@ impl Launcher for FakeLauncher {
             launch,
             launched_at: Instant::now(),
             ready,
-            exit: Mutex::new(None),
-            ended: Condvar::new(),
+            exit: ExitWatch::default(),
             on_exit: Mutex::new(Some(on_exit)),
             rss: Mutex::new(self.rss),
             healthy: AtomicBool::new(true),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Launcher, OnExit, Process, Target};
+use super::{ExitWatch, Launcher, OnExit, Process, Target};
 use crate::deadline::later;
 use crate::error::Exit;
 
@@ -73,36 +73,6 @@ pub(crate) struct LaunchSpec {
     pub elixir_address: Option<String>,
     /// A Snakepit-contract worker script to run instead of our launcher.
     pub worker_script: Option<PathBuf>,
-}
-
-/// The exit status of a process, set once by its reaper thread.
-#[derive(Debug, Default)]
-pub(crate) struct ExitWatch {
-    exit: Mutex<Option<Exit>>,
-    changed: Condvar,
-}
-
-impl ExitWatch {
-    pub fn get(&self) -> Option<Exit> {
-        *self.exit.lock()
-    }
-
-    /// Waits up to `timeout` for the process to end.
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
-        let deadline = later(Instant::now(), timeout);
-        let mut exit = self.exit.lock();
-        while exit.is_none() {
-            if self.changed.wait_until(&mut exit, deadline).timed_out() {
-                break;
-            }
-        }
-        *exit
-    }
-
-    fn set(&self, value: Exit) {
-        *self.exit.lock() = Some(value);
-        self.changed.notify_all();
-    }
 }
 
 /// The last lines a process wrote to stderr, and whether it closed it.

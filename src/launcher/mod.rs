@@ -12,8 +12,11 @@
 pub(crate) mod local;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex};
+
+use crate::deadline::later;
 use crate::error::Exit;
 
 /// Which process a worker asks for.
@@ -71,4 +74,46 @@ pub(crate) trait Process: Send + Sync {
     /// it to close stderr (so a report holds the last words of a process
     /// that just died).
     fn stderr_tail(&self, settle: Duration) -> Vec<String>;
+}
+
+/// How a process ended, recorded once and waited for: what a launcher's
+/// process keeps so that [`Process::exit_status`] and
+/// [`Process::wait_exit`] need no polling.
+#[derive(Debug, Default)]
+pub(crate) struct ExitWatch {
+    exit: Mutex<Option<Exit>>,
+    changed: Condvar,
+}
+
+impl ExitWatch {
+    /// How the process ended, if it has.
+    pub fn get(&self) -> Option<Exit> {
+        *self.exit.lock()
+    }
+
+    /// Waits up to `timeout` for the process to end.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Exit> {
+        let deadline = later(Instant::now(), timeout);
+        let mut exit = self.exit.lock();
+        while exit.is_none() {
+            if self.changed.wait_until(&mut exit, deadline).timed_out() {
+                break;
+            }
+        }
+        *exit
+    }
+
+    /// Records the end and wakes the waiters. Only the first end counts:
+    /// false when one was already recorded.
+    pub fn set(&self, value: Exit) -> bool {
+        {
+            let mut exit = self.exit.lock();
+            if exit.is_some() {
+                return false;
+            }
+            *exit = Some(value);
+        }
+        self.changed.notify_all();
+        true
+    }
 }
