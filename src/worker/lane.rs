@@ -92,7 +92,6 @@ impl Lane {
             }
         };
         conn.in_flight.fetch_sub(1, Relaxed);
-        let outcome = outcome.map_err(|e| self.stopped_for_shutdown(conn, e));
         self.count_served(conn);
         self.shared.worker(self.slot).calls.fetch_add(1, Relaxed);
         if req.retries > 0 && matches!(outcome, Err(Error::WorkerCrashed { .. })) {
@@ -185,6 +184,9 @@ impl Lane {
                 }
                 e.into_error(&cx)
             }
+            // The pool stopped this process at shutdown, past the grace
+            // period, and cut the call short: it did not crash.
+            TransportError::Failed { .. } if conn.stopping.load(SeqCst) => Error::ShuttingDown,
             TransportError::Failed { .. } => match conn.process.wait_exit(CRASH_CONFIRM) {
                 Some(exit) => {
                     // Close the slot now: the worker's thread learns of the
@@ -202,17 +204,6 @@ impl Lane {
                 None => e.into_error(&cx),
             },
             TransportError::ResourceExhausted | TransportError::ToolFailed(_) => e.into_error(&cx),
-        }
-    }
-
-    /// A call the pool cut short by stopping its process at shutdown (past
-    /// the grace period) ends in `ShuttingDown`: the process did not crash.
-    fn stopped_for_shutdown(&self, conn: &Connection, e: Error) -> Error {
-        let lost = matches!(e, Error::WorkerCrashed { .. } | Error::Transport { .. });
-        if lost && conn.stopping.load(SeqCst) {
-            Error::ShuttingDown
-        } else {
-            e
         }
     }
 
