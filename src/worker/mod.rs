@@ -296,9 +296,7 @@ impl Worker {
         let transport = match ready {
             Ok(transport) => transport,
             Err(message) => {
-                let exit = process
-                    .exit_status()
-                    .or_else(|| process.wait_exit(EXIT_CONFIRM));
+                let exit = process.wait_exit(EXIT_CONFIRM);
                 process.kill();
                 let err = startup_error(message);
                 return Err(match exit {
