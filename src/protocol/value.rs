@@ -86,6 +86,10 @@ pub(crate) fn encode_request(
 /// scalar is 0 deep, `[1]` is 1. Walked without recursion, so any value a
 /// caller built can be checked.
 fn nests_deeper_than(value: &Value, limit: usize) -> bool {
+    // Most arguments are scalars: no walk (and no allocation) for them.
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return false;
+    }
     // Each value with the number of arrays/objects around it.
     let mut pending = vec![(value, 0usize)];
     while let Some((value, around)) = pending.pop() {
