@@ -29,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use grpcio::{
-    ChannelBuilder, EnvBuilder, Metadata, RpcContext, RpcStatus, RpcStatusCode, Server, ServerBuilder,
-    ServerCredentials, ServiceBuilder, UnarySink,
+    ChannelBuilder, EnvBuilder, Metadata, RpcContext, RpcStatus, RpcStatusCode, Server,
+    ServerBuilder, ServerCredentials, ServiceBuilder, UnarySink,
 };
 use parking_lot::Mutex;
 use protobuf::well_known_types::timestamp::Timestamp;
@@ -448,7 +448,9 @@ fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
     let builder = ServiceBuilder::new()
         .add_unary_handler(
             &service::PING,
-            guarded(state, |s, ctx, req, sink| answer(ctx, sink, Ok(s.ping(req)))),
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.ping(req)))
+            }),
         )
         .add_unary_handler(
             &service::INITIALIZE_SESSION,
@@ -464,11 +466,15 @@ fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
         )
         .add_unary_handler(
             &service::GET_SESSION,
-            guarded(state, |s, ctx, req, sink| answer(ctx, sink, s.get_session(req))),
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, s.get_session(req))
+            }),
         )
         .add_unary_handler(
             &service::HEARTBEAT,
-            guarded(state, |s, ctx, req, sink| answer(ctx, sink, Ok(s.heartbeat(req)))),
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.heartbeat(req)))
+            }),
         )
         .add_unary_handler(
             &service::REGISTER_TOOLS,

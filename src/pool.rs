@@ -17,13 +17,13 @@ use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
 use crate::launcher::Launcher;
 use crate::options::{worker_id, Config, Profile};
+use crate::pool_token::PoolToken;
 use crate::protocol::value;
 use crate::python;
 use crate::shared::Shared;
 use crate::socket_dir;
 use crate::stats::PoolStats;
 use crate::stream::{Stream, StreamControl};
-use crate::pool_token::PoolToken;
 use crate::transport::grpc::GrpcConnector;
 use crate::transport::Connect;
 use crate::work::{Command, Job, Work};
@@ -443,7 +443,9 @@ impl Pool {
             .map_err(|e| pool_error(format!("cannot create the socket directory: {e}")))?;
         let token = PoolToken::generate().map_err(|e| {
             let _ = std::fs::remove_dir_all(&socket_dir);
-            pool_error(format!("cannot make the pool's token from /dev/urandom: {e}"))
+            pool_error(format!(
+                "cannot make the pool's token from /dev/urandom: {e}"
+            ))
         })?;
         let late = bind_host_tools(&mut config);
         // Up before any worker: a worker waits for its Ping at start-up.

@@ -92,7 +92,10 @@ fn only_callers_with_the_pools_token_are_served_on_either_side() {
     // The pool and its worker present it to each other: a tool that calls
     // a host tool works, and the refusals left both sides healthy.
     let doubled = pool
-        .execute_blocking("call_host", json!({"name": "double", "arguments": {"n": 21}}))
+        .execute_blocking(
+            "call_host",
+            json!({"name": "double", "arguments": {"n": 21}}),
+        )
         .unwrap();
     assert_eq!(doubled, json!(42));
 
@@ -127,7 +130,10 @@ fn two_pools_do_not_share_a_token() {
         "unix:{}",
         flag(&cmdline(pid_b.as_u64().unwrap() as u32), "--socket")
     );
-    assert_eq!(ping(&worker_b, Some(&ta)), Err(RpcStatusCode::UNAUTHENTICATED));
+    assert_eq!(
+        ping(&worker_b, Some(&ta)),
+        Err(RpcStatusCode::UNAUTHENTICATED)
+    );
     a.shutdown();
     scope.finish(&b);
 }
