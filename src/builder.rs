@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::events::HandleEvent;
-use crate::host_tool::HostTool;
+use crate::host_tool::{HostArgs, HostOutput, HostTool};
 use crate::pool::Pool;
 use crate::slots::MAX_CAPACITY;
 
@@ -339,6 +339,50 @@ impl PoolBuilder {
         self.config
             .host_tools
             .push(HostTool::plain(name.into(), description.into(), tool));
+        self
+    }
+
+    /// Registers a host tool that takes bytes and may return bytes, at the
+    /// same size limit as tool calls
+    /// ([`max_message_bytes`](PoolBuilder::max_message_bytes)).
+    ///
+    /// Python passes `bytes`, `bytearray` or `memoryview` keyword arguments
+    /// (`call_host_tool("name", data=b"...")`); they arrive in
+    /// [`HostArgs::binary`](crate::HostArgs) as they are, the other
+    /// arguments in [`HostArgs::json`](crate::HostArgs). Return
+    /// [`HostOutput::Bytes`](crate::HostOutput) for Python to receive
+    /// `bytes`, or [`HostOutput::Json`](crate::HostOutput) for a JSON value.
+    /// A result over the limit fails the call in Python with a
+    /// `RuntimeError` naming the limit; arguments over it fail before they
+    /// are sent. Errors and panics behave as in
+    /// [`host_tool`](PoolBuilder::host_tool), which refuses bytes
+    /// arguments. Binary arguments are a snakepit extension of Snakepit's
+    /// protocol (`ExecuteElixirToolRequest.binary_parameters`). Default: no
+    /// host tools.
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    /// use snakepit::HostOutput;
+    ///
+    /// let pool = snakepit::Pool::builder()
+    ///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+    ///     .host_tool_binary("checksum", "Sums the bytes of data", |args| {
+    ///         let data = args.bytes("data")?;
+    ///         let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    ///         Ok(HostOutput::Json(json!(sum)))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn host_tool_binary(
+        mut self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        tool: impl Fn(HostArgs) -> Result<HostOutput, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config
+            .host_tools
+            .push(HostTool::binary(name.into(), description.into(), tool));
         self
     }
 

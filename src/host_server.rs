@@ -34,12 +34,12 @@ use grpcio::{
 };
 use parking_lot::Mutex;
 use protobuf::well_known_types::timestamp::Timestamp;
-use protobuf::MessageField;
+use protobuf::{Message as _, MessageField};
 use serde_json::Value;
 
 use crate::block_on::block_on_timeout;
 use crate::deadline::later;
-use crate::host_tool::HostTool;
+use crate::host_tool::{HostArgs, HostOutput, HostTool};
 use crate::pool_token::{self, PoolToken};
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
@@ -130,6 +130,8 @@ pub(crate) struct HostState {
     /// The token callers must present; `None` for a pool that runs a
     /// Snakepit worker script, which cannot.
     token: Option<PoolToken>,
+    /// The largest message the server sends or takes.
+    max_message_bytes: usize,
 }
 
 impl HostState {
@@ -266,20 +268,43 @@ impl HostState {
         let started = Instant::now();
         // A tool that takes the pool holds it only while it runs (see
         // `Pool::start`), so the handle is gone before the reply goes out.
+        let name = req.tool_name.clone();
         let outcome = self.run_tool(req);
         let mut resp = ExecuteElixirToolResponse::new();
         match outcome {
-            Ok(result) => {
+            Ok(HostOutput::Json(result)) => {
                 resp.success = true;
                 resp.result = MessageField::some(value::encode_result(&result));
+            }
+            Ok(HostOutput::Bytes(bytes)) => {
+                resp.success = true;
+                // As our worker marks bytes results: `null` of kind
+                // `binary` beside them, so empty bytes stay bytes.
+                let mut kind = protobuf::well_known_types::any::Any::new();
+                kind.type_url = value::BINARY_RESULT_TYPE_URL.into();
+                kind.value = b"null".to_vec();
+                resp.result = MessageField::some(kind);
+                resp.binary_result = bytes;
             }
             Err(message) => resp.error_message = message,
         }
         resp.execution_time_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        // Over the limit, gRPC would fail the call with a bare
+        // RESOURCE_EXHAUSTED; the tool's caller gets a message instead.
+        let size = resp.compute_size();
+        if size > self.max_message_bytes as u64 {
+            let mut refused = ExecuteElixirToolResponse::new();
+            refused.error_message = format!(
+                "host tool `{name}` returned {size} bytes, over the pool's message limit of {} \
+                 bytes (max_message_bytes)",
+                self.max_message_bytes
+            );
+            return refused;
+        }
         resp
     }
 
-    fn run_tool(&self, req: ExecuteElixirToolRequest) -> Result<Value, String> {
+    fn run_tool(&self, mut req: ExecuteElixirToolRequest) -> Result<HostOutput, String> {
         if self.stopping.load(SeqCst) {
             return Err("the host is shutting down".into());
         }
@@ -297,7 +322,13 @@ impl HostState {
                 .map_err(|e| format!("host tool `{}`: argument `{name}`: {e}", tool.name))?;
             args.insert(name.clone(), value);
         }
-        tool.run(Value::Object(args))
+        let binary = std::mem::take(&mut req.binary_parameters)
+            .into_iter()
+            .collect();
+        tool.run(HostArgs {
+            json: Value::Object(args),
+            binary,
+        })
     }
 }
 
@@ -332,6 +363,7 @@ impl HostServer {
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(Some(jobs_tx)),
             token,
+            max_message_bytes,
         });
         let threads = (0..threads)
             .map(|n| {
@@ -579,6 +611,7 @@ mod tests {
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(None),
             token: None,
+            max_message_bytes: 1 << 20,
         }
     }
 

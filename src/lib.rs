@@ -116,6 +116,7 @@ pub use call::{Affinity, CallOptions, Reply};
 pub use deadline::MAX_DURATION;
 pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
+pub use host_tool::{HostArgs, HostOutput};
 pub use options::Profile;
 pub use pool::Pool;
 pub use pool_set::PoolSet;

@@ -19,6 +19,9 @@ from .session_context import DEFAULT_CALLBACK_TIMEOUT_S
 
 log = logging.getLogger("snakepit.worker")
 
+BINARY_TYPES = (bytes, bytearray, memoryview)
+"""Argument types sent as raw bytes rather than JSON."""
+
 
 class HostCallbackClient:
     """Calls the host's ``BridgeService`` (``ExecuteElixirTool``,
@@ -86,18 +89,30 @@ class HostCallbackClient:
         arguments: dict[str, Any],
         timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S,
     ) -> Any:
-        """Runs a host tool and returns its decoded result.
+        """Runs a host tool and returns its decoded result: ``bytes`` when the
+        host tool returned bytes.
 
-        Raises ``RuntimeError`` with the host's error message when the tool
-        failed.
+        ``bytes``, ``bytearray`` and ``memoryview`` arguments travel as they
+        are (``binary_parameters``, for host tools registered with
+        ``host_tool_binary``); the others as JSON. Raises ``ValueError``
+        before sending when the request is over the message limit, and
+        ``RuntimeError`` with the host's error message when the tool failed.
         """
         request = protocol.ExecuteElixirToolRequest(session_id=session_id, tool_name=tool_name)
         for name, value in arguments.items():
-            request.parameters[name].CopyFrom(serialization.parameter_any(value))
+            if isinstance(value, BINARY_TYPES):
+                request.binary_parameters[name] = bytes(value)
+            else:
+                request.parameters[name].CopyFrom(serialization.parameter_any(value))
+        if self._max_message_bytes and (size := request.ByteSize()) > self._max_message_bytes:
+            raise ValueError(
+                f"host tool {tool_name!r}: the arguments are {size} bytes, over the message limit of "
+                f"{self._max_message_bytes} bytes (max_message_bytes)"
+            )
         response = self._call("ExecuteElixirTool", request, timeout)
         if not response.success:
             raise RuntimeError(response.error_message or f"host tool {tool_name!r} failed")
-        if response.binary_result:
+        if response.binary_result or response.result.type_url == serialization.BINARY_TYPE_URL:
             return bytes(response.binary_result)
         if not response.HasField("result"):
             return None

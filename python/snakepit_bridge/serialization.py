@@ -275,6 +275,11 @@ def kind_of(value: Any) -> str:
     return "map"
 
 
+BINARY_TYPE_URL = f"{TYPE_URL_PREFIX}snakepit.binary"
+"""The ``type_url`` of the ``null`` result that stands beside a bytes result,
+so that empty bytes stay bytes."""
+
+
 def is_binary(value: Any) -> bool:
     """Whether a result travels raw in ``binary_result``."""
     return isinstance(value, _BINARY)
@@ -292,7 +297,7 @@ def json_any(value: Any, limit: int | None = None) -> DynamicMessage:
 def encode_result(value: Any, limit: int | None = None) -> tuple[DynamicMessage, bytes]:
     """The ``(result, binary_result)`` pair of an ``ExecuteToolResponse``."""
     if is_binary(value):
-        return protocol.Any(type_url=f"{TYPE_URL_PREFIX}snakepit.binary", value=b"null"), bytes(value)
+        return protocol.Any(type_url=BINARY_TYPE_URL, value=b"null"), bytes(value)
     return json_any(value, limit), b""
 
 

@@ -52,7 +52,11 @@ class SessionContext:
     def call_host_tool(self, tool_name: str, /, **arguments: Any) -> Any:
         """Calls a tool registered on the host (``ExecuteElixirTool``).
 
-        Arguments travel as JSON. Raises ``RuntimeError`` when the worker was
+        Arguments travel as JSON, except ``bytes``, ``bytearray`` and
+        ``memoryview`` ones, which travel as they are (to host tools
+        registered with ``host_tool_binary``); a host tool's bytes result
+        comes back as ``bytes``. Raises ``ValueError`` for arguments over the
+        message limit, and ``RuntimeError`` when the worker was
         started without ``--elixir-address`` or when the host tool failed.
         """
         if self.host is None:

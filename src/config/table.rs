@@ -464,6 +464,7 @@ mod tests {
             "a Rust trait object; a file cannot name one",
         ),
         ("host_tool", "a Rust closure; a file cannot hold one"),
+        ("host_tool_binary", "a Rust closure; a file cannot hold one"),
         (
             "host_tool_with_pool",
             "a Rust closure; a file cannot hold one",
