@@ -9,7 +9,6 @@
 //! error and its panic both become an error message for Python.
 
 use std::any::Any;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -95,13 +94,8 @@ impl HostTool {
         let Body::Ready(f) = &self.body else {
             return Err(needs_pool(&self.name));
         };
-        panic::catch_unwind(AssertUnwindSafe(|| f(args))).unwrap_or_else(|payload| {
-            Err(format!(
-                "host tool `{}` panicked: {}",
-                self.name,
-                panic_message(payload.as_ref())
-            ))
-        })
+        crate::panics::catch(|| f(args))
+            .unwrap_or_else(|message| Err(format!("host tool `{}` panicked: {message}", self.name)))
     }
 }
 
@@ -119,18 +113,6 @@ impl std::fmt::Debug for HostTool {
             .field("name", &self.name)
             .field("description", &self.description)
             .finish_non_exhaustive()
-    }
-}
-
-/// The text a panic was raised with (`panic!("...")` gives a `&str` or a
-/// `String`; anything else has no text).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "(a panic with no message)".to_owned()
     }
 }
 

@@ -2,7 +2,7 @@
 //! while the Python generator is still producing them.
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::Thread;
 
 use crossbeam_channel::Receiver;
@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::shared::Shared;
 
 /// One item a streaming tool yielded. New kinds of item may be added, so a
 /// `match` on it needs a catch-all arm.
@@ -118,20 +119,35 @@ impl StreamControl {
 ///     Ok(())
 /// }
 /// ```
-#[derive(Debug)]
 #[must_use = "dropping a Stream cancels the call"]
 pub struct Stream {
     events: Receiver<StreamEvent>,
     control: Arc<StreamControl>,
     finished: bool,
+    /// The pool, to tell why a call went unanswered.
+    pool: Weak<Shared>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("control", &self.control)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Stream {
-    pub(crate) fn new(events: Receiver<StreamEvent>, control: Arc<StreamControl>) -> Self {
+    pub(crate) fn new(
+        events: Receiver<StreamEvent>,
+        control: Arc<StreamControl>,
+        pool: Weak<Shared>,
+    ) -> Self {
         Stream {
             events,
             control,
             finished: false,
+            pool,
         }
     }
 }
@@ -154,10 +170,14 @@ impl Iterator for Stream {
                 self.finished = true;
                 Some(Err(err))
             }
-            // The request was dropped unanswered: the pool went away.
+            // The request was dropped unanswered: the pool went away, or
+            // a pool thread panicked while it held the call.
             Err(_) => {
                 self.finished = true;
-                Some(Err(Error::ShuttingDown))
+                Some(Err(self
+                    .pool
+                    .upgrade()
+                    .map_or(Error::ShuttingDown, |shared| shared.unanswered())))
             }
         }
     }
