@@ -196,10 +196,15 @@ impl Pool {
                 control: control.clone(),
             },
         )?;
+        let shared = Arc::downgrade(&self.inner.shared);
         Ok(Stream::new(
             events_rx,
             control,
-            Arc::downgrade(&self.inner.shared),
+            Box::new(move || {
+                shared
+                    .upgrade()
+                    .map_or(Error::ShuttingDown, |shared| shared.unanswered())
+            }),
         ))
     }
 

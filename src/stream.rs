@@ -2,7 +2,7 @@
 //! while the Python generator is still producing them.
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::thread::Thread;
 
 use crossbeam_channel::Receiver;
@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::shared::Shared;
 
 /// One item a streaming tool yielded. New kinds of item may be added, so a
 /// `match` on it needs a catch-all arm.
@@ -124,8 +123,8 @@ pub struct Stream {
     events: Receiver<StreamEvent>,
     control: Arc<StreamControl>,
     finished: bool,
-    /// The pool, to tell why a call went unanswered.
-    pool: Weak<Shared>,
+    /// Why the call went unanswered, when its request was dropped.
+    unanswered: Box<dyn Fn() -> Error + Send + Sync>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -141,13 +140,13 @@ impl Stream {
     pub(crate) fn new(
         events: Receiver<StreamEvent>,
         control: Arc<StreamControl>,
-        pool: Weak<Shared>,
+        unanswered: Box<dyn Fn() -> Error + Send + Sync>,
     ) -> Self {
         Stream {
             events,
             control,
             finished: false,
-            pool,
+            unanswered,
         }
     }
 }
@@ -174,10 +173,7 @@ impl Iterator for Stream {
             // a pool thread panicked while it held the call.
             Err(_) => {
                 self.finished = true;
-                Some(Err(self
-                    .pool
-                    .upgrade()
-                    .map_or(Error::ShuttingDown, |shared| shared.unanswered())))
+                Some(Err((self.unanswered)()))
             }
         }
     }
