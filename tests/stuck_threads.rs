@@ -94,3 +94,51 @@ fn threads_stuck_past_their_timeout_are_not_capacity_and_their_worker_is_recycle
     assert!(!common::is_alive(first[0]), "the stuck process is gone");
     scope.finish(&pool);
 }
+
+#[test]
+fn a_worker_whose_calls_all_hang_is_still_health_checked() {
+    let scope = Scope::new("busyhealth");
+    let (exits_tx, exits) = crossbeam_channel::unbounded();
+    let pool = scope
+        .threaded_builder(2)
+        .workers(1)
+        .health_check_interval(Some(Duration::from_millis(100)))
+        .health_check_timeout(Duration::from_millis(500))
+        .event_handler(Exits(exits_tx))
+        .build()
+        .unwrap();
+    let frozen = pool.stats().pids()[0];
+    // Both threads busy for far longer than the test, then the process
+    // stops answering anything.
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                pool.execute_blocking_with(
+                    "sleep",
+                    json!({"ms": 3_600_000}),
+                    CallOptions::new().timeout(Duration::from_secs(3600)),
+                )
+            })
+        })
+        .collect();
+    assert!(
+        common::wait_until(Duration::from_secs(60), || pool.stats().load == 2),
+        "both calls in flight"
+    );
+    // SAFETY: plain syscall on the pool's own worker.
+    unsafe {
+        libc::kill(frozen as libc::pid_t, libc::SIGSTOP);
+    }
+    let (pid, reason) = exits
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the frozen busy worker is replaced");
+    assert_eq!((pid, reason), (frozen, ExitReason::Unhealthy));
+    for call in calls {
+        let err = call.join().unwrap().unwrap_err();
+        assert!(matches!(err, Error::WorkerCrashed { .. }), "{err:?}");
+    }
+    common::assert_serves(&pool);
+    assert_eq!(pool.stats().unhealthy_killed, 1);
+    scope.finish(&pool);
+}
