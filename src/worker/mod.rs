@@ -260,6 +260,7 @@ impl Worker {
         }
     }
 
+    /// Waits out the backoff; `Break` when told to stop meanwhile.
     fn pause_or_stop(&mut self) -> ControlFlow<()> {
         if self.pause() {
             ControlFlow::Continue(())
