@@ -170,8 +170,12 @@ impl PoolBuilder {
     /// Whether a process-profile worker still running a call past its
     /// timeout is killed and replaced (Python cannot cancel a running
     /// function, so the process would otherwise stay busy). Thread-profile
-    /// workers are never killed for this: the call is cancelled and the
-    /// other calls go on. Default: true.
+    /// workers are never killed for this: the call fails, the other calls go
+    /// on, and the thread stuck in it leaves the worker's capacity; once all
+    /// its threads are stuck, the worker is recycled
+    /// ([`RecycleReason::StuckThreads`](crate::events::RecycleReason::StuckThreads)).
+    /// With `false`, a process-profile worker is recycled that way after its
+    /// first timed-out call, rather than killed at once. Default: true.
     pub fn kill_hung_workers(mut self, kill: bool) -> Self {
         self.config.kill_hung_workers = kill;
         self
@@ -243,7 +247,9 @@ impl PoolBuilder {
         self
     }
 
-    /// How often an idle worker is pinged; one that does not answer within
+    /// How often each worker is pinged, busy or idle (the Python server
+    /// keeps threads for the ping beyond its calls', so a worker whose calls
+    /// all hang is judged too); one that does not answer within
     /// [`health_check_timeout`](PoolBuilder::health_check_timeout) is killed
     /// and replaced. `None` turns health checks off (in the configuration
     /// file, `0` or `"off"`); a plain `Duration` or `Some(..)` sets the

@@ -10,7 +10,6 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -192,13 +191,8 @@ impl HostTool {
                 self.name
             ));
         }
-        panic::catch_unwind(AssertUnwindSafe(|| f(args))).unwrap_or_else(|payload| {
-            Err(format!(
-                "host tool `{}` panicked: {}",
-                self.name,
-                panic_message(payload.as_ref())
-            ))
-        })
+        crate::panics::catch(|| f(args))
+            .unwrap_or_else(|message| Err(format!("host tool `{}` panicked: {message}", self.name)))
     }
 }
 
@@ -216,18 +210,6 @@ impl std::fmt::Debug for HostTool {
             .field("name", &self.name)
             .field("description", &self.description)
             .finish_non_exhaustive()
-    }
-}
-
-/// The text a panic was raised with (`panic!("...")` gives a `&str` or a
-/// `String`; anything else has no text).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "(a panic with no message)".to_owned()
     }
 }
 

@@ -94,6 +94,7 @@ mod launcher;
 #[cfg(test)]
 mod lifecycle_tests;
 mod options;
+mod panics;
 mod pool;
 mod pool_set;
 mod pool_token;

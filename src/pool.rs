@@ -148,8 +148,11 @@ impl Pool {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         self.submit(tool, args, options, Replier::Unary(reply_tx))?;
         // Every request is answered exactly once; a closed channel means
-        // the pool was torn down around it.
-        reply_rx.recv().unwrap_or(Err(Error::ShuttingDown))
+        // the pool was torn down around it, or a pool thread panicked
+        // while it held the call.
+        reply_rx
+            .recv()
+            .unwrap_or_else(|_| Err(self.inner.shared.unanswered()))
     }
 
     /// Calls a streaming tool (a Python generator marked
@@ -194,7 +197,16 @@ impl Pool {
                 control: control.clone(),
             },
         )?;
-        Ok(Stream::new(events_rx, control))
+        let shared = Arc::downgrade(&self.inner.shared);
+        Ok(Stream::new(
+            events_rx,
+            control,
+            Box::new(move || {
+                shared
+                    .upgrade()
+                    .map_or(Error::ShuttingDown, |shared| shared.unanswered())
+            }),
+        ))
     }
 
     pub(crate) fn close_session(&self, id: &str) -> Result<(), Error> {
