@@ -83,12 +83,21 @@ class AdapterProvider:
             if self._tool_specs is not None:
                 return self._tool_specs
         adapter = self._shared_adapter() if self.per_worker else self.adapter_class()
-        get_tools = getattr(adapter, "get_tools", None)
-        tools = list(get_tools()) if callable(get_tools) else []
-        specs = [tool_spec_message(info) for info in tools]
+        specs = [tool_spec_message(info) for info in _tool_list(adapter)]
         with self._lock:
             self._tool_specs = specs
         return specs
+
+    def registrations(self) -> list[DynamicMessage]:
+        """The adapter's tools as ``ToolRegistration`` messages, for
+        ``RegisterTools`` at start-up. Uses the tool list already made, or a
+        fresh adapter that is not initialized (start-up runs no adapter hook)."""
+        with self._lock:
+            specs = self._tool_specs
+        if specs is None:
+            adapter = self._shared if self._shared is not None else self.adapter_class()
+            specs = [tool_spec_message(info) for info in _tool_list(adapter)]
+        return [protocol.ToolRegistration.FromString(spec.SerializeToString()) for spec in specs]
 
     def shutdown(self) -> None:
         """Cleans up the shared adapter, if there is one."""
@@ -99,6 +108,16 @@ class AdapterProvider:
                 _run_hook(adapter, "cleanup")
             except Exception:
                 log.exception("cleanup() of the shared adapter failed")
+
+
+def _tool_list(adapter: Any) -> list[Any]:
+    """What an adapter lists: ``describe_tools()`` (ours, with signatures and
+    defaults), else ``get_tools()`` (``ToolInfo``-like objects or messages)."""
+    for name in ("describe_tools", "get_tools"):
+        lister = getattr(adapter, name, None)
+        if callable(lister):
+            return list(lister())
+    return []
 
 
 def _set_context(adapter: Any, context: SessionContext | None) -> None:
@@ -143,6 +162,12 @@ def tool_spec_message(info: Any) -> DynamicMessage:
             except ValueError:
                 log.warning("default of %s.%s has no JSON form", info.name, parameter.name)
     return spec
+
+
+def tool_registration_message(info: Any) -> DynamicMessage:
+    """A ``ToolRegistration`` from a ``ToolInfo`` (the same fields as
+    :func:`tool_spec_message`; the two messages share field numbers)."""
+    return protocol.ToolRegistration.FromString(tool_spec_message(info).SerializeToString())
 
 
 def stream_items(result: Any) -> Generator[Any, None, None]:

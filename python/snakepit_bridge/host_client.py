@@ -93,13 +93,7 @@ class HostCallbackClient:
         for name, value in arguments.items():
             request.parameters[name].CopyFrom(serialization.parameter_any(value))
         response = self._call("ExecuteElixirTool", request, timeout)
-        if not response.success:
-            raise RuntimeError(response.error_message or f"host tool {tool_name!r} failed")
-        if response.binary_result:
-            return bytes(response.binary_result)
-        if not response.HasField("result"):
-            return None
-        return serialization.decode_any(response.result)
+        return serialization.decode_host_tool_response(response, tool_name)
 
     def list_tools(
         self, session_id: str = "", timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S
@@ -113,6 +107,25 @@ class HostCallbackClient:
             {"name": spec.name, "description": spec.description, "supports_streaming": spec.supports_streaming}
             for spec in response.tools
         ]
+
+    # The stub face: Snakepit code hands a ``BridgeService`` stub to
+    # ``register_with_session`` and ``SessionContext``; this client is one.
+
+    def RegisterTools(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``RegisterTools``, as a ``BridgeService`` stub has it."""
+        return self._call("RegisterTools", request, timeout)
+
+    def GetExposedElixirTools(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``GetExposedElixirTools``, as a ``BridgeService`` stub has it."""
+        return self._call("GetExposedElixirTools", request, timeout)
+
+    def ExecuteElixirTool(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``ExecuteElixirTool``, as a ``BridgeService`` stub has it."""
+        return self._call("ExecuteElixirTool", request, timeout)
+
+    def Ping(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``Ping``, as a ``BridgeService`` stub has it."""
+        return self._call("Ping", request, timeout)
 
     def close(self) -> None:
         """Closes the channel, if it was opened."""
