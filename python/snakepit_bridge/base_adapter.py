@@ -60,15 +60,25 @@ class AdapterError(Exception):
         self.context: dict[str, Any] = dict(context or {})
 
 
-class ToolNotFoundError(AdapterError):
-    """No tool of that name. ``context``: ``{"tool", "available"}``."""
+class ToolNotFoundError(AdapterError, AttributeError):
+    """No tool of that name. ``context``: ``{"tool", "available"}``.
 
-    def __init__(self, tool_name: str, available: collections.abc.Iterable[str], adapter: str = "") -> None:
+    Also an ``AttributeError``, which is what Snakepit's ``call_tool``
+    raises for an unknown name (with ``message``, its wording).
+    """
+
+    def __init__(
+        self,
+        tool_name: str,
+        available: collections.abc.Iterable[str],
+        adapter: str = "",
+        message: str | None = None,
+    ) -> None:
         names = sorted(available)
         where = f" on {adapter}" if adapter else ""
         listing = ", ".join(names) if names else "(none)"
         super().__init__(
-            f"no tool named {tool_name!r}{where}; available tools: {listing}",
+            message or f"no tool named {tool_name!r}{where}; available tools: {listing}",
             {"tool": tool_name, "available": names},
         )
 
@@ -644,12 +654,15 @@ class BaseAdapter:
 
         What an adapter that overrides :meth:`execute_tool` calls to fall
         through to its tools. An unknown name raises
-        ``AttributeError("Tool '<name>' not found in <Class>")``; arguments
-        that do not fit the signature raise :class:`InvalidArgumentsError`.
+        :class:`ToolNotFoundError`, an ``AttributeError`` with Snakepit's
+        message ``"Tool '<name>' not found in <Class>"`` (the host sees the
+        typed tool-not-found error); arguments that do not fit the
+        signature raise :class:`InvalidArgumentsError`.
         """
         entry = self._tool_table().get(tool_name)
         if entry is None:
-            raise AttributeError(f"Tool '{tool_name}' not found in {type(self).__name__}")
+            cls = type(self).__name__
+            raise ToolNotFoundError(tool_name, self.tool_names(), cls, message=f"Tool '{tool_name}' not found in {cls}")
         method = getattr(self, entry[0])
         return method(**bind_arguments(tool_name, method, kwargs))
 

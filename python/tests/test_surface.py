@@ -16,7 +16,7 @@ import pytest
 import snakepit_bridge_pb2 as pb2
 from snakepit_bridge import protocol, serialization, telemetry
 from snakepit_bridge.adapter_provider import AdapterProvider
-from snakepit_bridge.base_adapter import BaseAdapter, InvalidArgumentsError, ToolMetadata, tool
+from snakepit_bridge.base_adapter import BaseAdapter, InvalidArgumentsError, ToolMetadata, ToolNotFoundError, tool
 from snakepit_bridge.base_adapter_threaded import (
     ThreadSafeAdapter,
     require_thread_safe,
@@ -89,8 +89,11 @@ def test_call_tool_dispatches_by_name_and_names_the_class_when_unknown() -> None
     assert adapter.execute_tool("classify", {"text": "hello"}) == {"label": "long", "threshold": 0.5}
     assert adapter.execute_tool("version", {}) == "1.0"
     assert adapter.call_tool("documented", n=4) == 8
-    with pytest.raises(AttributeError, match=r"^Tool 'nope' not found in Classifier$"):
+    with pytest.raises(AttributeError, match=r"^Tool 'nope' not found in Classifier$") as caught:
         adapter.call_tool("nope")
+    # Typed for the host too: it is our ToolNotFoundError, with the tool list.
+    assert isinstance(caught.value, ToolNotFoundError)
+    assert caught.value.context == {"tool": "nope", "available": ["classify", "documented", "tokens"]}
     with pytest.raises(InvalidArgumentsError, match="missing"):
         adapter.call_tool("classify")
 
