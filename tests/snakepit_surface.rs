@@ -54,7 +54,10 @@ fn runs_every_name(profile: Profile) {
     assert_eq!(described["session_id"], json!("sess-1"));
     assert_eq!(described["tools"], json!(TOOLS));
     assert_eq!(described["all_registrations"], json!(true));
-    assert_eq!(described["scaled_description"], json!("Multiplies by a factor"));
+    assert_eq!(
+        described["scaled_description"],
+        json!("Multiplies by a factor")
+    );
     assert_eq!(described["scaled_required_variables"], json!(["factor"]));
     assert_eq!(
         described["scaled_parameters"],
@@ -72,7 +75,10 @@ fn runs_every_name(profile: Profile) {
     assert_eq!(trip["decoded"], json!({"a": [1, 2.5, "x"]}));
     assert_eq!(trip["bytes_back"], json!([0, 1]));
     assert_eq!(trip["graceful"]["set"], json!([3]));
-    assert_eq!(trip["graceful"]["odd"]["__ffi_unserializable__"], json!(true));
+    assert_eq!(
+        trip["graceful"]["odd"]["__ffi_unserializable__"],
+        json!(true)
+    );
     assert_eq!(trip["zero_copy"], json!(true));
 
     // telemetry and logging_config.
@@ -93,7 +99,11 @@ fn runs_every_name(profile: Profile) {
     let counted = call(&pool, "counted", json!({"label": "a"}));
     assert_eq!(counted["seen"], json!("a"));
     assert_eq!(counted["cleared"], json!("gone"));
-    assert_eq!(counted["active"], json!(2), "the method and the inner block");
+    assert_eq!(
+        counted["active"],
+        json!(2),
+        "the method and the inner block"
+    );
     assert!(counted["total"].as_u64().unwrap() >= 2, "{counted}");
 
     // An unknown tool through call_tool (Snakepit's AttributeError) is the
@@ -105,7 +115,10 @@ fn runs_every_name(profile: Profile) {
         }
         other => panic!("expected ToolNotFound, got {other:?}"),
     }
-    assert_eq!(call(&pool, "scaled", json!({"x": 1, "factor": 3})), json!(3.0));
+    assert_eq!(
+        call(&pool, "scaled", json!({"x": 1, "factor": 3})),
+        json!(3.0)
+    );
 
     // Each worker registered its tools at start-up under its id; the tools
     // that called register_with_session registered under their own ids.
