@@ -116,8 +116,8 @@ fn runs_every_name(profile: Profile) {
         other => panic!("expected ToolNotFound, got {other:?}"),
     }
     assert_eq!(
-        call(&pool, "scaled", json!({"x": 1, "factor": 3})),
-        json!(3.0)
+        call(&pool, "scaled", json!({"x": 1.5, "factor": 3})),
+        json!(4.5)
     );
 
     // Each worker registered its tools at start-up under its id; the tools
