@@ -18,7 +18,7 @@ import threading
 from typing import Any, Callable, Generator
 
 from . import protocol, serialization
-from .base_adapter import resolve_awaitable
+from .base_adapter import BaseAdapter, resolve_awaitable
 from .protocol import DynamicMessage
 from .session_context import SessionContext
 
@@ -90,12 +90,13 @@ class AdapterProvider:
 
     def registrations(self) -> list[DynamicMessage]:
         """The adapter's tools as ``ToolRegistration`` messages, for
-        ``RegisterTools`` at start-up. Uses the tool list already made, or a
-        fresh adapter that is not initialized (start-up runs no adapter hook)."""
+        ``RegisterTools`` at start-up. Runs no adapter hook, and not even the
+        adapter's ``__init__`` (which may load a model) when the tools come
+        from ``@tool`` marks alone (see :func:`_listing_instance`)."""
         with self._lock:
             specs = self._tool_specs
         if specs is None:
-            adapter = self._shared if self._shared is not None else self.adapter_class()
+            adapter = self._shared if self._shared is not None else _listing_instance(self.adapter_class)
             specs = [tool_spec_message(info) for info in _tool_list(adapter)]
         return [protocol.ToolRegistration.FromString(spec.SerializeToString()) for spec in specs]
 
@@ -108,6 +109,20 @@ class AdapterProvider:
                 _run_hook(adapter, "cleanup")
             except Exception:
                 log.exception("cleanup() of the shared adapter failed")
+
+
+def _listing_instance(adapter_class: Callable[[], Any]) -> Any:
+    """An adapter to list the tools of: for a :class:`BaseAdapter` subclass
+    that lists them the standard way (from its ``@tool`` marks), an
+    instance made without calling ``__init__``; otherwise a normal one."""
+    if (
+        isinstance(adapter_class, type)
+        and issubclass(adapter_class, BaseAdapter)
+        and getattr(adapter_class, "describe_tools", None) is BaseAdapter.describe_tools
+        and getattr(adapter_class, "get_tools", None) is BaseAdapter.get_tools
+    ):
+        return adapter_class.__new__(adapter_class)
+    return adapter_class()
 
 
 def _tool_list(adapter: Any) -> list[Any]:

@@ -16,7 +16,14 @@ import pytest
 import snakepit_bridge_pb2 as pb2
 from snakepit_bridge import protocol, serialization, telemetry
 from snakepit_bridge.adapter_provider import AdapterProvider
-from snakepit_bridge.base_adapter import BaseAdapter, InvalidArgumentsError, ToolMetadata, ToolNotFoundError, tool
+from snakepit_bridge.base_adapter import (
+    BaseAdapter,
+    InvalidArgumentsError,
+    ToolInfo,
+    ToolMetadata,
+    ToolNotFoundError,
+    tool,
+)
 from snakepit_bridge.base_adapter_threaded import (
     ThreadSafeAdapter,
     require_thread_safe,
@@ -452,3 +459,36 @@ def test_pb2_is_a_top_level_module_of_the_protocols_messages() -> None:
     assert pb2.DESCRIPTOR.name == "snakepit_bridge.proto"
     request = pb2.RegisterToolsRequest(session_id="s", tools=[pb2.ToolRegistration(name="t")])
     assert pb2.RegisterToolsRequest.FromString(request.SerializeToString()).tools[0].name == "t"
+
+
+# ---------------------------------------------------------------- start-up registration
+
+
+class Heavy(BaseAdapter):
+    made = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        Heavy.made += 1  # stands for loading a model
+
+    @tool(description="Predicts")
+    def predict(self, x: float) -> float:
+        return x
+
+
+class ListsItsOwn(BaseAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names = ["dynamic"]
+
+    def describe_tools(self) -> list[ToolInfo]:
+        return [ToolInfo(name=n, description="", parameters=[]) for n in self.names]
+
+
+def test_start_up_registration_lists_tools_without_running_the_adapters_init() -> None:
+    Heavy.made = 0
+    registrations = AdapterProvider(Heavy, per_worker=False).registrations()
+    assert [r.name for r in registrations] == ["predict"] and Heavy.made == 0
+    assert all(isinstance(r, pb2.ToolRegistration) for r in registrations)
+    # An adapter that lists its tools itself gets a normal instance.
+    assert [r.name for r in AdapterProvider(ListsItsOwn, per_worker=False).registrations()] == ["dynamic"]
