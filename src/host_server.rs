@@ -29,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use grpcio::{
-    ChannelBuilder, EnvBuilder, RpcContext, RpcStatus, RpcStatusCode, Server, ServerBuilder,
-    ServerCredentials, ServiceBuilder, UnarySink,
+    ChannelBuilder, EnvBuilder, Metadata, RpcContext, RpcStatus, RpcStatusCode, Server,
+    ServerBuilder, ServerCredentials, ServiceBuilder, UnarySink,
 };
 use parking_lot::Mutex;
 use protobuf::well_known_types::timestamp::Timestamp;
@@ -40,6 +40,7 @@ use serde_json::Value;
 use crate::block_on::block_on_timeout;
 use crate::deadline::later;
 use crate::host_tool::HostTool;
+use crate::pool_token::{self, PoolToken};
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
     ExecuteElixirToolResponse, GetExposedElixirToolsResponse, GetSessionRequest,
@@ -125,9 +126,22 @@ pub(crate) struct HostState {
     /// threads. The only sender: taking it out ends the threads once the
     /// queue is empty.
     jobs: Mutex<Option<Sender<Job>>>,
+    /// The token callers must present; `None` for a pool that runs a
+    /// Snakepit worker script, which cannot.
+    token: Option<PoolToken>,
 }
 
 impl HostState {
+    /// Whether a call with these request headers may be served.
+    fn admits(&self, headers: &Metadata) -> bool {
+        match &self.token {
+            None => true,
+            Some(token) => headers
+                .iter()
+                .any(|(key, value)| key == pool_token::HEADER && token.matches(value)),
+        }
+    }
+
     /// Every tool workers registered, ordered by worker, then as sent.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
         self.registered.lock().values().flatten().cloned().collect()
@@ -315,6 +329,7 @@ impl HostServer {
         threads: usize,
         socket_dir: &Path,
         max_message_bytes: usize,
+        token: Option<PoolToken>,
     ) -> Result<HostServer, String> {
         let threads = if tools.is_empty() { 0 } else { threads };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
@@ -324,6 +339,7 @@ impl HostServer {
             registered: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(Some(jobs_tx)),
+            token,
         });
         let threads = (0..threads)
             .map(|n| {
@@ -434,51 +450,63 @@ impl Drop for HostServer {
     }
 }
 
-/// The unary handlers of the callback side of `BridgeService`.
+/// The unary handlers of the callback side of `BridgeService`, each behind
+/// the pool's token.
 fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
-    let s = state.clone();
-    let builder = ServiceBuilder::new().add_unary_handler(&service::PING, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.ping(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::INITIALIZE_SESSION, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.initialize_session(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::CLEANUP_SESSION, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.cleanup_session(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::GET_SESSION, move |ctx, req, sink| {
-        answer(&ctx, sink, s.get_session(req))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::HEARTBEAT, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.heartbeat(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::REGISTER_TOOLS, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.register_tools(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(
-        &service::GET_EXPOSED_ELIXIR_TOOLS,
-        move |ctx, _req, sink| {
-            let resp = GetExposedElixirToolsResponse {
-                tools: s.tool_specs(),
-                ..Default::default()
-            };
-            answer(&ctx, sink, Ok(resp))
-        },
-    );
-    let s = state.clone();
+    let builder = ServiceBuilder::new()
+        .add_unary_handler(
+            &service::PING,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.ping(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::INITIALIZE_SESSION,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.initialize_session(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::CLEANUP_SESSION,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.cleanup_session(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::GET_SESSION,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, s.get_session(req))
+            }),
+        )
+        .add_unary_handler(
+            &service::HEARTBEAT,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.heartbeat(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::REGISTER_TOOLS,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.register_tools(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::GET_EXPOSED_ELIXIR_TOOLS,
+            guarded(state, |s, ctx, _req, sink| {
+                let resp = GetExposedElixirToolsResponse {
+                    tools: s.tool_specs(),
+                    ..Default::default()
+                };
+                answer(ctx, sink, Ok(resp))
+            }),
+        );
     builder
         .add_unary_handler(
             &service::EXECUTE_ELIXIR_TOOL,
-            move |ctx, req: ExecuteElixirToolRequest, sink| {
+            guarded(state, |s, ctx, req: ExecuteElixirToolRequest, sink| {
                 if s.tools.is_empty() {
                     // No host tool threads: the answer is an error, at once.
-                    answer(&ctx, sink, Ok(s.execute(req)));
+                    answer(ctx, sink, Ok(s.execute(req)));
                     return;
                 }
                 let jobs = s.jobs.lock();
@@ -487,7 +515,7 @@ fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
                         RpcStatusCode::UNAVAILABLE,
                         "the host is shutting down".into(),
                     );
-                    answer(&ctx, sink, Err(status));
+                    answer(ctx, sink, Err(status));
                     return;
                 };
                 let state = s.clone();
@@ -496,9 +524,29 @@ fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
                 let _ = jobs.send(Box::new(move || {
                     answer_from_thread(sink, state.execute(req))
                 }));
-            },
+            }),
         )
         .build()
+}
+
+/// `handler`, run only for callers that present the pool's token; others
+/// get `UNAUTHENTICATED` before their request is looked at.
+fn guarded<Req, Resp: Send + 'static>(
+    state: &Arc<HostState>,
+    handler: impl Fn(&Arc<HostState>, &RpcContext<'_>, Req, UnarySink<Resp>) + Send + Clone + 'static,
+) -> impl FnMut(RpcContext<'_>, Req, UnarySink<Resp>) + Send + Clone + 'static {
+    let state = state.clone();
+    move |ctx, req, sink| {
+        if state.admits(ctx.request_headers()) {
+            handler(&state, &ctx, req, sink);
+        } else {
+            let status = RpcStatus::with_message(
+                RpcStatusCode::UNAUTHENTICATED,
+                "the host's callback server serves only the pool's own workers".into(),
+            );
+            answer(&ctx, sink, Err(status));
+        }
+    }
 }
 
 /// Answers from a handler, on the completion-queue thread: the reply's
@@ -543,6 +591,7 @@ mod tests {
             registered: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(None),
+            token: None,
         }
     }
 

@@ -96,6 +96,7 @@ mod lifecycle_tests;
 mod options;
 mod pool;
 mod pool_set;
+mod pool_token;
 mod protocol;
 mod python;
 mod session;

@@ -17,6 +17,7 @@ use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
 use crate::launcher::Launcher;
 use crate::options::{worker_id, Config, Profile};
+use crate::pool_token::PoolToken;
 use crate::protocol::value;
 use crate::python;
 use crate::shared::Shared;
@@ -445,15 +446,24 @@ impl Pool {
         })?;
         let socket_dir = socket_dir::create()
             .map_err(|e| pool_error(format!("cannot create the socket directory: {e}")))?;
+        let token = PoolToken::generate().map_err(|e| {
+            let _ = std::fs::remove_dir_all(&socket_dir);
+            pool_error(format!(
+                "cannot make the pool's token from /dev/urandom: {e}"
+            ))
+        })?;
         let late = bind_host_tools(&mut config);
         // Always up, and before any worker: every worker waits for its
         // Ping at start-up and then registers its tools with it
         // (`registered_tools`), host tools or not.
+        // Snakepit's worker scripts cannot present the token.
+        let caller_token = config.worker_script.is_none().then(|| token.clone());
         let host = match HostServer::start(
             config.host_tools.clone(),
             config.host_tool_threads,
             &socket_dir,
             config.max_message_bytes,
+            caller_token,
         ) {
             Ok(host) => Some(host),
             Err(message) => {
@@ -475,13 +485,21 @@ impl Pool {
             max_message_bytes: config.max_message_bytes,
             elixir_address: host.as_ref().map(|h| h.address.clone()),
             worker_script: config.worker_script.clone(),
+            token: token.clone(),
+        };
+        let connector = match GrpcConnector::new(config.max_message_bytes, &token) {
+            Ok(connector) => connector,
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&socket_dir);
+                return Err(pool_error(message));
+            }
         };
         let seams = Seams {
             launcher: Arc::new(LocalLauncher {
                 spec,
                 socket_dir: socket_dir.clone(),
             }),
-            connector: Arc::new(GrpcConnector::new(config.max_message_bytes)),
+            connector: Arc::new(connector),
         };
         let resources = Resources {
             host,

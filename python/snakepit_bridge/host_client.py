@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from . import protocol, serialization
+from . import pool_token, protocol, serialization
 from .protocol import DynamicMessage
 from .session_context import DEFAULT_CALLBACK_TIMEOUT_S
 
@@ -25,11 +25,13 @@ class HostCallbackClient:
     ``GetExposedElixirTools``, ``Ping``).
 
     ``address`` is ``host:port`` or ``unix:/path``. The channel opens lazily
-    and is shared by every call of the process.
+    and is shared by every call of the process. ``token``, the pool's secret
+    (:mod:`snakepit_bridge.pool_token`), goes with every call.
     """
 
-    def __init__(self, address: str, max_message_bytes: int | None = None) -> None:
+    def __init__(self, address: str, max_message_bytes: int | None = None, token: str | None = None) -> None:
         self.address = address
+        self._metadata = pool_token.call_metadata(token)
         self._max_message_bytes = max_message_bytes
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
@@ -53,7 +55,7 @@ class HostCallbackClient:
             request_serializer=method.request.SerializeToString,
             response_deserializer=method.response.FromString,
         )
-        return call(request, timeout=timeout)
+        return call(request, timeout=timeout, metadata=self._metadata)
 
     def ping(self, message: str = "snakepit worker", timeout: float | None = 1.0) -> str:
         """Pings the host; raises ``grpc.RpcError`` when it does not answer."""

@@ -21,6 +21,7 @@ from .adapter_provider import AdapterProvider
 from .command_line import WorkerOptions
 from .host_client import HostCallbackClient
 from .lifetime import EXIT_BIND, EXIT_HOST_UNREACHABLE, StopSignals, end_process, exit_with, write_ready_file
+from .pool_token import presented
 from .servicer import BridgeServicer
 
 PROCESS_PROFILE_THREADS = 4
@@ -43,10 +44,10 @@ UNIX_SOCKET_PATH_LIMIT = 100
 log = logging.getLogger("snakepit.worker")
 
 
-def connect_host(address: str, max_message_bytes: int) -> HostCallbackClient:
+def connect_host(address: str, max_message_bytes: int, token: str | None = None) -> HostCallbackClient:
     """A client of the host's callback server, once it answers ``Ping``.
     Exits 5 when it does not within :data:`HOST_WAIT_S`."""
-    host = HostCallbackClient(address, max_message_bytes)
+    host = HostCallbackClient(address, max_message_bytes, token)
     if not host.wait_until_answering(HOST_WAIT_S):
         exit_with(
             EXIT_HOST_UNREACHABLE,
@@ -106,15 +107,46 @@ def build_server(servicer: BridgeServicer, options: WorkerOptions) -> grpc.Serve
         threads = options.max_workers + THREAD_PROFILE_SPARE_THREADS
     else:
         threads = PROCESS_PROFILE_THREADS
+    handler = servicer.generic_handler()
+    if options.pool_token:
+        handler = TokenCheck(handler, options.pool_token)
     return grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="snakepit-call"),
-        handlers=[servicer.generic_handler()],
+        handlers=[handler],
         options=[
             ("grpc.max_send_message_length", options.max_message_bytes),
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
     )
+
+
+class TokenCheck(grpc.GenericRpcHandler):
+    """Serves ``inner``'s methods only to callers that present ``token``.
+
+    A caller without it gets ``UNAUTHENTICATED`` before its request is
+    parsed.
+    """
+
+    def __init__(self, inner: grpc.GenericRpcHandler, token: str) -> None:
+        self._inner = inner
+        self._token = token
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None or presented(handler_call_details.invocation_metadata, self._token):
+            return handler
+        refuse = _refusal(handler_call_details.method)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _refusal(method: str) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{method}: this worker serves only the pool that started it")
+
+    return refuse
 
 
 def _profile(options: WorkerOptions) -> str:
@@ -128,7 +160,11 @@ def serve(options: WorkerOptions, worker_id: str, adapter_class: Callable[[], An
 
     With a host (``--elixir-address``): waits for its ``Ping``, then
     registers the tools with it before binding."""
-    host = connect_host(options.elixir_address, options.max_message_bytes) if options.elixir_address else None
+    host = (
+        connect_host(options.elixir_address, options.max_message_bytes, options.pool_token)
+        if options.elixir_address
+        else None
+    )
     adapters = AdapterProvider(adapter_class, per_worker=options.adapter_per_worker)
     if host is not None:
         register_tools(host, adapters, worker_id)

@@ -46,6 +46,7 @@ module and those are imported before grpcio and protobuf.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -54,6 +55,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
+from . import pool_token
 from .command_line import WorkerOptions, parse_args
 from .lifetime import (
     EXIT_ADAPTER,
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Runs a worker until SIGTERM, SIGINT or EOF on stdin. Never returns."""
     original_parent = os.getppid()
     route_stdout_to_stderr()
-    options = parse_args(argv)
+    options = dataclasses.replace(parse_args(argv), pool_token=pool_token.take_from_environment())
     worker_id = options.worker_id or os.environ.get(WORKER_ID_ENV) or f"pid-{os.getpid()}"
     configure_logging(force=True, worker_id=worker_id)
     if options.unknown:
