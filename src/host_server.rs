@@ -53,15 +53,14 @@ use crate::protocol::{service, value};
 /// The socket's file name inside the pool's private directory.
 const SOCKET_NAME: &str = "host.sock";
 
-/// A tool a worker announced with `RegisterTools` (Snakepit's worker script
-/// does so at start-up; the crate's own worker does not). See
+/// A tool a worker announced with `RegisterTools` (every worker does so at
+/// start-up, the crate's own and Snakepit's worker scripts). See
 /// [`Pool::registered_tools`](crate::Pool::registered_tools).
 ///
 /// ```
 /// use snakepit::Pool;
 ///
-/// /// The streaming tools, as `worker: name` (empty with the crate's own
-/// /// worker, which registers nothing).
+/// /// The streaming tools, as `worker: name`.
 /// fn streaming_tools(pool: &Pool) -> Vec<String> {
 ///     pool.registered_tools()
 ///         .into_iter()
@@ -309,6 +308,13 @@ impl HostState {
             return Err("the host is shutting down".into());
         }
         let Some(tool) = self.tools.iter().find(|t| t.name == req.tool_name) else {
+            if self.tools.is_empty() {
+                return Err(format!(
+                    "no host tool named `{}`: the host has no host tools \
+                     (register them with PoolBuilder::host_tool)",
+                    req.tool_name
+                ));
+            }
             let names: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
             return Err(format!(
                 "no host tool named `{}`; the host has: {}",
@@ -347,7 +353,8 @@ pub(crate) struct HostServer {
 
 impl HostServer {
     /// Binds `unix:<socket_dir>/host.sock` and starts serving, with
-    /// `threads` threads for host tools.
+    /// `threads` threads for host tools (none when there are no host tools:
+    /// an `ExecuteElixirTool` then fails at once, answered inline).
     pub fn start(
         tools: Vec<HostTool>,
         threads: usize,
@@ -355,6 +362,7 @@ impl HostServer {
         max_message_bytes: usize,
         token: Option<PoolToken>,
     ) -> Result<HostServer, String> {
+        let threads = if tools.is_empty() { 0 } else { threads };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         let state = Arc::new(HostState {
             tools,
@@ -528,6 +536,11 @@ fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
         .add_unary_handler(
             &service::EXECUTE_ELIXIR_TOOL,
             guarded(state, |s, ctx, req: ExecuteElixirToolRequest, sink| {
+                if s.tools.is_empty() {
+                    // No host tool threads: the answer is an error, at once.
+                    answer(ctx, sink, Ok(s.execute(req)));
+                    return;
+                }
                 let jobs = s.jobs.lock();
                 let Some(jobs) = jobs.as_ref() else {
                     let status = RpcStatus::with_message(

@@ -59,7 +59,8 @@ struct Inner {
     /// shutdown so the lanes can end.
     lanes: parking_lot::RwLock<Option<Vec<Sender<Work>>>>,
     runtime: Mutex<Option<Runtime>>,
-    /// What the host's callback server saw, when it runs.
+    /// What the host's callback server saw (it runs for every pool of real
+    /// workers; the test seams have none).
     host: Option<Arc<HostState>>,
 }
 
@@ -79,7 +80,7 @@ pub(crate) struct Seams {
 /// workers are gone.
 #[derive(Default)]
 pub(crate) struct Resources {
-    /// The host's callback server, when it runs.
+    /// The host's callback server (always, for real workers).
     pub host: Option<HostServer>,
     /// The private directory of the workers' sockets, removed last.
     pub socket_dir: Option<PathBuf>,
@@ -371,10 +372,14 @@ impl Pool {
     }
 
     /// The tools workers announced to the host with `RegisterTools`, by
-    /// worker. Snakepit's worker script registers its tools at start-up (see
-    /// [`PoolBuilder::worker_script`](crate::PoolBuilder::worker_script)); the crate's own worker does not, and
-    /// without host tools or a worker script the host serves no callbacks,
-    /// so the list is then empty.
+    /// worker. Every worker registers its adapter's tools at start-up, the
+    /// crate's own as Snakepit's worker scripts (see
+    /// [`PoolBuilder::worker_script`](crate::PoolBuilder::worker_script)),
+    /// so once [`build`](crate::PoolBuilder::build) returns each worker's
+    /// tools are listed under its id (`"worker-0"`, ...); a restarted worker
+    /// registers again and its latest list replaces the previous one. A
+    /// worker whose adapter could not list its tools registers nothing (it
+    /// logs why) and still serves.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
         self.inner
             .host
@@ -384,7 +389,7 @@ impl Pool {
 
     /// The sessions workers opened on the host with `InitializeSession`
     /// and have not cleaned up, oldest first (Snakepit's worker script opens
-    /// one before each call). Empty when the host serves no callbacks.
+    /// one before each call; the crate's own worker opens none).
     pub fn host_sessions(&self) -> Vec<HostSession> {
         self.inner
             .host
@@ -460,24 +465,22 @@ impl Pool {
             ))
         })?;
         let late = bind_host_tools(&mut config);
-        // Up before any worker: a worker waits for its Ping at start-up.
-        let host = if config.host_tools.is_empty() && config.worker_script.is_none() {
-            None
-        } else {
-            // Snakepit's worker scripts cannot present the token.
-            let caller_token = config.worker_script.is_none().then(|| token.clone());
-            match HostServer::start(
-                config.host_tools.clone(),
-                config.host_tool_threads,
-                &socket_dir,
-                config.max_message_bytes,
-                caller_token,
-            ) {
-                Ok(host) => Some(host),
-                Err(message) => {
-                    let _ = std::fs::remove_dir_all(&socket_dir);
-                    return Err(pool_error(message));
-                }
+        // Always up, and before any worker: every worker waits for its
+        // Ping at start-up and then registers its tools with it
+        // (`registered_tools`), host tools or not.
+        // Snakepit's worker scripts cannot present the token.
+        let caller_token = config.worker_script.is_none().then(|| token.clone());
+        let host = match HostServer::start(
+            config.host_tools.clone(),
+            config.host_tool_threads,
+            &socket_dir,
+            config.max_message_bytes,
+            caller_token,
+        ) {
+            Ok(host) => Some(host),
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&socket_dir);
+                return Err(pool_error(message));
             }
         };
         let spec = LaunchSpec {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Scope;
+use common::{assert_serves, Scope};
 use serde_json::{json, Value};
 use snakepit::{Error, HostOutput, Profile};
 
@@ -315,14 +315,27 @@ fn python_lists_the_host_tools() {
     scope.finish(&pool);
 }
 
+/// Without host tools the callback server still runs (every worker
+/// registers its tools with it), and a host tool call fails at once with a
+/// message that says there are none.
 #[test]
-fn without_host_tools_no_callback_server_runs() {
+fn without_host_tools_a_host_tool_call_fails_clearly_and_tools_are_registered() {
     let scope = Scope::new("hostnone");
     let pool = scope.builder().workers(1).build().unwrap();
     let (class, message) = python_error(call_host(&pool, "anything", json!({})).unwrap_err());
     assert_eq!(class, "RuntimeError");
-    assert!(message.contains("no host callback address"), "{message}");
-    assert!(pool.registered_tools().is_empty());
+    assert!(
+        message.contains("no host tool named `anything`: the host has no host tools"),
+        "{message}"
+    );
+    let registered = pool.registered_tools();
+    assert!(
+        registered
+            .iter()
+            .any(|t| t.worker == "worker-0" && t.name == "call_host"),
+        "{registered:?}"
+    );
+    assert_serves(&pool);
     scope.finish(&pool);
 }
 

@@ -19,9 +19,6 @@ from .session_context import DEFAULT_CALLBACK_TIMEOUT_S
 
 log = logging.getLogger("snakepit.worker")
 
-BINARY_TYPES = (bytes, bytearray, memoryview)
-"""Argument types sent as raw bytes rather than JSON."""
-
 
 class HostCallbackClient:
     """Calls the host's ``BridgeService`` (``ExecuteElixirTool``,
@@ -98,25 +95,14 @@ class HostCallbackClient:
         before sending when the request is over the message limit, and
         ``RuntimeError`` with the host's error message when the tool failed.
         """
-        request = protocol.ExecuteElixirToolRequest(session_id=session_id, tool_name=tool_name)
-        for name, value in arguments.items():
-            if isinstance(value, BINARY_TYPES):
-                request.binary_parameters[name] = bytes(value)
-            else:
-                request.parameters[name].CopyFrom(serialization.parameter_any(value))
+        request = serialization.host_tool_request(session_id, tool_name, arguments)
         if self._max_message_bytes and (size := request.ByteSize()) > self._max_message_bytes:
             raise ValueError(
                 f"host tool {tool_name!r}: the arguments are {size} bytes, over the message limit of "
                 f"{self._max_message_bytes} bytes (max_message_bytes)"
             )
         response = self._call("ExecuteElixirTool", request, timeout)
-        if not response.success:
-            raise RuntimeError(response.error_message or f"host tool {tool_name!r} failed")
-        if response.binary_result or response.result.type_url == serialization.BINARY_TYPE_URL:
-            return bytes(response.binary_result)
-        if not response.HasField("result"):
-            return None
-        return serialization.decode_any(response.result)
+        return serialization.decode_host_tool_response(response, tool_name)
 
     def list_tools(
         self, session_id: str = "", timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S
@@ -130,6 +116,25 @@ class HostCallbackClient:
             {"name": spec.name, "description": spec.description, "supports_streaming": spec.supports_streaming}
             for spec in response.tools
         ]
+
+    # The stub face: Snakepit code hands a ``BridgeService`` stub to
+    # ``register_with_session`` and ``SessionContext``; this client is one.
+
+    def RegisterTools(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``RegisterTools``, as a ``BridgeService`` stub has it."""
+        return self._call("RegisterTools", request, timeout)
+
+    def GetExposedElixirTools(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``GetExposedElixirTools``, as a ``BridgeService`` stub has it."""
+        return self._call("GetExposedElixirTools", request, timeout)
+
+    def ExecuteElixirTool(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``ExecuteElixirTool``, as a ``BridgeService`` stub has it."""
+        return self._call("ExecuteElixirTool", request, timeout)
+
+    def Ping(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``Ping``, as a ``BridgeService`` stub has it."""
+        return self._call("Ping", request, timeout)
 
     def close(self) -> None:
         """Closes the channel, if it was opened."""

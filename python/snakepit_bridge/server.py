@@ -16,6 +16,7 @@ from typing import Any, Callable, NoReturn
 
 import grpc
 
+from . import protocol
 from .adapter_provider import AdapterProvider
 from .command_line import WorkerOptions
 from .host_client import HostCallbackClient
@@ -53,6 +54,23 @@ def connect_host(address: str, max_message_bytes: int, token: str | None = None)
             f"snakepit worker: the host did not answer Ping at {address} within {HOST_WAIT_S:.0f}s\n",
         )
     return host
+
+
+def register_tools(host: HostCallbackClient, adapters: AdapterProvider, worker_id: str) -> list[str]:
+    """Announces the adapter's tools to the host (``RegisterTools``, as
+    Snakepit's worker does), under ``worker_id``. A failure is logged, never
+    fatal: the tools still answer calls. Returns the names registered."""
+    try:
+        tools = adapters.registrations()
+        request = protocol.RegisterToolsRequest(session_id="", tools=tools, worker_id=worker_id)
+        response = host.RegisterTools(request, timeout=HOST_WAIT_S)
+    except Exception as error:  # noqa: BLE001 - an adapter or host failure is reported, not fatal
+        log.warning("could not register the adapter's tools with the host: %s: %s", type(error).__name__, error)
+        return []
+    if not response.success:
+        log.warning("the host refused the adapter's tools: %s", response.error_message)
+        return []
+    return [tool.name for tool in tools]
 
 
 def bind(server: grpc.Server, options: WorkerOptions) -> str:
@@ -138,13 +156,18 @@ def _profile(options: WorkerOptions) -> str:
 
 
 def serve(options: WorkerOptions, worker_id: str, adapter_class: Callable[[], Any], stop: StopSignals) -> NoReturn:
-    """Serves ``adapter_class``'s tools until ``stop`` is signalled, then ends the process."""
+    """Serves ``adapter_class``'s tools until ``stop`` is signalled, then ends the process.
+
+    With a host (``--elixir-address``): waits for its ``Ping``, then
+    registers the tools with it before binding."""
     host = (
         connect_host(options.elixir_address, options.max_message_bytes, options.pool_token)
         if options.elixir_address
         else None
     )
     adapters = AdapterProvider(adapter_class, per_worker=options.adapter_per_worker)
+    if host is not None:
+        register_tools(host, adapters, worker_id)
     servicer = BridgeServicer(adapters, worker_id, host, serialize_calls=not options.thread_profile)
     server = build_server(servicer, options)
     ready = bind(server, options)
