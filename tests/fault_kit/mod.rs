@@ -217,7 +217,9 @@ impl Tally {
             "succeeded": self.succeeded,
             "failed": self.failed,
             "unexpected": self.unexpected.len(),
-            "back_to_full_ms": self.back_to_full.map(|d| d.as_secs_f64() * 1e3),
+            "back_to_full_ms": self
+                .back_to_full
+                .map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
             "fd_growth": self.growth.fds,
             "thread_growth": self.growth.threads,
             "rss_growth_bytes": self.growth.rss_bytes,

@@ -47,7 +47,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             "calls",
             "succeeded",
             "failed, by kind",
-            "unexpected",
+            "broken promises",
             "back to full size",
             "fds",
             "threads",
