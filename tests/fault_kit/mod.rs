@@ -350,7 +350,7 @@ pub fn crash_storm(builder: PoolBuilder, scale: Scale) -> Result<Tally, String> 
             thread::spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(SeqCst) {
-                    let idempotent = (t + i) % 2 == 0;
+                    let idempotent = (t + i).is_multiple_of(2);
                     let opts = if idempotent {
                         limits().idempotent(true).crash_retries(u8::MAX)
                     } else {
@@ -732,8 +732,11 @@ pub fn shutdown_while_streaming(builder: PoolBuilder, scale: Scale) -> Result<Ta
     Ok(tally)
 }
 
+/// A scenario: a pool from the builder, a fault, its tally.
+pub type Scenario = fn(PoolBuilder, Scale) -> Result<Tally, String>;
+
 /// Every scenario, by name, in the order they run.
-pub const SCENARIOS: [(&str, fn(PoolBuilder, Scale) -> Result<Tally, String>); 6] = [
+pub const SCENARIOS: [(&str, Scenario); 6] = [
     ("crash_storm", crash_storm),
     ("stop_and_continue", stop_and_continue),
     ("cut_connection", cut_connection),
