@@ -7,7 +7,7 @@
 //! fault, and returns a [`Tally`]: the calls attempted, how they ended, how
 //! long the pool took to be back to full size, and what the host process
 //! gained in descriptors, threads and memory. Outcomes that break the
-//! scenario's promise are listed in [`Tally::unexpected`], never panicked
+//! scenario's promise are counted in [`Tally::broken`], never panicked
 //! on, so the bench can still report them.
 //!
 //! Every scenario runs under a hard deadline ([`bounded`]); every call in
@@ -31,6 +31,9 @@ pub const FAULTY: &str = "snakepit_showcase.faults.FaultyAdapter";
 /// on a loaded 2-core machine can hold a call for seconds; it only turns a
 /// hang into a failure the tally shows.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// Broken promises a [`Tally`] describes; the others are only counted.
+pub const KEPT_EXAMPLES: usize = 10;
 
 /// How large a run is.
 #[derive(Debug, Clone, Copy)]
@@ -159,8 +162,12 @@ pub struct Tally {
     pub succeeded: u64,
     /// Calls that failed, by error kind (`worker_crashed`, ...).
     pub failed: BTreeMap<String, u64>,
-    /// Outcomes the scenario promises never happen, described.
+    /// Outcomes the scenario promises never happen: the first
+    /// [`KEPT_EXAMPLES`], described.
     pub unexpected: Vec<String>,
+    /// How many outcomes broke the promise (`unexpected` keeps the first
+    /// few).
+    pub broken: u64,
     /// From the end of the fault until every worker was ready again;
     /// `None` if that did not happen within the scenario's deadline.
     pub back_to_full: Option<Duration>,
@@ -179,6 +186,7 @@ impl Tally {
             succeeded: 0,
             failed: BTreeMap::new(),
             unexpected: Vec::new(),
+            broken: 0,
             back_to_full: None,
             growth: Host {
                 fds: 0,
@@ -190,7 +198,7 @@ impl Tally {
     }
 
     /// Counts one call's outcome; `allowed` says which failures the
-    /// scenario expects (anything else goes to `unexpected`).
+    /// scenario expects (anything else breaks the promise).
     fn count<T>(&mut self, what: &str, outcome: &Result<T, Error>, allowed: &[&str]) {
         self.attempted += 1;
         match outcome {
@@ -199,9 +207,17 @@ impl Tally {
                 let kind = e.kind().as_str();
                 *self.failed.entry(kind.to_owned()).or_default() += 1;
                 if !allowed.contains(&kind) {
-                    self.unexpected.push(format!("{what}: {e}"));
+                    self.broke(format!("{what}: {e}"));
                 }
             }
+        }
+    }
+
+    /// Records an outcome that breaks the scenario's promise.
+    fn broke(&mut self, what: impl Into<String>) {
+        self.broken += 1;
+        if self.unexpected.len() < KEPT_EXAMPLES {
+            self.unexpected.push(what.into());
         }
     }
 
@@ -216,7 +232,7 @@ impl Tally {
             "attempted": self.attempted,
             "succeeded": self.succeeded,
             "failed": self.failed,
-            "unexpected": self.unexpected.len(),
+            "broken_promises": self.broken,
             "back_to_full_ms": self
                 .back_to_full
                 .map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
@@ -275,6 +291,31 @@ fn signal(pid: u32, signal: libc::c_int) {
     }
 }
 
+/// The live (not zombie) child processes of this process: the worker
+/// processes of its pools, started or starting.
+fn children() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid ...`; comm may hold spaces and parens.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            fields.next() == Some(me.as_str()) && state != Some("Z")
+        })
+        .collect()
+}
+
 /// Waits until every worker of `pool` is ready, at most `limit`; how long
 /// it took.
 fn time_to_full(pool: &Pool, limit: Duration) -> Option<Duration> {
@@ -298,13 +339,13 @@ fn finish(mut tally: Tally, pool: Pool, before: &Host) -> Result<Tally, String> 
         .execute_blocking_with("ping", json!({}), limits())
         .map(|r| r.value);
     if reply.as_ref().ok() != Some(&json!("pong")) {
-        tally.unexpected.push(format!(
+        tally.broke(format!(
             "the pool does not serve after the fault: {reply:?}"
         ));
     }
     let stats = pool.stats();
     if stats.load != 0 || stats.queued != 0 {
-        tally.unexpected.push(format!(
+        tally.broke(format!(
             "calls left held after the scenario: load {}, queued {}",
             stats.load, stats.queued
         ));
@@ -332,8 +373,9 @@ fn build(builder: PoolBuilder, workers: usize) -> Result<Pool, String> {
         .map_err(|e| format!("build: {e}"))
 }
 
-/// Workers SIGKILLed one after another (`storm_kills` of them, every 20 ms)
-/// while 8 threads call `add`, half the calls idempotent. Promise: an
+/// Workers SIGKILLed one after another (`storm_kills` of them, every 20 ms,
+/// ready or still starting) while 8 threads call `add`, half the calls
+/// idempotent. Promise: an
 /// idempotent call rides the storm out (it is retried on another worker);
 /// a non-idempotent call either succeeds or fails with `WorkerCrashed`,
 /// nothing else; no call hangs; the pool is back to full size afterwards.
@@ -366,9 +408,7 @@ pub fn crash_storm(builder: PoolBuilder, scale: Scale) -> Result<Tally, String> 
                     tally.count(what, &outcome, allowed);
                     if let Ok(v) = &outcome {
                         if v.value != json!(t + i) {
-                            tally
-                                .unexpected
-                                .push(format!("add({t}, {i}) = {}", v.value));
+                            tally.broke(format!("add({t}, {i}) = {}", v.value));
                         }
                     }
                     let key = if idempotent {
@@ -387,7 +427,9 @@ pub fn crash_storm(builder: PoolBuilder, scale: Scale) -> Result<Tally, String> 
     let mut n = 0usize;
     while kills < scale.storm_kills {
         thread::sleep(Duration::from_millis(20));
-        let pids = pool.stats().pids();
+        // Workers ready or still starting: the pool's processes are the
+        // host's children.
+        let pids = children();
         if !pids.is_empty() {
             n = n.wrapping_mul(31).wrapping_add(7);
             signal(pids[n % pids.len()], libc::SIGKILL);
@@ -443,15 +485,13 @@ pub fn stop_and_continue(builder: PoolBuilder, scale: Scale) -> Result<Tally, St
             tally.count("sleep", outcome, &[]);
         }
         if !pool.stats().pids().contains(&frozen) {
-            tally
-                .unexpected
-                .push(format!("the frozen worker {frozen} was replaced"));
+            tally.broke(format!("the frozen worker {frozen} was replaced"));
         }
     }
     tally.back_to_full = time_to_full(&pool, CALL_LIMIT);
     let stats = pool.stats();
     if stats.crashes + stats.hung_killed + stats.unhealthy_killed != 0 {
-        tally.unexpected.push(format!(
+        tally.broke(format!(
             "a freeze counted as a failure: {} crashes, {} hung killed, {} unhealthy killed",
             stats.crashes, stats.hung_killed, stats.unhealthy_killed
         ));
@@ -475,7 +515,7 @@ pub fn cut_connection(builder: PoolBuilder, scale: Scale) -> Result<Tally, Strin
         let outcome = pool.execute_blocking_with("cut_reply", json!({}), limits());
         if outcome.is_ok() {
             // The reply cannot travel on a connection that is shut down.
-            tally.unexpected.push("cut_reply returned a value".into());
+            tally.broke("cut_reply returned a value");
         }
         tally.count("cut_reply", &outcome, ALLOWED);
 
@@ -490,9 +530,7 @@ pub fn cut_connection(builder: PoolBuilder, scale: Scale) -> Result<Tally, Strin
                 Ok(got)
             });
         if let Ok(got) = &outcome {
-            tally
-                .unexpected
-                .push(format!("cut_stream ended cleanly after {got} chunks"));
+            tally.broke(format!("cut_stream ended cleanly after {got} chunks"));
         }
         tally.count("cut_stream", &outcome, ALLOWED);
 
@@ -640,12 +678,14 @@ pub fn recycle_while_streaming(builder: PoolBuilder, scale: Scale) -> Result<Tal
     for outcome in &streams {
         tally.count("count_stream", outcome, &[]);
     }
-    tally.unexpected.extend(recycle_errors);
+    for error in recycle_errors {
+        tally.broke(error);
+    }
     tally.back_to_full = slowest;
     let stats = pool.stats();
     tally.extra.insert("recycles", stats.recycles.manual);
     if stats.recycles.manual != u64::from(scale.rounds) * WORKERS as u64 {
-        tally.unexpected.push(format!(
+        tally.broke(format!(
             "{} recycles counted, {} asked for",
             stats.recycles.manual,
             u64::from(scale.rounds) * WORKERS as u64
@@ -703,25 +743,19 @@ pub fn shutdown_while_streaming(builder: PoolBuilder, scale: Scale) -> Result<Ta
             let (n, got, outcome) = reader.join().map_err(|_| "a reader panicked")?;
             if n == 20 {
                 if got != n {
-                    tally
-                        .unexpected
-                        .push(format!("a short stream got {got} of {n} items"));
+                    tally.broke(format!("a short stream got {got} of {n} items"));
                 }
                 tally.count("short stream", &outcome, &[]);
             } else {
                 if outcome.is_ok() {
-                    tally
-                        .unexpected
-                        .push("a long stream ended cleanly at shutdown".into());
+                    tally.broke("a long stream ended cleanly at shutdown");
                 }
                 tally.count("long stream", &outcome, &["shutting_down"]);
             }
         }
         let after = pool.execute_blocking("ping", json!({}));
         if !matches!(after, Err(Error::ShuttingDown)) {
-            tally
-                .unexpected
-                .push(format!("a call after shutdown: {after:?}"));
+            tally.broke(format!("a call after shutdown: {after:?}"));
         }
     }
     tally.extra.insert(
