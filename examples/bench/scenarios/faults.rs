@@ -85,7 +85,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             .collect();
         println!("  {}: {}", tally.scenario, extra.join(", "));
     }
-    figures.insert("broken_promises".into(), json!(failed));
+    figures.insert("scenario_failures".into(), json!(failed));
     report.figures("faults", Value::Object(figures));
     if failed.is_empty() {
         Ok(())
