@@ -8,7 +8,8 @@
 //!    grpcio client compiles its own copy from `bridge_messages.rs`, the same
 //!    code without its inner attributes, which `include!` does not accept.
 //! 2. The table of the worker's Python files (`python/snakepit_bridge`,
-//!    `python/snakepit_showcase`, `python/grpc_server.py`), embedded in the
+//!    `python/snakepit_showcase`, `python/grpc_server.py`,
+//!    `python/snakepit_bridge_pb2.py`), embedded in the
 //!    crate so a program that depends on it needs no checkout of this
 //!    repository. A content hash names the cache directory they are written
 //!    to at run time, so two versions never share one.
@@ -52,6 +53,8 @@ fn embed_python() {
         collect_python(&root.join(dir), &mut files);
     }
     files.push(root.join("grpc_server.py"));
+    // Top level, as Snakepit adapters import it (`import snakepit_bridge_pb2`).
+    files.push(root.join("snakepit_bridge_pb2.py"));
     files.push(root.join("requirements.txt"));
     files.sort();
 

@@ -1,8 +1,9 @@
 //! Host tools: Python tools that call Rust closures.
 //!
-//! Registers three host tools, then has the showcase adapter's `call_host`
-//! tool call them from Python: one that computes, one that fails, and one
-//! that calls back into the pool to run a Python tool on another worker.
+//! Registers four host tools, then has the showcase adapter's `call_host`
+//! tool call them from Python: one that computes, one that fails, one that
+//! calls back into the pool to run a Python tool on another worker, and one
+//! that takes and returns bytes (`call_host_binary`).
 //!
 //! Run with `cargo run --release --example host_tools`.
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use snakepit::{Error, Pool};
+use snakepit::{CallOptions, Error, HostOutput, Pool};
 
 fn main() -> Result<(), Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("snakepit=warn"))
@@ -50,6 +51,16 @@ fn main() -> Result<(), Error> {
                     .map_err(|e| e.to_string())
             },
         )
+        .host_tool_binary("rot13", "ROT13 of the bytes in data, as bytes", |args| {
+            let rotate = |b: u8, base: u8| (b - base + 13) % 26 + base;
+            let data = args.bytes("data")?;
+            let out = data.iter().map(|&b| match b {
+                b'a'..=b'z' => rotate(b, b'a'),
+                b'A'..=b'Z' => rotate(b, b'A'),
+                _ => b,
+            });
+            Ok(HostOutput::Bytes(out.collect()))
+        })
         .build()?;
     // Ctrl-C shuts the pool down cleanly: no worker outlives the program.
     pool.shutdown_on_ctrl_c()?;
@@ -92,6 +103,19 @@ fn main() -> Result<(), Error> {
 
     let sum = call_host("add_on_another_worker", json!({"a": 20, "b": 22}))?;
     println!("add_on_another_worker(...) -> {sum} (Python -> Rust -> Python)");
+
+    // Bytes both ways: Rust -> Python (a binary argument), Python -> Rust
+    // (`call_host_tool("rot13", data=...)`), and back as bytes.
+    let reply = pool.execute_blocking_with(
+        "call_host_binary",
+        json!({"name": "rot13"}),
+        CallOptions::new().binary("data", b"Hello, snakepit".to_vec()),
+    )?;
+    let rotated = reply.binary.unwrap_or_default();
+    println!(
+        "rot13(b\"Hello, snakepit\")  -> b{:?} (bytes both ways)",
+        String::from_utf8_lossy(&rotated)
+    );
 
     let stats = pool.stats();
     println!(

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::events::HandleEvent;
-use crate::host_tool::HostTool;
+use crate::host_tool::{HostArgs, HostOutput, HostTool};
 use crate::pool::Pool;
 use crate::slots::MAX_CAPACITY;
 
@@ -170,8 +170,12 @@ impl PoolBuilder {
     /// Whether a process-profile worker still running a call past its
     /// timeout is killed and replaced (Python cannot cancel a running
     /// function, so the process would otherwise stay busy). Thread-profile
-    /// workers are never killed for this: the call is cancelled and the
-    /// other calls go on. Default: true.
+    /// workers are never killed for this: the call fails, the other calls go
+    /// on, and the thread stuck in it leaves the worker's capacity; once all
+    /// its threads are stuck, the worker is recycled
+    /// ([`RecycleReason::StuckThreads`](crate::events::RecycleReason::StuckThreads)).
+    /// With `false`, a process-profile worker is recycled that way after its
+    /// first timed-out call, rather than killed at once. Default: true.
     pub fn kill_hung_workers(mut self, kill: bool) -> Self {
         self.config.kill_hung_workers = kill;
         self
@@ -243,7 +247,9 @@ impl PoolBuilder {
         self
     }
 
-    /// How often an idle worker is pinged; one that does not answer within
+    /// How often each worker is pinged, busy or idle (the Python server
+    /// keeps threads for the ping beyond its calls', so a worker whose calls
+    /// all hang is judged too); one that does not answer within
     /// [`health_check_timeout`](PoolBuilder::health_check_timeout) is killed
     /// and replaced. `None` turns health checks off (in the configuration
     /// file, `0` or `"off"`); a plain `Duration` or `Some(..)` sets the
@@ -339,6 +345,50 @@ impl PoolBuilder {
         self.config
             .host_tools
             .push(HostTool::plain(name.into(), description.into(), tool));
+        self
+    }
+
+    /// Registers a host tool that takes bytes and may return bytes, at the
+    /// same size limit as tool calls
+    /// ([`max_message_bytes`](PoolBuilder::max_message_bytes)).
+    ///
+    /// Python passes `bytes`, `bytearray` or `memoryview` keyword arguments
+    /// (`call_host_tool("name", data=b"...")`); they arrive in
+    /// [`HostArgs::binary`](crate::HostArgs) as they are, the other
+    /// arguments in [`HostArgs::json`](crate::HostArgs). Return
+    /// [`HostOutput::Bytes`](crate::HostOutput) for Python to receive
+    /// `bytes`, or [`HostOutput::Json`](crate::HostOutput) for a JSON value.
+    /// A result over the limit fails the call in Python with a
+    /// `RuntimeError` naming the limit; arguments over it fail before they
+    /// are sent. Errors and panics behave as in
+    /// [`host_tool`](PoolBuilder::host_tool), which refuses bytes
+    /// arguments. Binary arguments are a snakepit extension of Snakepit's
+    /// protocol (`ExecuteElixirToolRequest.binary_parameters`). Default: no
+    /// host tools.
+    ///
+    /// ```no_run
+    /// use serde_json::json;
+    /// use snakepit::HostOutput;
+    ///
+    /// let pool = snakepit::Pool::builder()
+    ///     .adapter("snakepit_showcase.adapter.ShowcaseAdapter")
+    ///     .host_tool_binary("checksum", "Sums the bytes of data", |args| {
+    ///         let data = args.bytes("data")?;
+    ///         let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    ///         Ok(HostOutput::Json(json!(sum)))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn host_tool_binary(
+        mut self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        tool: impl Fn(HostArgs) -> Result<HostOutput, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config
+            .host_tools
+            .push(HostTool::binary(name.into(), description.into(), tool));
         self
     }
 

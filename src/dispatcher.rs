@@ -55,6 +55,11 @@ pub(crate) struct Dispatcher {
     next_sweep: Instant,
 }
 
+/// Test only: a tool name whose call makes the dispatcher panic as it
+/// admits it, to prove that a panicking round loses only what it held.
+#[cfg(test)]
+pub(crate) const PANIC_ON_ADMIT: &str = "test: the dispatcher panics";
+
 /// The longest the dispatcher sleeps when nothing waits.
 const IDLE: Duration = Duration::from_secs(3600);
 
@@ -78,30 +83,19 @@ impl Dispatcher {
         }
     }
 
+    /// Places calls until the pool shuts down. A panic in a round (a bug)
+    /// is caught: the calls that round held are dropped, which fails them
+    /// with [`Error::Internal`], and the next round goes on with the queue
+    /// as it stands.
     pub fn run(mut self) {
         loop {
-            let wake = self
-                .queue
-                .iter()
-                .map(Request::queue_deadline)
-                .chain((!self.sessions.is_empty()).then_some(self.next_sweep))
-                .min();
-            let timeout = wake.map_or(IDLE, |d| d.saturating_duration_since(Instant::now()));
-            select! {
-                recv(self.commands) -> cmd => match cmd {
-                    Ok(Command::Submit(req)) => self.admit(req),
-                    Ok(Command::CloseSession(id)) => self.close_session(&id),
-                    Ok(Command::Shutdown) | Err(_) => break,
-                },
-                recv(self.doorbell) -> _ => {},
-                default(timeout) => {},
-            }
-            self.place_waiting();
-            let now = Instant::now();
-            self.expire(now);
-            self.fail_fast();
-            if now >= self.next_sweep {
-                self.sweep_sessions(now);
+            match crate::panics::catch(|| self.round()) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(message) => {
+                    log::error!("the dispatcher panicked (a bug; it goes on): {message}");
+                    self.shared.set_waiting(self.queue.len());
+                }
             }
         }
         for req in self.queue.drain(..) {
@@ -110,10 +104,43 @@ impl Dispatcher {
         self.shared.set_waiting(0);
     }
 
+    /// Waits for the next command, ring or deadline and acts on it. False
+    /// once the pool shuts down.
+    fn round(&mut self) -> bool {
+        let wake = self
+            .queue
+            .iter()
+            .map(Request::queue_deadline)
+            .chain((!self.sessions.is_empty()).then_some(self.next_sweep))
+            .min();
+        let timeout = wake.map_or(IDLE, |d| d.saturating_duration_since(Instant::now()));
+        select! {
+            recv(self.commands) -> cmd => match cmd {
+                Ok(Command::Submit(req)) => self.admit(req),
+                Ok(Command::CloseSession(id)) => self.close_session(&id),
+                Ok(Command::Shutdown) | Err(_) => return false,
+            },
+            recv(self.doorbell) -> _ => {},
+            default(timeout) => {},
+        }
+        self.place_waiting();
+        let now = Instant::now();
+        self.expire(now);
+        self.fail_fast();
+        if now >= self.next_sweep {
+            self.sweep_sessions(now);
+        }
+        true
+    }
+
     /// A new call: place it now if nothing waits ahead of it and a worker
     /// is free, fail it if its affinity says so, else queue it if there is
     /// room.
     fn admit(&mut self, req: Request) {
+        #[cfg(test)]
+        if req.tool == PANIC_ON_ADMIT {
+            panic!("injected: the dispatcher panics on admitting a call");
+        }
         if self.shared.is_closing() {
             return self.shared.fail(req, Error::ShuttingDown);
         }

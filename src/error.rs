@@ -179,6 +179,15 @@ pub enum Error {
         /// Why it could not be installed.
         message: String,
     },
+    /// A pool thread panicked while it held this call (a bug: please
+    /// report it). The call may or may not have run on the worker. The
+    /// pool caught the panic and goes on serving: other calls are not
+    /// affected, and a worker whose own thread panicked has its process
+    /// killed and started again after a backoff.
+    Internal {
+        /// What panicked, with the panic message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -211,6 +220,7 @@ impl Error {
             Error::PoolStart { .. } => ErrorKind::PoolStart,
             Error::NoWorkerServing => ErrorKind::NoWorkerServing,
             Error::SignalHandler { .. } => ErrorKind::SignalHandler,
+            Error::Internal { .. } => ErrorKind::Internal,
         }
     }
 
@@ -336,6 +346,10 @@ impl fmt::Display for Error {
             Error::SignalHandler { message } => {
                 write!(f, "cannot install the Ctrl-C handler: {message}")
             }
+            Error::Internal { message } => write!(
+                f,
+                "internal error (a pool thread panicked; please report it): {message}"
+            ),
         }
     }
 }
@@ -397,6 +411,8 @@ pub enum ErrorKind {
     NoWorkerServing,
     /// [`Error::SignalHandler`].
     SignalHandler,
+    /// [`Error::Internal`].
+    Internal,
 }
 
 impl ErrorKind {
@@ -425,6 +441,7 @@ impl ErrorKind {
             ErrorKind::PoolStart => "pool_start",
             ErrorKind::NoWorkerServing => "no_worker_serving",
             ErrorKind::SignalHandler => "signal_handler",
+            ErrorKind::Internal => "internal",
         }
     }
 }
@@ -516,6 +533,7 @@ mod tests {
             ErrorKind::PoolStart,
             ErrorKind::NoWorkerServing,
             ErrorKind::SignalHandler,
+            ErrorKind::Internal,
         ];
         for kind in all {
             match kind {
@@ -536,7 +554,8 @@ mod tests {
                 | ErrorKind::InvalidArgument
                 | ErrorKind::PoolStart
                 | ErrorKind::NoWorkerServing
-                | ErrorKind::SignalHandler => {}
+                | ErrorKind::SignalHandler
+                | ErrorKind::Internal => {}
             }
         }
         all.to_vec()

@@ -5,9 +5,12 @@
 //! [`NopEvents`] drops them.
 //!
 //! Hooks run on the pool's own threads (a worker's thread or a lane), so
-//! they must be quick and must not call back into the pool and block.
+//! they must be quick and must not call back into the pool and block. A
+//! hook that panics is caught and logged (at `error`); the pool goes on as
+//! if the hook had returned.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ErrorKind, Exit};
@@ -31,6 +34,11 @@ pub enum RecycleReason {
     Memory,
     /// [`Pool::recycle_worker`](crate::Pool::recycle_worker) asked for it.
     Manual,
+    /// Its Python threads are all stuck in calls that ran past their
+    /// timeout (Python cannot stop a running function), so it could serve
+    /// nothing more. Thread profile, or the process profile with
+    /// `kill_hung_workers(false)`.
+    StuckThreads,
 }
 
 impl fmt::Display for RecycleReason {
@@ -40,6 +48,7 @@ impl fmt::Display for RecycleReason {
             RecycleReason::MaxLifetime => "max lifetime",
             RecycleReason::Memory => "memory",
             RecycleReason::Manual => "manual",
+            RecycleReason::StuckThreads => "stuck threads",
         })
     }
 }
@@ -79,6 +88,9 @@ pub enum ExitReason {
     Unhealthy,
     /// The pool shut down.
     Shutdown,
+    /// The worker's own thread in the pool panicked (a bug: please report
+    /// it); the process was killed and a new one starts after the backoff.
+    Internal,
 }
 
 impl fmt::Display for ExitReason {
@@ -89,6 +101,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Hung => f.write_str("killed: stuck in a call past its timeout"),
             ExitReason::Unhealthy => f.write_str("killed: failed a health check"),
             ExitReason::Shutdown => f.write_str("stopped: pool shut down"),
+            ExitReason::Internal => f.write_str("killed: the pool's thread for it panicked"),
         }
     }
 }
@@ -365,7 +378,10 @@ impl HandleEvent for LogEvents {
     }
     fn worker_exited(&self, e: &WorkerExited) {
         match e.reason {
-            ExitReason::Crashed(_) | ExitReason::Hung | ExitReason::Unhealthy => {
+            ExitReason::Crashed(_)
+            | ExitReason::Hung
+            | ExitReason::Unhealthy
+            | ExitReason::Internal => {
                 log::warn!(target: TARGET, "{} (pid {}) {}", e.worker, e.pid, e.reason)
             }
             _ => log::info!(target: TARGET, "{} (pid {}) {}", e.worker, e.pid, e.reason),
@@ -389,5 +405,42 @@ impl HandleEvent for LogEvents {
     }
     fn saturated(&self, e: &Saturated) {
         log::warn!(target: TARGET, "{} refused: queue of {} full", e.tool, e.queue_size);
+    }
+}
+
+/// The user's hook as the pool calls it: a panic in a handler is caught and
+/// logged, so it never takes down the pool thread that reported the event.
+#[derive(Debug)]
+pub(crate) struct Guarded(pub Arc<dyn HandleEvent>);
+
+impl Guarded {
+    fn run(&self, event: &str, f: impl FnOnce(&dyn HandleEvent)) {
+        if let Err(message) = crate::panics::catch(|| f(&*self.0)) {
+            log::error!("the event handler panicked on `{event}` (ignored): {message}");
+        }
+    }
+}
+
+impl HandleEvent for Guarded {
+    fn worker_started(&self, e: &WorkerStarted) {
+        self.run("worker_started", |h| h.worker_started(e));
+    }
+    fn worker_ready(&self, e: &WorkerReady) {
+        self.run("worker_ready", |h| h.worker_ready(e));
+    }
+    fn worker_exited(&self, e: &WorkerExited) {
+        self.run("worker_exited", |h| h.worker_exited(e));
+    }
+    fn worker_recycled(&self, e: &WorkerRecycled) {
+        self.run("worker_recycled", |h| h.worker_recycled(e));
+    }
+    fn call_finished(&self, e: &CallFinished) {
+        self.run("call_finished", |h| h.call_finished(e));
+    }
+    fn queue_timeout(&self, e: &QueueTimedOut) {
+        self.run("queue_timeout", |h| h.queue_timeout(e));
+    }
+    fn saturated(&self, e: &Saturated) {
+        self.run("saturated", |h| h.saturated(e));
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct FakeProcess {
     pub rss: Mutex<Option<u64>>,
     /// Whether it answers pings.
     pub healthy: AtomicBool,
+    /// Whether reading its memory panics: a panic injected into the
+    /// worker's own thread, which reads it.
+    pub panic_on_memory_reading: AtomicBool,
 }
 
 impl FakeProcess {
@@ -92,6 +95,9 @@ impl Process for FakeProcess {
     }
 
     fn resident_bytes(&self) -> Option<u64> {
+        if self.panic_on_memory_reading.load(SeqCst) {
+            panic!("injected: reading the memory of a fake process panics");
+        }
         *self.rss.lock()
     }
 
@@ -163,6 +169,7 @@ impl Launcher for FakeLauncher {
             on_exit: Mutex::new(Some(on_exit)),
             rss: Mutex::new(self.rss),
             healthy: AtomicBool::new(true),
+            panic_on_memory_reading: AtomicBool::new(false),
         });
         if matches!(fault, Some(StartFault::Killed)) {
             process.kill();

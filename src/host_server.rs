@@ -29,17 +29,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use grpcio::{
-    ChannelBuilder, EnvBuilder, RpcContext, RpcStatus, RpcStatusCode, Server, ServerBuilder,
-    ServerCredentials, ServiceBuilder, UnarySink,
+    ChannelBuilder, EnvBuilder, Metadata, RpcContext, RpcStatus, RpcStatusCode, Server,
+    ServerBuilder, ServerCredentials, ServiceBuilder, UnarySink,
 };
 use parking_lot::Mutex;
 use protobuf::well_known_types::timestamp::Timestamp;
-use protobuf::MessageField;
+use protobuf::{Message as _, MessageField};
 use serde_json::Value;
 
 use crate::block_on::block_on_timeout;
 use crate::deadline::later;
-use crate::host_tool::HostTool;
+use crate::host_tool::{HostArgs, HostOutput, HostTool};
+use crate::pool_token::{self, PoolToken};
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteElixirToolRequest,
     ExecuteElixirToolResponse, GetExposedElixirToolsResponse, GetSessionRequest,
@@ -52,15 +53,14 @@ use crate::protocol::{service, value};
 /// The socket's file name inside the pool's private directory.
 const SOCKET_NAME: &str = "host.sock";
 
-/// A tool a worker announced with `RegisterTools` (Snakepit's worker script
-/// does so at start-up; the crate's own worker does not). See
+/// A tool a worker announced with `RegisterTools` (every worker does so at
+/// start-up, the crate's own and Snakepit's worker scripts). See
 /// [`Pool::registered_tools`](crate::Pool::registered_tools).
 ///
 /// ```
 /// use snakepit::Pool;
 ///
-/// /// The streaming tools, as `worker: name` (empty with the crate's own
-/// /// worker, which registers nothing).
+/// /// The streaming tools, as `worker: name`.
 /// fn streaming_tools(pool: &Pool) -> Vec<String> {
 ///     pool.registered_tools()
 ///         .into_iter()
@@ -126,9 +126,24 @@ pub(crate) struct HostState {
     /// threads. The only sender: taking it out ends the threads once the
     /// queue is empty.
     jobs: Mutex<Option<Sender<Job>>>,
+    /// The token callers must present; `None` for a pool that runs a
+    /// Snakepit worker script, which cannot.
+    token: Option<PoolToken>,
+    /// The largest message the server sends or takes.
+    max_message_bytes: usize,
 }
 
 impl HostState {
+    /// Whether a call with these request headers may be served.
+    fn admits(&self, headers: &Metadata) -> bool {
+        match &self.token {
+            None => true,
+            Some(token) => headers
+                .iter()
+                .any(|(key, value)| key == pool_token::HEADER && token.matches(value)),
+        }
+    }
+
     /// Every tool workers registered, ordered by worker, then as sent.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
         self.registered.lock().values().flatten().cloned().collect()
@@ -252,24 +267,54 @@ impl HostState {
         let started = Instant::now();
         // A tool that takes the pool holds it only while it runs (see
         // `Pool::start`), so the handle is gone before the reply goes out.
+        let name = req.tool_name.clone();
         let outcome = self.run_tool(req);
         let mut resp = ExecuteElixirToolResponse::new();
         match outcome {
-            Ok(result) => {
+            Ok(HostOutput::Json(result)) => {
                 resp.success = true;
                 resp.result = MessageField::some(value::encode_result(&result));
+            }
+            Ok(HostOutput::Bytes(bytes)) => {
+                resp.success = true;
+                // As our worker marks bytes results: `null` of kind
+                // `binary` beside them, so empty bytes stay bytes.
+                let mut kind = protobuf::well_known_types::any::Any::new();
+                kind.type_url = value::BINARY_RESULT_TYPE_URL.into();
+                kind.value = b"null".to_vec();
+                resp.result = MessageField::some(kind);
+                resp.binary_result = bytes;
             }
             Err(message) => resp.error_message = message,
         }
         resp.execution_time_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        // Over the limit, gRPC would fail the call with a bare
+        // RESOURCE_EXHAUSTED; the tool's caller gets a message instead.
+        let size = resp.compute_size();
+        if size > self.max_message_bytes as u64 {
+            let mut refused = ExecuteElixirToolResponse::new();
+            refused.error_message = format!(
+                "host tool `{name}` returned {size} bytes, over the pool's message limit of {} \
+                 bytes (max_message_bytes)",
+                self.max_message_bytes
+            );
+            return refused;
+        }
         resp
     }
 
-    fn run_tool(&self, req: ExecuteElixirToolRequest) -> Result<Value, String> {
+    fn run_tool(&self, mut req: ExecuteElixirToolRequest) -> Result<HostOutput, String> {
         if self.stopping.load(SeqCst) {
             return Err("the host is shutting down".into());
         }
         let Some(tool) = self.tools.iter().find(|t| t.name == req.tool_name) else {
+            if self.tools.is_empty() {
+                return Err(format!(
+                    "no host tool named `{}`: the host has no host tools \
+                     (register them with PoolBuilder::host_tool)",
+                    req.tool_name
+                ));
+            }
             let names: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
             return Err(format!(
                 "no host tool named `{}`; the host has: {}",
@@ -283,7 +328,13 @@ impl HostState {
                 .map_err(|e| format!("host tool `{}`: argument `{name}`: {e}", tool.name))?;
             args.insert(name.clone(), value);
         }
-        tool.run(Value::Object(args))
+        let binary = std::mem::take(&mut req.binary_parameters)
+            .into_iter()
+            .collect();
+        tool.run(HostArgs {
+            json: Value::Object(args),
+            binary,
+        })
     }
 }
 
@@ -302,13 +353,16 @@ pub(crate) struct HostServer {
 
 impl HostServer {
     /// Binds `unix:<socket_dir>/host.sock` and starts serving, with
-    /// `threads` threads for host tools.
+    /// `threads` threads for host tools (none when there are no host tools:
+    /// an `ExecuteElixirTool` then fails at once, answered inline).
     pub fn start(
         tools: Vec<HostTool>,
         threads: usize,
         socket_dir: &Path,
         max_message_bytes: usize,
+        token: Option<PoolToken>,
     ) -> Result<HostServer, String> {
+        let threads = if tools.is_empty() { 0 } else { threads };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         let state = Arc::new(HostState {
             tools,
@@ -316,6 +370,8 @@ impl HostServer {
             registered: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(Some(jobs_tx)),
+            token,
+            max_message_bytes,
         });
         let threads = (0..threads)
             .map(|n| {
@@ -426,55 +482,72 @@ impl Drop for HostServer {
     }
 }
 
-/// The unary handlers of the callback side of `BridgeService`.
+/// The unary handlers of the callback side of `BridgeService`, each behind
+/// the pool's token.
 fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
-    let s = state.clone();
-    let builder = ServiceBuilder::new().add_unary_handler(&service::PING, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.ping(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::INITIALIZE_SESSION, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.initialize_session(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::CLEANUP_SESSION, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.cleanup_session(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::GET_SESSION, move |ctx, req, sink| {
-        answer(&ctx, sink, s.get_session(req))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::HEARTBEAT, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.heartbeat(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(&service::REGISTER_TOOLS, move |ctx, req, sink| {
-        answer(&ctx, sink, Ok(s.register_tools(req)))
-    });
-    let s = state.clone();
-    let builder = builder.add_unary_handler(
-        &service::GET_EXPOSED_ELIXIR_TOOLS,
-        move |ctx, _req, sink| {
-            let resp = GetExposedElixirToolsResponse {
-                tools: s.tool_specs(),
-                ..Default::default()
-            };
-            answer(&ctx, sink, Ok(resp))
-        },
-    );
-    let s = state.clone();
+    let builder = ServiceBuilder::new()
+        .add_unary_handler(
+            &service::PING,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.ping(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::INITIALIZE_SESSION,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.initialize_session(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::CLEANUP_SESSION,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.cleanup_session(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::GET_SESSION,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, s.get_session(req))
+            }),
+        )
+        .add_unary_handler(
+            &service::HEARTBEAT,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.heartbeat(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::REGISTER_TOOLS,
+            guarded(state, |s, ctx, req, sink| {
+                answer(ctx, sink, Ok(s.register_tools(req)))
+            }),
+        )
+        .add_unary_handler(
+            &service::GET_EXPOSED_ELIXIR_TOOLS,
+            guarded(state, |s, ctx, _req, sink| {
+                let resp = GetExposedElixirToolsResponse {
+                    tools: s.tool_specs(),
+                    ..Default::default()
+                };
+                answer(ctx, sink, Ok(resp))
+            }),
+        );
     builder
         .add_unary_handler(
             &service::EXECUTE_ELIXIR_TOOL,
-            move |ctx, req: ExecuteElixirToolRequest, sink| {
+            guarded(state, |s, ctx, req: ExecuteElixirToolRequest, sink| {
+                if s.tools.is_empty() {
+                    // No host tool threads: the answer is an error, at once.
+                    answer(ctx, sink, Ok(s.execute(req)));
+                    return;
+                }
                 let jobs = s.jobs.lock();
                 let Some(jobs) = jobs.as_ref() else {
                     let status = RpcStatus::with_message(
                         RpcStatusCode::UNAVAILABLE,
                         "the host is shutting down".into(),
                     );
-                    answer(&ctx, sink, Err(status));
+                    answer(ctx, sink, Err(status));
                     return;
                 };
                 let state = s.clone();
@@ -483,9 +556,29 @@ fn callback_service(state: &Arc<HostState>) -> grpcio::Service {
                 let _ = jobs.send(Box::new(move || {
                     answer_from_thread(sink, state.execute(req))
                 }));
-            },
+            }),
         )
         .build()
+}
+
+/// `handler`, run only for callers that present the pool's token; others
+/// get `UNAUTHENTICATED` before their request is looked at.
+fn guarded<Req, Resp: Send + 'static>(
+    state: &Arc<HostState>,
+    handler: impl Fn(&Arc<HostState>, &RpcContext<'_>, Req, UnarySink<Resp>) + Send + Clone + 'static,
+) -> impl FnMut(RpcContext<'_>, Req, UnarySink<Resp>) + Send + Clone + 'static {
+    let state = state.clone();
+    move |ctx, req, sink| {
+        if state.admits(ctx.request_headers()) {
+            handler(&state, &ctx, req, sink);
+        } else {
+            let status = RpcStatus::with_message(
+                RpcStatusCode::UNAUTHENTICATED,
+                "the host's callback server serves only the pool's own workers".into(),
+            );
+            answer(&ctx, sink, Err(status));
+        }
+    }
 }
 
 /// Answers from a handler, on the completion-queue thread: the reply's
@@ -530,6 +623,8 @@ mod tests {
             registered: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(None),
+            token: None,
+            max_message_bytes: 1 << 20,
         }
     }
 

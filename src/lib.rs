@@ -94,8 +94,10 @@ mod launcher;
 #[cfg(test)]
 mod lifecycle_tests;
 mod options;
+mod panics;
 mod pool;
 mod pool_set;
+mod pool_token;
 mod protocol;
 mod python;
 mod session;
@@ -115,6 +117,7 @@ pub use call::{Affinity, CallOptions, Reply};
 pub use deadline::MAX_DURATION;
 pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
+pub use host_tool::{HostArgs, HostOutput};
 pub use options::Profile;
 pub use pool::Pool;
 pub use pool_set::PoolSet;

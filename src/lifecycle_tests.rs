@@ -747,3 +747,234 @@ fn huge_durations_that_skip_validation_panic_no_pool_thread() {
     assert_eq!(stats.ready_workers, 2, "{stats:?}");
     f.finish();
 }
+
+#[test]
+fn threads_stuck_in_timed_out_calls_leave_the_capacity_and_then_recycle_the_process() {
+    let mut f = pool(
+        Config {
+            profile: Profile::Thread { threads: 2 },
+            ..config(1)
+        },
+        |tool, p| match tool {
+            "stuck" => Err(TransportError::DeadlineExceeded),
+            _ => launch_number(tool, p),
+        },
+    );
+    let err = f.pool.execute_blocking("stuck", json!({})).unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    let stats = f.pool.stats();
+    assert_eq!(
+        (stats.capacity, stats.per_worker[0].stuck_threads),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(1),
+        "one thread still serves"
+    );
+    assert!(f.pool.execute_blocking("stuck", json!({})).is_err());
+    assert_eq!(f.next_launch().launch, 2);
+    assert_eq!(
+        f.next_exit(),
+        ExitReason::Recycled(RecycleReason::StuckThreads)
+    );
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(2)
+    );
+    let stats = f.pool.stats();
+    assert_eq!(stats.recycles.stuck_threads, 1, "{stats:?}");
+    assert_eq!(
+        (stats.capacity, stats.per_worker[0].stuck_threads),
+        (2, 0),
+        "{stats:?}"
+    );
+    f.finish();
+}
+
+#[test]
+fn a_busy_process_that_fails_its_health_check_is_replaced() {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut f = pool(
+        Config {
+            health_check_interval: Some(Duration::from_millis(5)),
+            ..config(1)
+        },
+        move |tool, p| {
+            if tool == "block" {
+                g.hold(p);
+            }
+            launch_number(tool, p)
+        },
+    );
+    let busy = call_in_thread(&f.pool, "block");
+    gate.wait_started();
+    f.seen[0].healthy.store(false, SeqCst);
+    assert_eq!(f.next_exit(), ExitReason::Unhealthy);
+    assert_eq!(f.next_launch().launch, 2);
+    gate.let_go();
+    let _ = busy.join().unwrap();
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(2)
+    );
+    assert_eq!(f.pool.stats().unhealthy_killed, 1);
+    f.finish();
+}
+
+#[test]
+fn a_lane_that_panics_fails_its_call_with_internal_and_the_worker_serves_on() {
+    let f = pool(config(1), |tool, p| match tool {
+        "panic" => panic!("injected: a transport that panics"),
+        _ => launch_number(tool, p),
+    });
+    let err = f.pool.execute_blocking("panic", json!({})).unwrap_err();
+    assert!(matches!(err, Error::Internal { .. }), "{err:?}");
+    let streamed: Vec<_> = f.pool.execute_stream("panic", json!({})).unwrap().collect();
+    assert!(
+        matches!(streamed.as_slice(), [Err(Error::Internal { .. })]),
+        "{streamed:?}"
+    );
+    let stats = f.pool.stats();
+    assert_eq!(
+        (stats.load, stats.capacity, stats.failed),
+        (0, 1, 2),
+        "{stats:?}"
+    );
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(1),
+        "the same process serves on"
+    );
+    f.finish();
+}
+
+#[test]
+fn a_dispatcher_that_panics_fails_the_call_it_held_and_places_the_next() {
+    use crate::dispatcher::PANIC_ON_ADMIT;
+    let f = pool(config(1), launch_number);
+    // Session calls always go through the dispatcher.
+    let in_session = || CallOptions::new().session("s");
+    let err = f
+        .pool
+        .execute_blocking_with(PANIC_ON_ADMIT, json!({}), in_session())
+        .unwrap_err();
+    assert!(matches!(err, Error::Internal { .. }), "{err:?}");
+    assert_eq!(
+        f.pool
+            .execute_blocking_with("which", json!({}), in_session())
+            .unwrap()
+            .value,
+        json!(1)
+    );
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(1)
+    );
+    assert_eq!(f.pool.stats().failed, 1);
+    f.finish();
+}
+
+#[test]
+fn a_worker_thread_that_panics_while_serving_kills_its_process_and_starts_another() {
+    let mut f = pool(
+        Config {
+            max_memory: Some(u64::MAX),
+            memory_check_interval: Duration::from_millis(5),
+            ..config(1)
+        },
+        launch_number,
+    );
+    f.seen[0].panic_on_memory_reading.store(true, SeqCst);
+    assert_eq!(f.next_exit(), ExitReason::Internal);
+    assert!(f.seen[0].exit_status().is_some(), "the process is killed");
+    assert_eq!(f.next_launch().launch, 2);
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(2)
+    );
+    f.finish();
+}
+
+#[test]
+fn a_worker_thread_that_panics_on_a_restart_starts_again_after_its_backoff() {
+    let mut f = start(
+        config(1),
+        |n| {
+            if n == 2 {
+                panic!("injected: a launcher that panics");
+            }
+            Ok(())
+        },
+        None,
+        launch_number,
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+    f.seen[0].kill();
+    assert!(matches!(f.next_exit(), ExitReason::Crashed(_)));
+    assert_eq!(f.next_launch().launch, 3);
+    assert_eq!(
+        f.pool.execute_blocking("which", json!({})).unwrap(),
+        json!(3)
+    );
+    f.finish();
+}
+
+/// An event hook that panics on every event.
+#[derive(Debug)]
+struct PanickingEvents;
+
+impl crate::events::HandleEvent for PanickingEvents {
+    fn worker_started(&self, _: &crate::events::WorkerStarted) {
+        panic!("injected: worker_started");
+    }
+    fn worker_ready(&self, _: &crate::events::WorkerReady) {
+        panic!("injected: worker_ready");
+    }
+    fn worker_exited(&self, _: &crate::events::WorkerExited) {
+        panic!("injected: worker_exited");
+    }
+    fn worker_recycled(&self, _: &crate::events::WorkerRecycled) {
+        panic!("injected: worker_recycled");
+    }
+    fn call_finished(&self, _: &crate::events::CallFinished) {
+        panic!("injected: call_finished");
+    }
+    fn queue_timeout(&self, _: &crate::events::QueueTimedOut) {
+        panic!("injected: queue_timeout");
+    }
+    fn saturated(&self, _: &crate::events::Saturated) {
+        panic!("injected: saturated");
+    }
+}
+
+#[test]
+fn an_event_handler_that_panics_is_ignored_and_the_pool_serves_on() {
+    let (launcher, connector, launched) = fakes::seams(|_| Ok(()), None, launch_number);
+    let seams = Seams {
+        launcher: Arc::new(launcher),
+        connector: Arc::new(connector),
+    };
+    let config = Config {
+        events: Arc::new(PanickingEvents),
+        ..config(1)
+    };
+    let pool = Pool::start_with(config, seams, Resources::default()).expect("the pool starts");
+    let first = launched.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(pool.execute_blocking("which", json!({})).unwrap(), json!(1));
+    pool.recycle_worker("worker-0").unwrap();
+    let second = launched.recv_timeout(PATIENCE).unwrap();
+    eventually("the recycled process is stopped", || {
+        first.exit_status().is_some()
+    });
+    assert_eq!(pool.execute_blocking("which", json!({})).unwrap(), json!(2));
+    second.kill();
+    let third = launched.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(third.launch, 3);
+    assert_eq!(pool.execute_blocking("which", json!({})).unwrap(), json!(3));
+    pool.shutdown();
+    assert!(third.exit_status().is_some());
+}

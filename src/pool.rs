@@ -17,6 +17,7 @@ use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
 use crate::launcher::Launcher;
 use crate::options::{worker_id, Config, Profile};
+use crate::pool_token::PoolToken;
 use crate::protocol::value;
 use crate::python;
 use crate::shared::Shared;
@@ -58,7 +59,8 @@ struct Inner {
     /// shutdown so the lanes can end.
     lanes: parking_lot::RwLock<Option<Vec<Sender<Work>>>>,
     runtime: Mutex<Option<Runtime>>,
-    /// What the host's callback server saw, when it runs.
+    /// What the host's callback server saw (it runs for every pool of real
+    /// workers; the test seams have none).
     host: Option<Arc<HostState>>,
 }
 
@@ -78,7 +80,7 @@ pub(crate) struct Seams {
 /// workers are gone.
 #[derive(Default)]
 pub(crate) struct Resources {
-    /// The host's callback server, when it runs.
+    /// The host's callback server (always, for real workers).
     pub host: Option<HostServer>,
     /// The private directory of the workers' sockets, removed last.
     pub socket_dir: Option<PathBuf>,
@@ -147,8 +149,11 @@ impl Pool {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         self.submit(tool, args, options, Replier::Unary(reply_tx))?;
         // Every request is answered exactly once; a closed channel means
-        // the pool was torn down around it.
-        reply_rx.recv().unwrap_or(Err(Error::ShuttingDown))
+        // the pool was torn down around it, or a pool thread panicked
+        // while it held the call.
+        reply_rx
+            .recv()
+            .unwrap_or_else(|_| Err(self.inner.shared.unanswered()))
     }
 
     /// Calls a streaming tool (a Python generator marked
@@ -193,7 +198,16 @@ impl Pool {
                 control: control.clone(),
             },
         )?;
-        Ok(Stream::new(events_rx, control))
+        let shared = Arc::downgrade(&self.inner.shared);
+        Ok(Stream::new(
+            events_rx,
+            control,
+            Box::new(move || {
+                shared
+                    .upgrade()
+                    .map_or(Error::ShuttingDown, |shared| shared.unanswered())
+            }),
+        ))
     }
 
     pub(crate) fn close_session(&self, id: &str) -> Result<(), Error> {
@@ -358,10 +372,14 @@ impl Pool {
     }
 
     /// The tools workers announced to the host with `RegisterTools`, by
-    /// worker. Snakepit's worker script registers its tools at start-up (see
-    /// [`PoolBuilder::worker_script`](crate::PoolBuilder::worker_script)); the crate's own worker does not, and
-    /// without host tools or a worker script the host serves no callbacks,
-    /// so the list is then empty.
+    /// worker. Every worker registers its adapter's tools at start-up, the
+    /// crate's own as Snakepit's worker scripts (see
+    /// [`PoolBuilder::worker_script`](crate::PoolBuilder::worker_script)),
+    /// so once [`build`](crate::PoolBuilder::build) returns each worker's
+    /// tools are listed under its id (`"worker-0"`, ...); a restarted worker
+    /// registers again and its latest list replaces the previous one. A
+    /// worker whose adapter could not list its tools registers nothing (it
+    /// logs why) and still serves.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
         self.inner
             .host
@@ -371,7 +389,7 @@ impl Pool {
 
     /// The sessions workers opened on the host with `InitializeSession`
     /// and have not cleaned up, oldest first (Snakepit's worker script opens
-    /// one before each call). Empty when the host serves no callbacks.
+    /// one before each call; the crate's own worker opens none).
     pub fn host_sessions(&self) -> Vec<HostSession> {
         self.inner
             .host
@@ -440,22 +458,29 @@ impl Pool {
         })?;
         let socket_dir = socket_dir::create()
             .map_err(|e| pool_error(format!("cannot create the socket directory: {e}")))?;
+        let token = PoolToken::generate().map_err(|e| {
+            let _ = std::fs::remove_dir_all(&socket_dir);
+            pool_error(format!(
+                "cannot make the pool's token from /dev/urandom: {e}"
+            ))
+        })?;
         let late = bind_host_tools(&mut config);
-        // Up before any worker: a worker waits for its Ping at start-up.
-        let host = if config.host_tools.is_empty() && config.worker_script.is_none() {
-            None
-        } else {
-            match HostServer::start(
-                config.host_tools.clone(),
-                config.host_tool_threads,
-                &socket_dir,
-                config.max_message_bytes,
-            ) {
-                Ok(host) => Some(host),
-                Err(message) => {
-                    let _ = std::fs::remove_dir_all(&socket_dir);
-                    return Err(pool_error(message));
-                }
+        // Always up, and before any worker: every worker waits for its
+        // Ping at start-up and then registers its tools with it
+        // (`registered_tools`), host tools or not.
+        // Snakepit's worker scripts cannot present the token.
+        let caller_token = config.worker_script.is_none().then(|| token.clone());
+        let host = match HostServer::start(
+            config.host_tools.clone(),
+            config.host_tool_threads,
+            &socket_dir,
+            config.max_message_bytes,
+            caller_token,
+        ) {
+            Ok(host) => Some(host),
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&socket_dir);
+                return Err(pool_error(message));
             }
         };
         let spec = LaunchSpec {
@@ -472,13 +497,21 @@ impl Pool {
             max_message_bytes: config.max_message_bytes,
             elixir_address: host.as_ref().map(|h| h.address.clone()),
             worker_script: config.worker_script.clone(),
+            token: token.clone(),
+        };
+        let connector = match GrpcConnector::new(config.max_message_bytes, &token) {
+            Ok(connector) => connector,
+            Err(message) => {
+                let _ = std::fs::remove_dir_all(&socket_dir);
+                return Err(pool_error(message));
+            }
         };
         let seams = Seams {
             launcher: Arc::new(LocalLauncher {
                 spec,
                 socket_dir: socket_dir.clone(),
             }),
-            connector: Arc::new(GrpcConnector::new(config.max_message_bytes)),
+            connector: Arc::new(connector),
         };
         let resources = Resources {
             host,

@@ -192,6 +192,7 @@ mod tests {
         let names: Vec<&str> = FILES.iter().map(|(n, _)| *n).collect();
         for needed in [
             "grpc_server.py",
+            "snakepit_bridge_pb2.py",
             "requirements.txt",
             "snakepit_bridge/__init__.py",
             "snakepit_bridge/worker.py",

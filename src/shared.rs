@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::call::Request;
 use crate::error::Error;
-use crate::events::HandleEvent;
+use crate::events::{Guarded, HandleEvent};
 use crate::options::Config;
 use crate::slots::{Slots, Ticket};
 use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
@@ -17,6 +17,8 @@ use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
 /// State shared by callers, the dispatcher, the workers and their lanes.
 pub(crate) struct Shared {
     config: Config,
+    /// The user's event hook, panics caught.
+    events: Guarded,
     slots: Slots,
     workers: Vec<WorkerInfo>,
     counters: Counters,
@@ -46,6 +48,7 @@ impl Shared {
             waiting: AtomicUsize::new(0),
             doorbell,
             closing: AtomicBool::new(false),
+            events: Guarded(config.events.clone()),
             config,
         };
         (shared, rings)
@@ -76,9 +79,9 @@ impl Shared {
         &self.counters
     }
 
-    /// The user's event hook.
+    /// The user's event hook; a panic in it is caught and logged.
     pub fn events(&self) -> &dyn HandleEvent {
-        &*self.config.events
+        &self.events
     }
 
     /// Gives back a call's capacity and, when calls are waiting, wakes the
@@ -121,6 +124,19 @@ impl Shared {
         req.fail(err);
     }
 
+    /// The error of a call whose request was dropped unanswered: the pool
+    /// was shutting down around it, or (a bug) a pool thread panicked while
+    /// it held the call, which then counts as failed.
+    pub fn unanswered(&self) -> Error {
+        if self.is_closing() {
+            return Error::ShuttingDown;
+        }
+        Counters::bump(&self.counters.failed);
+        Error::Internal {
+            message: "a pool thread panicked while it held the call".into(),
+        }
+    }
+
     /// Records that the worker in `slot` could not start, and wakes the
     /// dispatcher so that waiting calls fail fast once no worker can start.
     pub fn note_start_failure(&self, slot: usize, err: Error) {
@@ -159,6 +175,7 @@ impl Shared {
                     load: usize::from(slot.load),
                     calls: read(&w.calls),
                     restarts: read(&w.restarts),
+                    stuck_threads: w.stuck.load(std::sync::atomic::Ordering::Relaxed),
                 }
             })
             .collect();

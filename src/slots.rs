@@ -150,6 +150,21 @@ impl Slots {
         );
     }
 
+    /// Takes one unit of capacity away for good from the process of
+    /// `generation` (a thread of it is stuck in a call that timed out), so
+    /// that no call is placed on a thread that cannot run it. The load is
+    /// kept; the next generation is installed with full capacity. Returns
+    /// the capacity left, or `None` when the slot runs another generation.
+    pub fn shrink(&self, slot: usize, generation: u32) -> Option<u16> {
+        self.update(slot, |s| {
+            (s.generation == generation).then(|| SlotState {
+                capacity: s.capacity.saturating_sub(1),
+                ..s
+            })
+        })
+        .map(|s| s.capacity)
+    }
+
     /// Stops new calls on the slot while those in flight finish (capacity
     /// 0, load kept).
     pub fn drain(&self, slot: usize) {
@@ -270,6 +285,24 @@ mod tests {
         );
         slots.drain_generation(0, old + 1);
         assert_eq!(slots.acquire(), None);
+    }
+
+    #[test]
+    fn a_stuck_thread_shrinks_only_its_own_generation() {
+        let slots = Slots::new(1);
+        let g = slots.retire(0);
+        slots.install(0, g, 2);
+        let t = slots.acquire().unwrap();
+        assert_eq!(slots.shrink(0, g), Some(1));
+        assert!(slots.release(t));
+        let held = slots.acquire().unwrap();
+        assert_eq!(slots.acquire(), None, "the stuck thread takes no call");
+        assert_eq!(slots.shrink(0, g), Some(0));
+        assert_eq!(slots.shrink(0, g), Some(0), "saturates at zero");
+        assert_eq!(slots.shrink(0, g + 1), None, "another generation");
+        assert!(slots.release(held));
+        slots.install(0, g + 1, 2);
+        assert_eq!(slots.state(0).capacity, 2, "a new process starts whole");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What the pool has done and is doing: [`PoolStats`], the snapshot a user
 //! prints, and the counters behind it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
+};
 
 use crate::events::RecycleReason;
 
@@ -41,7 +43,8 @@ pub struct PoolStats {
     pub workers: usize,
     /// Workers ready to take calls now.
     pub ready_workers: usize,
-    /// Calls the ready workers can run at once.
+    /// Calls the ready workers can run at once (threads stuck in timed-out
+    /// calls excluded).
     pub capacity: usize,
     /// Calls running now.
     pub load: usize,
@@ -113,7 +116,9 @@ pub struct WorkerStats {
     pub pid: Option<u32>,
     /// Where the worker is in its life.
     pub state: WorkerState,
-    /// Calls it may run at once now (0 unless ready).
+    /// Calls it may run at once now (0 unless ready). Never counts a
+    /// Python thread stuck in a call past its timeout: see
+    /// [`stuck_threads`](WorkerStats::stuck_threads).
     pub capacity: usize,
     /// Calls it is running now.
     pub load: usize,
@@ -121,6 +126,11 @@ pub struct WorkerStats {
     pub calls: u64,
     /// Processes it has started after the first.
     pub restarts: u64,
+    /// Python threads of the current process still running a call that
+    /// timed out (Python cannot stop a running function). Each is taken out
+    /// of `capacity`; when none is left, the worker is recycled
+    /// ([`RecycleReason::StuckThreads`]).
+    pub stuck_threads: usize,
 }
 
 /// Where a worker is in its life.
@@ -195,6 +205,7 @@ pub(crate) struct Counters {
     pub recycled_max_lifetime: AtomicU64,
     pub recycled_memory: AtomicU64,
     pub recycled_manual: AtomicU64,
+    pub recycled_stuck_threads: AtomicU64,
 }
 
 impl Counters {
@@ -208,6 +219,7 @@ impl Counters {
             RecycleReason::MaxLifetime => &self.recycled_max_lifetime,
             RecycleReason::Memory => &self.recycled_memory,
             RecycleReason::Manual => &self.recycled_manual,
+            RecycleReason::StuckThreads => &self.recycled_stuck_threads,
         });
     }
 
@@ -217,6 +229,7 @@ impl Counters {
             max_lifetime: self.recycled_max_lifetime.load(Relaxed),
             memory: self.recycled_memory.load(Relaxed),
             manual: self.recycled_manual.load(Relaxed),
+            stuck_threads: self.recycled_stuck_threads.load(Relaxed),
         }
     }
 }
@@ -247,12 +260,15 @@ pub struct Recycles {
     pub memory: u64,
     /// On request.
     pub manual: u64,
+    /// Every Python thread stuck in a call past its timeout
+    /// ([`RecycleReason::StuckThreads`]).
+    pub stuck_threads: u64,
 }
 
 impl Recycles {
     /// All recycles, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.max_requests + self.max_lifetime + self.memory + self.manual
+        self.max_requests + self.max_lifetime + self.memory + self.manual + self.stuck_threads
     }
 }
 
@@ -265,6 +281,8 @@ pub(crate) struct WorkerInfo {
     failing: AtomicBool,
     pub calls: AtomicU64,
     pub restarts: AtomicU64,
+    /// Threads of the current process stuck in timed-out calls.
+    pub stuck: AtomicUsize,
 }
 
 impl WorkerInfo {
@@ -278,6 +296,7 @@ impl WorkerInfo {
             failing: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            stuck: AtomicUsize::new(0),
         }
     }
 

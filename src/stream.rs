@@ -118,20 +118,35 @@ impl StreamControl {
 ///     Ok(())
 /// }
 /// ```
-#[derive(Debug)]
 #[must_use = "dropping a Stream cancels the call"]
 pub struct Stream {
     events: Receiver<StreamEvent>,
     control: Arc<StreamControl>,
     finished: bool,
+    /// Why the call went unanswered, when its request was dropped.
+    unanswered: Box<dyn Fn() -> Error + Send + Sync>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("control", &self.control)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Stream {
-    pub(crate) fn new(events: Receiver<StreamEvent>, control: Arc<StreamControl>) -> Self {
+    pub(crate) fn new(
+        events: Receiver<StreamEvent>,
+        control: Arc<StreamControl>,
+        unanswered: Box<dyn Fn() -> Error + Send + Sync>,
+    ) -> Self {
         Stream {
             events,
             control,
             finished: false,
+            unanswered,
         }
     }
 }
@@ -154,10 +169,11 @@ impl Iterator for Stream {
                 self.finished = true;
                 Some(Err(err))
             }
-            // The request was dropped unanswered: the pool went away.
+            // The request was dropped unanswered: the pool went away, or
+            // a pool thread panicked while it held the call.
             Err(_) => {
                 self.finished = true;
-                Some(Err(Error::ShuttingDown))
+                Some(Err((self.unanswered)()))
             }
         }
     }

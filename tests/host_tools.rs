@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Scope;
+use common::{assert_serves, Scope};
 use serde_json::{json, Value};
-use snakepit::{Error, Profile};
+use snakepit::{Error, HostOutput, Profile};
 
 /// Calls host tool `name` from Python (the showcase tool `call_host`).
 fn call_host(pool: &snakepit::Pool, name: &str, arguments: Value) -> Result<Value, Error> {
@@ -315,14 +315,27 @@ fn python_lists_the_host_tools() {
     scope.finish(&pool);
 }
 
+/// Without host tools the callback server still runs (every worker
+/// registers its tools with it), and a host tool call fails at once with a
+/// message that says there are none.
 #[test]
-fn without_host_tools_no_callback_server_runs() {
+fn without_host_tools_a_host_tool_call_fails_clearly_and_tools_are_registered() {
     let scope = Scope::new("hostnone");
     let pool = scope.builder().workers(1).build().unwrap();
     let (class, message) = python_error(call_host(&pool, "anything", json!({})).unwrap_err());
     assert_eq!(class, "RuntimeError");
-    assert!(message.contains("no host callback address"), "{message}");
-    assert!(pool.registered_tools().is_empty());
+    assert!(
+        message.contains("no host tool named `anything`: the host has no host tools"),
+        "{message}"
+    );
+    let registered = pool.registered_tools();
+    assert!(
+        registered
+            .iter()
+            .any(|t| t.worker == "worker-0" && t.name == "call_host"),
+        "{registered:?}"
+    );
+    assert_serves(&pool);
     scope.finish(&pool);
 }
 
@@ -601,5 +614,94 @@ fn a_contract_worker_script_gets_max_workers_in_the_thread_profile() {
     let me = pool.execute_blocking("whoami", json!(null)).unwrap();
     assert_eq!(me["max_workers"], json!(3));
     assert_eq!(pool.registered_tools().len(), 3);
+    scope.finish(&pool);
+}
+
+/// Calls host tool `name` from Python with `data` as a bytes argument (the
+/// showcase tool `call_host_binary`); returns the reply, whose `binary` is
+/// the host tool's bytes result.
+fn call_host_binary(
+    pool: &snakepit::Pool,
+    name: &str,
+    data: Vec<u8>,
+    arguments: Value,
+) -> Result<snakepit::Reply, Error> {
+    pool.execute_blocking_with(
+        "call_host_binary",
+        json!({"name": name, "arguments": arguments}),
+        snakepit::CallOptions::new().binary("data", data),
+    )
+}
+
+#[test]
+fn host_tools_take_and_return_bytes_both_ways_within_the_message_limit() {
+    let scope = Scope::new("hostbin");
+    let limit = 4 << 20;
+    let pool = scope
+        .builder()
+        .workers(1)
+        .max_message_bytes(limit)
+        .host_tool_binary("xor", "XORs data with key", |args| {
+            let key = args.json["key"].as_u64().ok_or("key must be a byte")? as u8;
+            Ok(HostOutput::Bytes(
+                args.bytes("data")?.iter().map(|b| b ^ key).collect(),
+            ))
+        })
+        .host_tool_binary("inflate", "Returns n bytes", |args| {
+            let n = args.json["n"].as_u64().ok_or("n must be a count")?;
+            Ok(HostOutput::Bytes(vec![7; n as usize]))
+        })
+        .host_tool_binary("length", "The length of data, as JSON", |args| {
+            Ok(HostOutput::Json(json!(args.bytes("data")?.len())))
+        })
+        .host_tool("json_only", "Takes JSON", Ok)
+        .build()
+        .unwrap();
+
+    // Every byte value, both ways, and a payload near the limit.
+    let data: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();
+    let reply = call_host_binary(&pool, "xor", data.clone(), json!({"key": 0x5a})).unwrap();
+    let expected: Vec<u8> = data.iter().map(|b| b ^ 0x5a).collect();
+    assert_eq!(reply.binary.as_deref(), Some(expected.as_slice()));
+
+    // Empty bytes stay bytes.
+    let reply = call_host_binary(&pool, "xor", Vec::new(), json!({"key": 1})).unwrap();
+    assert_eq!(reply.binary.as_deref(), Some(&[][..]), "{reply:?}");
+
+    // A JSON result of a binary tool is JSON.
+    let reply = call_host_binary(&pool, "length", vec![0; 1000], json!({})).unwrap();
+    assert_eq!(reply.value, json!(1000));
+
+    // Over the limit: a result the host will not send, arguments Python
+    // will not send; each a clear error, and the pool serves on.
+    let (class, message) = python_error(
+        call_host_binary(&pool, "inflate", Vec::new(), json!({"n": limit + 1})).unwrap_err(),
+    );
+    assert_eq!(class, "RuntimeError");
+    assert!(
+        message.contains("host tool `inflate` returned")
+            && message.contains(&format!("over the pool's message limit of {limit} bytes")),
+        "{message}"
+    );
+    let half = vec![1u8; limit / 2 + 1];
+    let (class, message) = python_error(
+        pool.execute_blocking_with(
+            "call_host_binary",
+            json!({"name": "xor", "arguments": {"key": 1}, "repeat": 2}),
+            snakepit::CallOptions::new().binary("data", half),
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(class, "ValueError");
+    assert!(message.contains("over the message limit"), "{message}");
+
+    // A JSON host tool refuses bytes, naming the argument.
+    let (class, message) =
+        python_error(call_host_binary(&pool, "json_only", vec![1], json!({})).unwrap_err());
+    assert_eq!(class, "RuntimeError");
+    assert!(message.contains("`data` is bytes"), "{message}");
+
+    let reply = call_host_binary(&pool, "xor", vec![1, 2], json!({"key": 3})).unwrap();
+    assert_eq!(reply.binary, Some(vec![2, 1]));
     scope.finish(&pool);
 }

@@ -5,17 +5,26 @@ an adapter's tools over gRPC to the Rust host. Write an adapter by
 subclassing :class:`BaseAdapter` (or :class:`ThreadSafeAdapter` for the
 thread profile) and marking methods with :func:`tool`.
 
+Snakepit's Python surface is here under its module paths: ``base_adapter``,
+``base_adapter_threaded``, ``session_context``, ``logging_config``,
+``telemetry``, ``serialization`` (``TypeSerializer``,
+``GracefulJSONEncoder``), ``zero_copy`` and the top-level
+``snakepit_bridge_pb2``.
+
 Importing this package needs neither grpcio nor protobuf, and neither do
 the adapter modules (``base_adapter``, ``base_adapter_threaded``,
-``session_context``) nor the worker's entry point and lifetime
-(``worker``, ``command_line``, ``lifetime``, ``sessions``): adapters and
-their tests import them without. ``protocol``, ``serialization`` and
-``adapter_provider`` need protobuf; ``host_client``, ``servicer`` and
-``server`` need grpcio as well.
+``session_context``, ``telemetry``, ``logging_config``, ``zero_copy``) nor
+the worker's entry point and lifetime (``worker``, ``command_line``,
+``lifetime``, ``sessions``): adapters and their tests import them without.
+``BaseAdapter.get_tools`` and ``register_with_session``, ``protocol``,
+``serialization``, ``adapter_provider`` and ``snakepit_bridge_pb2`` need
+protobuf; ``host_client``, ``servicer`` and ``server`` need grpcio as well.
 """
 
-from .base_adapter import BaseAdapter, InvalidArgumentsError, ToolNotFoundError, tool
+from . import telemetry
+from .base_adapter import BaseAdapter, InvalidArgumentsError, ToolMetadata, ToolNotFoundError, tool
 from .base_adapter_threaded import ThreadSafeAdapter, thread_safe_method
+from .logging_config import configure_logging, get_logger
 from .session_context import SessionContext
 
 __version__ = "0.1.0"
@@ -25,8 +34,12 @@ __all__ = [
     "InvalidArgumentsError",
     "SessionContext",
     "ThreadSafeAdapter",
+    "ToolMetadata",
     "ToolNotFoundError",
     "__version__",
+    "configure_logging",
+    "get_logger",
+    "telemetry",
     "thread_safe_method",
     "tool",
 ]

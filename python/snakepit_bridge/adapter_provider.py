@@ -18,7 +18,7 @@ import threading
 from typing import Any, Callable, Generator
 
 from . import protocol, serialization
-from .base_adapter import resolve_awaitable
+from .base_adapter import BaseAdapter, resolve_awaitable
 from .protocol import DynamicMessage
 from .session_context import SessionContext
 
@@ -83,12 +83,22 @@ class AdapterProvider:
             if self._tool_specs is not None:
                 return self._tool_specs
         adapter = self._shared_adapter() if self.per_worker else self.adapter_class()
-        get_tools = getattr(adapter, "get_tools", None)
-        tools = list(get_tools()) if callable(get_tools) else []
-        specs = [tool_spec_message(info) for info in tools]
+        specs = [tool_spec_message(info) for info in _tool_list(adapter)]
         with self._lock:
             self._tool_specs = specs
         return specs
+
+    def registrations(self) -> list[DynamicMessage]:
+        """The adapter's tools as ``ToolRegistration`` messages, for
+        ``RegisterTools`` at start-up. Runs no adapter hook, and not even the
+        adapter's ``__init__`` (which may load a model) when the tools come
+        from ``@tool`` marks alone (see :func:`_listing_instance`)."""
+        with self._lock:
+            specs = self._tool_specs
+        if specs is None:
+            adapter = self._shared if self._shared is not None else _listing_instance(self.adapter_class)
+            specs = [tool_spec_message(info) for info in _tool_list(adapter)]
+        return [protocol.ToolRegistration.FromString(spec.SerializeToString()) for spec in specs]
 
     def shutdown(self) -> None:
         """Cleans up the shared adapter, if there is one."""
@@ -99,6 +109,30 @@ class AdapterProvider:
                 _run_hook(adapter, "cleanup")
             except Exception:
                 log.exception("cleanup() of the shared adapter failed")
+
+
+def _listing_instance(adapter_class: Callable[[], Any]) -> Any:
+    """An adapter to list the tools of: for a :class:`BaseAdapter` subclass
+    that lists them the standard way (from its ``@tool`` marks), an
+    instance made without calling ``__init__``; otherwise a normal one."""
+    if (
+        isinstance(adapter_class, type)
+        and issubclass(adapter_class, BaseAdapter)
+        and getattr(adapter_class, "describe_tools", None) is BaseAdapter.describe_tools
+        and getattr(adapter_class, "get_tools", None) is BaseAdapter.get_tools
+    ):
+        return adapter_class.__new__(adapter_class)
+    return adapter_class()
+
+
+def _tool_list(adapter: Any) -> list[Any]:
+    """What an adapter lists: ``describe_tools()`` (ours, with signatures and
+    defaults), else ``get_tools()`` (``ToolInfo``-like objects or messages)."""
+    for name in ("describe_tools", "get_tools"):
+        lister = getattr(adapter, name, None)
+        if callable(lister):
+            return list(lister())
+    return []
 
 
 def _set_context(adapter: Any, context: SessionContext | None) -> None:
@@ -143,6 +177,12 @@ def tool_spec_message(info: Any) -> DynamicMessage:
             except ValueError:
                 log.warning("default of %s.%s has no JSON form", info.name, parameter.name)
     return spec
+
+
+def tool_registration_message(info: Any) -> DynamicMessage:
+    """A ``ToolRegistration`` from a ``ToolInfo`` (the same fields as
+    :func:`tool_spec_message`; the two messages share field numbers)."""
+    return protocol.ToolRegistration.FromString(tool_spec_message(info).SerializeToString())
 
 
 def stream_items(result: Any) -> Generator[Any, None, None]:

@@ -21,6 +21,8 @@ import asyncio
 import collections.abc
 import functools
 import inspect
+import logging
+import os
 import re
 import threading
 import types
@@ -29,11 +31,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
 if TYPE_CHECKING:
+    from .protocol import DynamicMessage
     from .session_context import SessionContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TOOL_ATTRIBUTE = "__snakepit_tool__"
+
+SNAKEPIT_METADATA_ATTRIBUTE = "_tool_metadata"
+"""Where ``@tool`` puts its :class:`ToolMetadata` (Snakepit's attribute name;
+some adapters read it)."""
+
+log = logging.getLogger("snakepit.adapter")
 
 
 # ---------------------------------------------------------------- errors
@@ -51,15 +60,25 @@ class AdapterError(Exception):
         self.context: dict[str, Any] = dict(context or {})
 
 
-class ToolNotFoundError(AdapterError):
-    """No tool of that name. ``context``: ``{"tool", "available"}``."""
+class ToolNotFoundError(AdapterError, AttributeError):
+    """No tool of that name. ``context``: ``{"tool", "available"}``.
 
-    def __init__(self, tool_name: str, available: collections.abc.Iterable[str], adapter: str = "") -> None:
+    Also an ``AttributeError``, which is what Snakepit's ``call_tool``
+    raises for an unknown name (with ``message``, its wording).
+    """
+
+    def __init__(
+        self,
+        tool_name: str,
+        available: collections.abc.Iterable[str],
+        adapter: str = "",
+        message: str | None = None,
+    ) -> None:
         names = sorted(available)
         where = f" on {adapter}" if adapter else ""
         listing = ", ".join(names) if names else "(none)"
         super().__init__(
-            f"no tool named {tool_name!r}{where}; available tools: {listing}",
+            message or f"no tool named {tool_name!r}{where}; available tools: {listing}",
             {"tool": tool_name, "available": names},
         )
 
@@ -89,6 +108,23 @@ class ToolMeta:
     description: str = ""
     supports_streaming: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+    required_variables: tuple[str, ...] = ()
+
+
+@dataclass
+class ToolMetadata:
+    """Snakepit's record of a ``@tool`` mark, kept as ``func._tool_metadata``.
+
+    ``description`` is the one given to ``@tool``, or the docstring;
+    ``parameters`` is left empty by ``@tool`` (the parameters are read from
+    the signature when the tools are listed); ``required_variables`` is kept
+    for adapters that read it and published in the tool's metadata.
+    """
+
+    description: str = ""
+    supports_streaming: bool = False
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    required_variables: list[str] = field(default_factory=list)
 
 
 @overload
@@ -99,8 +135,9 @@ def tool(func: F, /) -> F: ...
 def tool(
     description: str,
     /,
-    *,
     supports_streaming: bool = False,
+    required_variables: list[str] | None = None,
+    *,
     name: str | None = None,
     **metadata: Any,
 ) -> Callable[[F], F]: ...
@@ -111,6 +148,7 @@ def tool(
     *,
     description: str = "",
     supports_streaming: bool = False,
+    required_variables: list[str] | None = None,
     name: str | None = None,
     **metadata: Any,
 ) -> Callable[[F], F]: ...
@@ -119,30 +157,49 @@ def tool(
 def tool(
     func: Any = None,
     /,
+    supports_streaming: bool = False,
+    required_variables: list[str] | None = None,
     *,
     description: str = "",
-    supports_streaming: bool = False,
     name: str | None = None,
     **metadata: Any,
 ) -> Any:
     """Marks an adapter method as a tool the host can call.
 
-    Usable bare (``@tool``) or with options (``@tool(description=...,
-    supports_streaming=True, name="other_name")``). Extra keyword arguments
-    are kept as string metadata of the tool spec. A streaming tool is a
-    generator (or async generator) whose items are sent one chunk each.
+    Usable bare (``@tool``) or with options, Snakepit's (``@tool(description,
+    supports_streaming, required_variables)``, positionally or by keyword)
+    and ours (``name="other_name"``; extra keyword arguments become string
+    metadata of the tool spec). The description falls back to the first
+    paragraph of the docstring. A streaming tool is a generator (or async
+    generator) whose items are sent one chunk each. The mark is readable as
+    ``func._tool_metadata`` (a :class:`ToolMetadata`).
     """
     if isinstance(func, str):
         description, func = func, None
+    variables = tuple(str(v) for v in (required_variables or ()))
 
     def mark(target: F) -> F:
+        function = _function_of(target)
+        extra = {str(k): str(v) for k, v in metadata.items()}
+        if variables:
+            extra.setdefault("required_variables", ",".join(variables))
         meta = ToolMeta(
             name=name,
             description=description,
             supports_streaming=supports_streaming,
-            metadata={str(k): str(v) for k, v in metadata.items()},
+            metadata=extra,
+            required_variables=variables,
         )
-        setattr(_function_of(target), _TOOL_ATTRIBUTE, meta)
+        setattr(function, _TOOL_ATTRIBUTE, meta)
+        setattr(
+            function,
+            SNAKEPIT_METADATA_ATTRIBUTE,
+            ToolMetadata(
+                description=description or summary_of(inspect.getdoc(function)),
+                supports_streaming=supports_streaming,
+                required_variables=list(variables),
+            ),
+        )
         return target
 
     if func is not None:
@@ -158,8 +215,23 @@ def _function_of(attribute: Any) -> Any:
 
 
 def tool_meta(attribute: Any) -> ToolMeta | None:
-    """The ``@tool`` marker of a function or method, if it has one."""
-    return getattr(_function_of(attribute), _TOOL_ATTRIBUTE, None)
+    """The ``@tool`` marker of a function or method, if it has one.
+
+    A function that only carries Snakepit's ``_tool_metadata`` (marked by
+    other code than our ``@tool``) counts as a tool too.
+    """
+    function = _function_of(attribute)
+    meta: ToolMeta | None = getattr(function, _TOOL_ATTRIBUTE, None)
+    if meta is not None or not callable(function):
+        return meta
+    snakepit = getattr(function, SNAKEPIT_METADATA_ATTRIBUTE, None)
+    if isinstance(snakepit, ToolMetadata):
+        return ToolMeta(
+            description=snakepit.description,
+            supports_streaming=snakepit.supports_streaming,
+            required_variables=tuple(snakepit.required_variables),
+        )
+    return None
 
 
 @functools.cache
@@ -547,12 +619,100 @@ class BaseAdapter:
         """Sorted names of this adapter's ``@tool`` methods."""
         return list(self._tool_table())
 
-    def get_tools(self) -> list[ToolInfo]:
-        """A :class:`ToolInfo` for each ``@tool`` method, sorted by name."""
+    def describe_tools(self) -> list[ToolInfo]:
+        """A :class:`ToolInfo` for each ``@tool`` method, sorted by name: what
+        the worker lists to the host (with each tool's signature and defaults)."""
         return [
             describe_tool(tool_name, getattr(self, attribute_name), meta)
             for tool_name, (attribute_name, meta) in self._tool_table().items()
         ]
+
+    def get_tools(self) -> list[DynamicMessage]:
+        """The tools as ``ToolRegistration`` protobuf messages, sorted by name
+        (Snakepit's form: ``name``, ``description``, ``parameters`` as
+        ``ParameterSpec``, ``supports_streaming``, ``metadata``).
+
+        Without protobuf installed, the :class:`ToolInfo` list of
+        :meth:`describe_tools`, whose fields have the same names.
+        """
+        try:
+            from .adapter_provider import tool_registration_message
+        except ImportError:
+            return list(self.describe_tools())
+        return [tool_registration_message(info) for info in self.describe_tools()]
+
+    @property
+    def session_id(self) -> str | None:
+        """The session id of the call in progress on this thread, or ``None``
+        (no call, or a call without a session)."""
+        context = self.session_context
+        session_id = getattr(context, "session_id", None)
+        return session_id or None
+
+    def call_tool(self, tool_name: str, /, **kwargs: Any) -> Any:
+        """Calls the ``@tool`` method named ``tool_name`` with ``kwargs``.
+
+        What an adapter that overrides :meth:`execute_tool` calls to fall
+        through to its tools. An unknown name raises
+        :class:`ToolNotFoundError`, an ``AttributeError`` with Snakepit's
+        message ``"Tool '<name>' not found in <Class>"`` (the host sees the
+        typed tool-not-found error); arguments that do not fit the
+        signature raise :class:`InvalidArgumentsError`.
+        """
+        entry = self._tool_table().get(tool_name)
+        if entry is None:
+            cls = type(self).__name__
+            raise ToolNotFoundError(tool_name, self.tool_names(), cls, message=f"Tool '{tool_name}' not found in {cls}")
+        method = getattr(self, entry[0])
+        return method(**bind_arguments(tool_name, method, kwargs))
+
+    def _registration_request(self, session_id: str, worker_id: str | None) -> tuple[DynamicMessage, list[str]]:
+        from . import protocol
+
+        tools = self.get_tools()
+        if worker_id is None:
+            context_worker = getattr(self.session_context, "worker_id", "")
+            worker_id = context_worker or os.environ.get("SNAKEPIT_WORKER_ID") or f"python-{os.getpid()}"
+        request = protocol.RegisterToolsRequest(session_id=session_id, tools=tools, worker_id=worker_id)
+        return request, [t.name for t in tools]
+
+    def _registered_names(self, response: Any, names: list[str]) -> list[str]:
+        if response.success:
+            return list(response.tool_ids) or names
+        message = str(response.error_message)
+        if "duplicate" in message.lower():
+            return names
+        log.error("the host refused the tools of %s: %s", type(self).__name__, message)
+        return []
+
+    def register_with_session(self, session_id: str, stub: Any, worker_id: str | None = None) -> list[str]:
+        """Announces this adapter's tools to the host (``RegisterTools``
+        through ``stub``, anything with a ``RegisterTools(request)`` method).
+
+        Returns the names the host registered: on a "duplicate" answer, the
+        names anyway; on failure, ``[]`` and a log line (never raises).
+        ``worker_id`` defaults to the call's worker, ``SNAKEPIT_WORKER_ID``,
+        or ``python-<pid>``.
+        """
+        try:
+            request, names = self._registration_request(session_id, worker_id)
+            return self._registered_names(resolve_awaitable(stub.RegisterTools(request)), names)
+        except Exception as error:  # noqa: BLE001 - registration failure is logged, not raised
+            log.error("registering the tools of %s failed: %s", type(self).__name__, error)
+            return []
+
+    async def register_with_session_async(self, session_id: str, stub: Any, worker_id: str | None = None) -> list[str]:
+        """:meth:`register_with_session` for ``asyncio`` code: awaits the
+        answer of an ``grpc.aio`` stub (a plain stub's answer is used as it is)."""
+        try:
+            request, names = self._registration_request(session_id, worker_id)
+            response = stub.RegisterTools(request)
+            if inspect.isawaitable(response):
+                response = await response
+            return self._registered_names(response, names)
+        except Exception as error:  # noqa: BLE001 - registration failure is logged, not raised
+            log.error("registering the tools of %s failed: %s", type(self).__name__, error)
+            return []
 
     def find_tool(self, tool_name: str) -> tuple[Callable[..., Any], ToolMeta]:
         """The bound method and marker of a tool; :class:`ToolNotFoundError` if none."""

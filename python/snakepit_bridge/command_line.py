@@ -33,6 +33,8 @@ class WorkerOptions:
     """``--worker-id``: the name used in logs and response metadata."""
     adapter_per_worker: bool = False
     """``--adapter-per-worker``: one adapter for the process instead of one per call."""
+    pool_token: str | None = None
+    """Not a flag: the pool's secret, from ``SNAKEPIT_POOL_TOKEN`` (see :mod:`snakepit_bridge.pool_token`)."""
     unknown: list[str] = field(default_factory=list)
     """Flags we do not know (Snakepit hosts add their own), to be logged."""
 

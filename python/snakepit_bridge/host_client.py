@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from . import protocol, serialization
+from . import pool_token, protocol, serialization
 from .protocol import DynamicMessage
 from .session_context import DEFAULT_CALLBACK_TIMEOUT_S
 
@@ -25,11 +25,13 @@ class HostCallbackClient:
     ``GetExposedElixirTools``, ``Ping``).
 
     ``address`` is ``host:port`` or ``unix:/path``. The channel opens lazily
-    and is shared by every call of the process.
+    and is shared by every call of the process. ``token``, the pool's secret
+    (:mod:`snakepit_bridge.pool_token`), goes with every call.
     """
 
-    def __init__(self, address: str, max_message_bytes: int | None = None) -> None:
+    def __init__(self, address: str, max_message_bytes: int | None = None, token: str | None = None) -> None:
         self.address = address
+        self._metadata = pool_token.call_metadata(token)
         self._max_message_bytes = max_message_bytes
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
@@ -53,7 +55,7 @@ class HostCallbackClient:
             request_serializer=method.request.SerializeToString,
             response_deserializer=method.response.FromString,
         )
-        return call(request, timeout=timeout)
+        return call(request, timeout=timeout, metadata=self._metadata)
 
     def ping(self, message: str = "snakepit worker", timeout: float | None = 1.0) -> str:
         """Pings the host; raises ``grpc.RpcError`` when it does not answer."""
@@ -84,22 +86,23 @@ class HostCallbackClient:
         arguments: dict[str, Any],
         timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S,
     ) -> Any:
-        """Runs a host tool and returns its decoded result.
+        """Runs a host tool and returns its decoded result: ``bytes`` when the
+        host tool returned bytes.
 
-        Raises ``RuntimeError`` with the host's error message when the tool
-        failed.
+        ``bytes``, ``bytearray`` and ``memoryview`` arguments travel as they
+        are (``binary_parameters``, for host tools registered with
+        ``host_tool_binary``); the others as JSON. Raises ``ValueError``
+        before sending when the request is over the message limit, and
+        ``RuntimeError`` with the host's error message when the tool failed.
         """
-        request = protocol.ExecuteElixirToolRequest(session_id=session_id, tool_name=tool_name)
-        for name, value in arguments.items():
-            request.parameters[name].CopyFrom(serialization.parameter_any(value))
+        request = serialization.host_tool_request(session_id, tool_name, arguments)
+        if self._max_message_bytes and (size := request.ByteSize()) > self._max_message_bytes:
+            raise ValueError(
+                f"host tool {tool_name!r}: the arguments are {size} bytes, over the message limit of "
+                f"{self._max_message_bytes} bytes (max_message_bytes)"
+            )
         response = self._call("ExecuteElixirTool", request, timeout)
-        if not response.success:
-            raise RuntimeError(response.error_message or f"host tool {tool_name!r} failed")
-        if response.binary_result:
-            return bytes(response.binary_result)
-        if not response.HasField("result"):
-            return None
-        return serialization.decode_any(response.result)
+        return serialization.decode_host_tool_response(response, tool_name)
 
     def list_tools(
         self, session_id: str = "", timeout: float | None = DEFAULT_CALLBACK_TIMEOUT_S
@@ -113,6 +116,25 @@ class HostCallbackClient:
             {"name": spec.name, "description": spec.description, "supports_streaming": spec.supports_streaming}
             for spec in response.tools
         ]
+
+    # The stub face: Snakepit code hands a ``BridgeService`` stub to
+    # ``register_with_session`` and ``SessionContext``; this client is one.
+
+    def RegisterTools(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``RegisterTools``, as a ``BridgeService`` stub has it."""
+        return self._call("RegisterTools", request, timeout)
+
+    def GetExposedElixirTools(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``GetExposedElixirTools``, as a ``BridgeService`` stub has it."""
+        return self._call("GetExposedElixirTools", request, timeout)
+
+    def ExecuteElixirTool(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``ExecuteElixirTool``, as a ``BridgeService`` stub has it."""
+        return self._call("ExecuteElixirTool", request, timeout)
+
+    def Ping(self, request: DynamicMessage, timeout: float | None = None) -> DynamicMessage:
+        """``Ping``, as a ``BridgeService`` stub has it."""
+        return self._call("Ping", request, timeout)
 
     def close(self) -> None:
         """Closes the channel, if it was opened."""

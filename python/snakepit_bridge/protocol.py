@@ -148,6 +148,7 @@ _MESSAGES: dict[str, tuple[_Field, ...]] = {
         ("tool_name", 2, "string"),
         ("parameters", 3, "map<string,google.protobuf.Any>"),
         ("metadata", 4, "map<string,string>"),
+        ("binary_parameters", 5, "map<string,bytes>"),
     ),
     "ExecuteElixirToolResponse": (
         ("success", 1, "bool"),

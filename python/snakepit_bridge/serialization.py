@@ -275,6 +275,11 @@ def kind_of(value: Any) -> str:
     return "map"
 
 
+BINARY_TYPE_URL = f"{TYPE_URL_PREFIX}snakepit.binary"
+"""The ``type_url`` of the ``null`` result that stands beside a bytes result,
+so that empty bytes stay bytes."""
+
+
 def is_binary(value: Any) -> bool:
     """Whether a result travels raw in ``binary_result``."""
     return isinstance(value, _BINARY)
@@ -292,7 +297,7 @@ def json_any(value: Any, limit: int | None = None) -> DynamicMessage:
 def encode_result(value: Any, limit: int | None = None) -> tuple[DynamicMessage, bytes]:
     """The ``(result, binary_result)`` pair of an ``ExecuteToolResponse``."""
     if is_binary(value):
-        return protocol.Any(type_url=f"{TYPE_URL_PREFIX}snakepit.binary", value=b"null"), bytes(value)
+        return protocol.Any(type_url=BINARY_TYPE_URL, value=b"null"), bytes(value)
     return json_any(value, limit), b""
 
 
@@ -306,6 +311,80 @@ def encode_chunk(value: Any, limit: int | None = None) -> bytes:
     if is_binary(value):
         return bytes(value)
     return encode_json(value, limit)
+
+
+BINARY_ARGUMENT_TYPES = (bytes, bytearray, memoryview)
+"""Host tool argument types sent as raw bytes (``binary_parameters``) rather than JSON."""
+
+
+def host_tool_request(session_id: str, tool_name: str, arguments: dict[str, Any]) -> DynamicMessage:
+    """An ``ExecuteElixirToolRequest``: bytes-like arguments raw in
+    ``binary_parameters``, the others as JSON ``parameters``."""
+    request = protocol.ExecuteElixirToolRequest(session_id=session_id, tool_name=tool_name)
+    for name, value in arguments.items():
+        if isinstance(value, BINARY_ARGUMENT_TYPES):
+            request.binary_parameters[name] = bytes(value)
+        else:
+            request.parameters[name].CopyFrom(parameter_any(value))
+    return request
+
+
+def decode_host_tool_response(response: DynamicMessage, tool_name: str) -> Any:
+    """The decoded result of an ``ExecuteElixirToolResponse``; raises
+    ``RuntimeError`` with the host's message when the tool failed."""
+    if not response.success:
+        raise RuntimeError(response.error_message or f"host tool {tool_name!r} failed")
+    if response.binary_result or response.result.type_url == BINARY_TYPE_URL:
+        return bytes(response.binary_result)
+    if not response.HasField("result"):
+        return None
+    return decode_any(response.result)
+
+
+# ---------------------------------------------------------------- Snakepit's names
+
+
+class TypeSerializer:
+    """Snakepit's entry points to the value encoding, as static methods."""
+
+    @staticmethod
+    def encode_any(value: Any, var_type: str = "") -> tuple[DynamicMessage, bytes | None]:
+        """``(google.protobuf.Any, binary)`` for ``value``.
+
+        Bytes travel raw as the second item (the ``Any`` is then JSON
+        ``null`` of kind ``binary``); anything else is JSON text in the
+        ``Any`` and ``None``. ``var_type`` (Snakepit's declared type, e.g.
+        ``"float"``) names the ``type_url`` kind when given; the JSON text is
+        the same either way, since readers go by the JSON.
+        """
+        if is_binary(value):
+            return protocol.Any(type_url=f"{TYPE_URL_PREFIX}snakepit.binary", value=b"null"), bytes(value)
+        message = json_any(value)
+        if var_type:
+            message.type_url = f"{TYPE_URL_PREFIX}snakepit.{var_type}"
+        return message, None
+
+    @staticmethod
+    def decode_any(any_msg: Any, binary_data: bytes | None = None) -> Any:
+        """The value of an ``Any`` made by :meth:`encode_any` (or by a host):
+        ``binary_data`` when given and not empty, else the decoded JSON."""
+        if binary_data:
+            return bytes(binary_data)
+        return decode_any(any_msg)
+
+
+class GracefulJSONEncoder(json.JSONEncoder):
+    """A ``json.JSONEncoder`` that never raises on a value JSON cannot hold:
+    what :func:`to_jsonable` converts (``model_dump()``, ``tolist()``,
+    dataclasses, sets, ...) is converted, anything else becomes the
+    unserializable marker ``{"__ffi_unserializable__": true, "__type__": ...}``.
+    """
+
+    def default(self, o: Any) -> Any:
+        try:
+            return to_jsonable(o)
+        except (ValueError, TypeError, RecursionError):
+            return unserializable_marker(o)
 
 
 # ---------------------------------------------------------------- errors

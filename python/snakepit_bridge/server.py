@@ -16,10 +16,12 @@ from typing import Any, Callable, NoReturn
 
 import grpc
 
+from . import protocol
 from .adapter_provider import AdapterProvider
 from .command_line import WorkerOptions
 from .host_client import HostCallbackClient
 from .lifetime import EXIT_BIND, EXIT_HOST_UNREACHABLE, StopSignals, end_process, exit_with, write_ready_file
+from .pool_token import presented
 from .servicer import BridgeServicer
 
 PROCESS_PROFILE_THREADS = 4
@@ -42,16 +44,33 @@ UNIX_SOCKET_PATH_LIMIT = 100
 log = logging.getLogger("snakepit.worker")
 
 
-def connect_host(address: str, max_message_bytes: int) -> HostCallbackClient:
+def connect_host(address: str, max_message_bytes: int, token: str | None = None) -> HostCallbackClient:
     """A client of the host's callback server, once it answers ``Ping``.
     Exits 5 when it does not within :data:`HOST_WAIT_S`."""
-    host = HostCallbackClient(address, max_message_bytes)
+    host = HostCallbackClient(address, max_message_bytes, token)
     if not host.wait_until_answering(HOST_WAIT_S):
         exit_with(
             EXIT_HOST_UNREACHABLE,
             f"snakepit worker: the host did not answer Ping at {address} within {HOST_WAIT_S:.0f}s\n",
         )
     return host
+
+
+def register_tools(host: HostCallbackClient, adapters: AdapterProvider, worker_id: str) -> list[str]:
+    """Announces the adapter's tools to the host (``RegisterTools``, as
+    Snakepit's worker does), under ``worker_id``. A failure is logged, never
+    fatal: the tools still answer calls. Returns the names registered."""
+    try:
+        tools = adapters.registrations()
+        request = protocol.RegisterToolsRequest(session_id="", tools=tools, worker_id=worker_id)
+        response = host.RegisterTools(request, timeout=HOST_WAIT_S)
+    except Exception as error:  # noqa: BLE001 - an adapter or host failure is reported, not fatal
+        log.warning("could not register the adapter's tools with the host: %s: %s", type(error).__name__, error)
+        return []
+    if not response.success:
+        log.warning("the host refused the adapter's tools: %s", response.error_message)
+        return []
+    return [tool.name for tool in tools]
 
 
 def bind(server: grpc.Server, options: WorkerOptions) -> str:
@@ -88,15 +107,46 @@ def build_server(servicer: BridgeServicer, options: WorkerOptions) -> grpc.Serve
         threads = options.max_workers + THREAD_PROFILE_SPARE_THREADS
     else:
         threads = PROCESS_PROFILE_THREADS
+    handler = servicer.generic_handler()
+    if options.pool_token:
+        handler = TokenCheck(handler, options.pool_token)
     return grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="snakepit-call"),
-        handlers=[servicer.generic_handler()],
+        handlers=[handler],
         options=[
             ("grpc.max_send_message_length", options.max_message_bytes),
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
     )
+
+
+class TokenCheck(grpc.GenericRpcHandler):
+    """Serves ``inner``'s methods only to callers that present ``token``.
+
+    A caller without it gets ``UNAUTHENTICATED`` before its request is
+    parsed.
+    """
+
+    def __init__(self, inner: grpc.GenericRpcHandler, token: str) -> None:
+        self._inner = inner
+        self._token = token
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None or presented(handler_call_details.invocation_metadata, self._token):
+            return handler
+        refuse = _refusal(handler_call_details.method)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _refusal(method: str) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{method}: this worker serves only the pool that started it")
+
+    return refuse
 
 
 def _profile(options: WorkerOptions) -> str:
@@ -106,9 +156,18 @@ def _profile(options: WorkerOptions) -> str:
 
 
 def serve(options: WorkerOptions, worker_id: str, adapter_class: Callable[[], Any], stop: StopSignals) -> NoReturn:
-    """Serves ``adapter_class``'s tools until ``stop`` is signalled, then ends the process."""
-    host = connect_host(options.elixir_address, options.max_message_bytes) if options.elixir_address else None
+    """Serves ``adapter_class``'s tools until ``stop`` is signalled, then ends the process.
+
+    With a host (``--elixir-address``): waits for its ``Ping``, then
+    registers the tools with it before binding."""
+    host = (
+        connect_host(options.elixir_address, options.max_message_bytes, options.pool_token)
+        if options.elixir_address
+        else None
+    )
     adapters = AdapterProvider(adapter_class, per_worker=options.adapter_per_worker)
+    if host is not None:
+        register_tools(host, adapters, worker_id)
     servicer = BridgeServicer(adapters, worker_id, host, serialize_calls=not options.thread_profile)
     server = build_server(servicer, options)
     ready = bind(server, options)

@@ -24,7 +24,7 @@ from typing import Any, Generator, Iterator
 
 import grpc
 
-from . import protocol, serialization
+from . import protocol, serialization, telemetry
 from .adapter_provider import AdapterProvider, stream_items, unary_result
 from .base_adapter import resolve_awaitable
 from .host_client import HostCallbackClient
@@ -44,6 +44,18 @@ STATUS_TRACEBACK_CHARS = 2000
 """How much of a traceback an error status carries (it travels in a header)."""
 
 log = logging.getLogger("snakepit.worker")
+
+
+@contextlib.contextmanager
+def _correlation(correlation_id: str | None) -> Iterator[None]:
+    """The call's correlation id is the current one for the ``with`` block."""
+    token = telemetry.set_correlation_id(correlation_id)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            # A generator closed from another context cannot reset its token.
+            telemetry.reset_correlation_id(token)
 
 
 class BridgeServicer:
@@ -170,16 +182,20 @@ class BridgeServicer:
     def _run(self, request: DynamicMessage) -> tuple[DynamicMessage, bytes]:
         session = self._context_for(request)
         arguments = self._arguments(request)
-        adapter = self.adapters.open(session)
-        failed = True
+        token = telemetry.set_correlation_id(telemetry.correlation_id_from_metadata(request.metadata))
         try:
-            result = resolve_awaitable(adapter.execute_tool(request.tool_name, arguments, session))
-            # Encoded while the adapter is alive: the result may depend on it.
-            encoded = serialization.encode_result(unary_result(result))
-            failed = False
-            return encoded
+            adapter = self.adapters.open(session)
+            failed = True
+            try:
+                result = resolve_awaitable(adapter.execute_tool(request.tool_name, arguments, session))
+                # Encoded while the adapter is alive: the result may depend on it.
+                encoded = serialization.encode_result(unary_result(result))
+                failed = False
+                return encoded
+            finally:
+                self.adapters.close(adapter, failed)
         finally:
-            self.adapters.close(adapter, failed)
+            telemetry.reset_correlation_id(token)
 
     def ExecuteStreamingTool(self, request: DynamicMessage, context: grpc.ServicerContext) -> Iterator[DynamicMessage]:
         """Streams a generator tool: one chunk per item, then an empty final
@@ -188,7 +204,10 @@ class BridgeServicer:
         chunk holding the payload and marked ``error``."""
         tool_name = request.tool_name
         count = 0
-        with self._gate:
+        # Set for this generator's run only: grpc may resume it on another
+        # thread, and each resumption runs in the context it has here.
+        correlation_id = telemetry.correlation_id_from_metadata(request.metadata)
+        with self._gate, _correlation(correlation_id):
             adapter: Any = None
             items: Generator[Any, None, None] | None = None
             failed = True

@@ -40,12 +40,13 @@ stdin watch, process group, ready file, exit statuses),
 :mod:`~snakepit_bridge.host_client` (the way back to the host). Imports point one way:
 ``worker -> server -> servicer -> adapter_provider, sessions, host_client
 -> serialization -> protocol``; ``command_line`` and ``lifetime`` import
-nothing of the package. Only this module and those two are imported
-before grpcio and protobuf.
+nothing of the package, ``logging_config`` only ``telemetry``. Only this
+module and those are imported before grpcio and protobuf.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -54,6 +55,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
+from . import pool_token
 from .command_line import WorkerOptions, parse_args
 from .lifetime import (
     EXIT_ADAPTER,
@@ -66,29 +68,12 @@ from .lifetime import (
     route_stdout_to_stderr,
     watch_stdin,
 )
+from .logging_config import WORKER_ID_ENV, configure_logging
 
 REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "requirements.txt"
 """The requirements file shipped next to ``grpc_server.py``."""
 
-LOG_LEVEL_ENV = "SNAKEPIT_LOG_LEVEL"
-"""Environment variable with the logging level (default ``INFO``)."""
-
-WORKER_ID_ENV = "SNAKEPIT_WORKER_ID"
-"""Environment variable with the worker id when ``--worker-id`` is not given."""
-
 log = logging.getLogger("snakepit.worker")
-
-
-def configure_logging(worker_id: str) -> None:
-    """Logs to stderr, one short line per record."""
-    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level, logging.INFO),
-        format=f"%(asctime)s.%(msecs)03d %(levelname)s [{worker_id}] %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
-    )
 
 
 def import_server() -> Callable[[WorkerOptions, str, Callable[[], Any], StopSignals], NoReturn]:
@@ -133,9 +118,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Runs a worker until SIGTERM, SIGINT or EOF on stdin. Never returns."""
     original_parent = os.getppid()
     route_stdout_to_stderr()
-    options = parse_args(argv)
+    options = dataclasses.replace(parse_args(argv), pool_token=pool_token.take_from_environment())
     worker_id = options.worker_id or os.environ.get(WORKER_ID_ENV) or f"pid-{os.getpid()}"
-    configure_logging(worker_id)
+    configure_logging(force=True, worker_id=worker_id)
     if options.unknown:
         log.warning("ignoring unknown arguments: %s", " ".join(options.unknown))
 

@@ -338,6 +338,17 @@ class ShowcaseTools:
         context = self._call_context()
         return context.call_host_tool(name, **(arguments or {}))
 
+    @tool(description="Calls a host tool with bytes argument `data` (plus JSON arguments); returns its result")
+    def call_host_binary(
+        self, name: str, data: bytes, arguments: Optional[dict[str, Any]] = None, repeat: int = 1
+    ) -> Any:
+        """``session_context.call_host_tool(name, data=data * repeat, **arguments)``:
+        ``data`` reaches the host as bytes, and a bytes result comes back as
+        the tool's bytes result."""
+        context = self._call_context()
+        payload = memoryview(data) if repeat == 1 else data * repeat
+        return context.call_host_tool(name, data=payload, **(arguments or {}))
+
     @tool(description="The host's tools: [{name, description, supports_streaming}]")
     def list_host_tools(self) -> list[dict[str, Any]]:
         """``session_context.host_tools()``."""

@@ -166,7 +166,7 @@ class RunningWorker:
 
         response = self.execute(tool_name, session_id, **arguments)
         assert response.success, response.error_message
-        if response.binary_result:
+        if response.binary_result or response.result.type_url == serialization.BINARY_TYPE_URL:
             return bytes(response.binary_result)
         return serialization.decode_any(response.result)
 

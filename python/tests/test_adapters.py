@@ -63,7 +63,7 @@ class Specimen(BaseAdapter):
 
 
 def test_tools_are_discovered_with_their_specs() -> None:
-    tools = {t.name: t for t in Specimen().get_tools()}
+    tools = {t.name: t for t in Specimen().describe_tools()}
     assert sorted(tools) == ["add", "anything", "renamed", "scale"]
 
     add = tools["add"]
@@ -459,13 +459,14 @@ class Counter(ThreadSafeAdapter):
     @thread_safe_method
     def bump(self, times: int) -> int:
         for _ in range(times):
-            current = Counter.total
-            time.sleep(0)  # yields the GIL: without the lock, updates are lost
-            Counter.total = current + 1
+            with self.acquire_lock():
+                current = Counter.total
+                time.sleep(0)  # yields the GIL: without the lock, updates are lost
+                Counter.total = current + 1
         return Counter.total
 
 
-def test_thread_safe_method_serialises_across_instances() -> None:
+def test_the_class_lock_serialises_across_instances() -> None:
     assert "bump" in Counter().tool_names()
     Counter.total = 0
     threads = [threading.Thread(target=lambda: Counter().execute_tool("bump", {"times": 200})) for _ in range(8)]

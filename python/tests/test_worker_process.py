@@ -351,6 +351,12 @@ class FakeHost:
     def execute(self, request: Any, context: Any) -> Any:
         self.requests.append(request)
         arguments = {k: serialization.decode_any(v) for k, v in request.parameters.items()}
+        if request.tool_name == "reverse":
+            return protocol.ExecuteElixirToolResponse(
+                success=True,
+                result=protocol.Any(type_url=serialization.BINARY_TYPE_URL, value=b"null"),
+                binary_result=bytes(reversed(request.binary_parameters["data"])),
+            )
         if request.tool_name == "sum":
             return protocol.ExecuteElixirToolResponse(
                 success=True, result=serialization.json_any(sum(arguments["values"]))
@@ -375,6 +381,23 @@ def test_tools_can_call_host_tools(start_worker: StartWorker, short_dir: Path) -
         assert request.parameters["values"].type_url == "type.googleapis.com/google.protobuf.StringValue"
         failed = json.loads(worker.execute("call_host", name="missing").error_message)
         assert failed["type"] == "RuntimeError" and failed["message"] == "host has no tool missing"
+    finally:
+        host.stop()
+
+
+def test_host_tools_take_and_return_bytes(start_worker: StartWorker, short_dir: Path) -> None:
+    host = FakeHost(short_dir / "host.sock")
+    try:
+        worker = start_worker(SHOWCASE, "--elixir-address", host.address)
+        assert worker.result("call_host_binary", name="reverse", data=b"\x00abc\xff") == b"\xffcba\x00"
+        request = host.requests[-1]
+        assert request.binary_parameters["data"] == b"\x00abc\xff" and not request.parameters
+        assert worker.result("call_host_binary", name="reverse", data=b"") == b""
+        assert host.requests[-1].binary_parameters["data"] == b""
+        # Arguments over the worker's message limit are refused before sending.
+        small = start_worker(SHOWCASE, "--elixir-address", host.address, "--max-message-bytes", "4096")
+        failed = json.loads(small.execute("call_host_binary", name="reverse", data=b"x" * 3000, repeat=2).error_message)
+        assert failed["type"] == "ValueError" and "over the message limit of 4096 bytes" in failed["message"]
     finally:
         host.stop()
 

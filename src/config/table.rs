@@ -195,7 +195,7 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
         key: "kill_hung_workers",
         value: "true or false",
         default: "`true`",
-        doc: "Whether a process-profile worker still running a timed-out call is killed and replaced.",
+        doc: "Whether a process-profile worker still running a timed-out call is killed and replaced (`false`: it is recycled, its replacement starting first).",
         read: |r, w, d| d.set(PoolBuilder::kill_hung_workers, r.boolean(w)?),
         show: |c| c.kill_hung_workers.to_string(),
     },
@@ -301,7 +301,7 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
         key: "health_check_interval",
         value: OFF_DURATION,
         default: "`\"30s\"`",
-        doc: "How often an idle worker is pinged; `\"off\"` turns health checks off.",
+        doc: "How often each worker, busy or idle, is pinged; `\"off\"` turns health checks off.",
         read: |r, w, d| {
             let interval = r.off_or(w, |w| r.duration(w))?;
             d.set(|b, i| b.health_check_interval(i), interval)
@@ -312,7 +312,7 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
         key: "health_check_timeout",
         value: DURATION,
         default: "`\"5s\"`",
-        doc: "How long a health-check ping may take before the worker is replaced.",
+        doc: "How long a health-check ping may take before the worker is killed and replaced.",
         read: |r, w, d| d.set(PoolBuilder::health_check_timeout, r.duration(w)?),
         show: |c| duration(c.health_check_timeout),
     },
@@ -464,6 +464,7 @@ mod tests {
             "a Rust trait object; a file cannot name one",
         ),
         ("host_tool", "a Rust closure; a file cannot hold one"),
+        ("host_tool_binary", "a Rust closure; a file cannot hold one"),
         (
             "host_tool_with_pool",
             "a Rust closure; a file cannot hold one",

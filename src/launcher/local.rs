@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use super::{ExitWatch, Launcher, OnExit, Process, Target};
 use crate::deadline::later;
 use crate::error::Exit;
+use crate::pool_token::{self, PoolToken};
 
 /// Lines of stderr kept for error reports.
 const STDERR_TAIL_LINES: usize = 60;
@@ -73,6 +74,8 @@ pub(crate) struct LaunchSpec {
     pub elixir_address: Option<String>,
     /// A Snakepit-contract worker script to run instead of our launcher.
     pub worker_script: Option<PathBuf>,
+    /// The pool's secret, given to every worker (see `pool_token`).
+    pub token: PoolToken,
 }
 
 /// The last lines a process wrote to stderr, and whether it closed it.
@@ -212,6 +215,8 @@ impl PythonProcess {
             .env("SNAKEPIT_READY_FILE", &ready_file)
             .env("SNAKEPIT_WORKER_ID", worker_id)
             .envs(worker_env(spec, target.slot, worker_id))
+            // After the user's variables: the pool's own token wins.
+            .env(pool_token::ENV_VAR, spec.token.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -578,6 +583,7 @@ mod tests {
             adapter_per_worker: false,
             elixir_address: None,
             worker_script: None,
+            token: PoolToken::generate().unwrap(),
         }
     }
 

@@ -222,6 +222,11 @@ pub(crate) struct Decoded {
 }
 
 /// Turns a response into a value, or the typed error its payload names.
+/// The `type_url` of the `result` that stands beside a bytes result (its
+/// value is JSON `null`).
+pub(crate) const BINARY_RESULT_TYPE_URL: &str = "type.googleapis.com/snakepit.binary";
+
+/// A response's result, its bytes and its metadata, decoded.
 pub(crate) fn decode_response(
     tool: &str,
     worker: &str,
@@ -235,11 +240,14 @@ pub(crate) fn decode_response(
         code: "INVALID_RESULT".into(),
         message,
     })?;
-    let binary = if resp.binary_result.is_empty() {
-        None
-    } else {
-        Some(std::mem::take(&mut resp.binary_result))
-    };
+    // Empty bytes are no field on the wire: the result's kind tells them
+    // from a tool that returned no bytes.
+    let is_binary = !resp.binary_result.is_empty()
+        || resp
+            .result
+            .as_ref()
+            .is_some_and(|any| any.type_url == BINARY_RESULT_TYPE_URL);
+    let binary = is_binary.then(|| std::mem::take(&mut resp.binary_result));
     Ok(Decoded {
         value,
         binary,

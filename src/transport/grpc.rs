@@ -11,11 +11,14 @@ use std::thread;
 use std::time::Duration;
 
 use futures_core::Stream as _;
-use grpcio::{CallOption, ChannelBuilder, Client, Environment, RpcStatusCode};
+use grpcio::{
+    CallOption, ChannelBuilder, Client, Environment, Metadata, MetadataBuilder, RpcStatusCode,
+};
 
 use super::{Connect, Transport, TransportError};
 use crate::block_on::thread_waker;
 use crate::deadline::MAX_DURATION;
+use crate::pool_token::{self, PoolToken};
 use crate::protocol::messages::{
     CleanupSessionRequest, ExecuteToolRequest, ExecuteToolResponse, InitializeSessionRequest,
     InitializeSessionResponse, PingRequest, ToolChunk,
@@ -27,20 +30,28 @@ use crate::stream::{StreamControl, CANCEL_POLL};
 pub(crate) struct GrpcConnector {
     env: Arc<Environment>,
     max_message_bytes: usize,
+    /// The pool's token, as request metadata sent with every call.
+    headers: Metadata,
 }
 
 impl GrpcConnector {
-    /// A connector whose channels carry messages up to `max_message_bytes`.
-    pub fn new(max_message_bytes: usize) -> Self {
+    /// A connector whose channels carry messages up to `max_message_bytes`
+    /// and present `token` with every call.
+    pub fn new(max_message_bytes: usize, token: &PoolToken) -> Result<Self, String> {
         let env = Arc::new(
             grpcio::EnvBuilder::new()
                 .name_prefix("snakepit-grpc")
                 .build(),
         );
-        GrpcConnector {
+        let mut headers = MetadataBuilder::with_capacity(1);
+        headers
+            .add_str(pool_token::HEADER, token.as_str())
+            .map_err(|e| format!("cannot put the pool token in call metadata: {e}"))?;
+        Ok(GrpcConnector {
             env,
             max_message_bytes,
-        }
+            headers: headers.build(),
+        })
     }
 }
 
@@ -53,6 +64,7 @@ impl Connect for GrpcConnector {
             .connect(address);
         Ok(Arc::new(GrpcTransport {
             client: Client::new(channel),
+            headers: self.headers.clone(),
         }))
     }
 }
@@ -60,6 +72,16 @@ impl Connect for GrpcConnector {
 /// One gRPC channel to one worker process.
 pub(crate) struct GrpcTransport {
     client: Client,
+    headers: Metadata,
+}
+
+impl GrpcTransport {
+    /// The options of one call: its deadline and the pool's token.
+    fn options(&self, timeout: Duration) -> CallOption {
+        CallOption::default()
+            .timeout(grpc_timeout(timeout))
+            .headers(self.headers.clone())
+    }
 }
 
 impl Transport for GrpcTransport {
@@ -68,7 +90,7 @@ impl Transport for GrpcTransport {
         req: &ExecuteToolRequest,
         timeout: Duration,
     ) -> Result<ExecuteToolResponse, TransportError> {
-        let opt = CallOption::default().timeout(grpc_timeout(timeout));
+        let opt = self.options(timeout);
         self.client
             .unary_call(&service::EXECUTE_TOOL, req, opt)
             .map_err(from_grpc)
@@ -81,7 +103,7 @@ impl Transport for GrpcTransport {
         control: &StreamControl,
         on_chunk: &mut dyn FnMut(ToolChunk) -> ControlFlow<()>,
     ) -> Result<(), TransportError> {
-        let opt = CallOption::default().timeout(grpc_timeout(timeout));
+        let opt = self.options(timeout);
         let mut receiver = self
             .client
             .server_streaming(&service::EXECUTE_STREAMING_TOOL, req, opt)
@@ -128,7 +150,7 @@ impl Transport for GrpcTransport {
             force: true,
             ..Default::default()
         };
-        let opt = CallOption::default().timeout(grpc_timeout(timeout));
+        let opt = self.options(timeout);
         self.client
             .unary_call(&service::CLEANUP_SESSION, &req, opt)
             .map(|_| ())
@@ -136,7 +158,7 @@ impl Transport for GrpcTransport {
     }
 
     fn describe(&self, timeout: Duration) -> Result<InitializeSessionResponse, TransportError> {
-        let opt = CallOption::default().timeout(grpc_timeout(timeout));
+        let opt = self.options(timeout);
         self.client
             .unary_call(
                 &service::INITIALIZE_SESSION,
@@ -156,9 +178,7 @@ impl Transport for GrpcTransport {
             message: from.to_owned(),
             ..Default::default()
         };
-        let opt = CallOption::default()
-            .wait_for_ready(wait_for_ready)
-            .timeout(grpc_timeout(timeout));
+        let opt = self.options(timeout).wait_for_ready(wait_for_ready);
         self.client
             .unary_call(&service::PING, &req, opt)
             .map(|_| ())

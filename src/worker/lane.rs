@@ -4,7 +4,9 @@
 //! thread-profile worker with N threads has N lanes sharing one HTTP/2
 //! channel, so N calls really are in flight at once.
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use crate::events::{CallFinished, RecycleReason};
 use crate::protocol::messages::ToolChunk;
 use crate::protocol::value;
 use crate::shared::Shared;
+use crate::slots::Ticket;
 use crate::stats::Counters;
 use crate::stream::{Chunk, StreamControl, StreamEvent, CANCEL_POLL};
 use crate::supervisor;
@@ -41,21 +44,50 @@ pub(crate) struct Lane {
     pub control: Sender<Control>,
     pub resubmit: Sender<Command>,
     pub kill_on_timeout: bool,
+    /// The calls one process of this worker runs at once.
+    pub threads: usize,
+    /// The capacity the job in hand holds, until given back.
+    pub holding: Cell<Option<Ticket>>,
+}
+
+/// Counts a call as running on its process for as long as it lives, even
+/// through a panic.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Lane {
-    /// Serves work until the dispatcher goes away.
+    /// Serves work until the dispatcher goes away. A panic (a bug) is
+    /// caught per job: the call it held is dropped, which fails it with
+    /// [`Error::Internal`], its capacity is given back, and the lane goes
+    /// on with the next job.
     pub fn run(self) {
         while let Ok(work) = self.jobs.recv() {
             let conn = self.current.read().clone();
-            match work {
-                Work::Call(job) => match conn {
-                    Some(conn) if conn.generation == job.ticket.generation => self.call(&conn, job),
-                    // The process this job was meant for is gone and the
-                    // call never left the host: hand it back to be placed
-                    // again.
-                    _ => self.hand_back(job),
-                },
+            let worked = crate::panics::catch(|| match work {
+                Work::Call(job) => {
+                    self.holding.set(Some(job.ticket));
+                    match conn {
+                        Some(conn) if conn.generation == job.ticket.generation => {
+                            self.call(&conn, job)
+                        }
+                        // The process this job was meant for is gone and
+                        // the call never left the host: hand it back to be
+                        // placed again.
+                        _ => self.hand_back(job),
+                    }
+                }
                 Work::CleanupSession {
                     session,
                     generation,
@@ -64,7 +96,21 @@ impl Lane {
                         self.cleanup_session(&conn, session);
                     }
                 }
+            });
+            if let Err(message) = worked {
+                log::error!(
+                    "{}: a lane panicked (a bug; its call fails, the lane goes on): {message}",
+                    self.shared.worker(self.slot).id
+                );
+                self.release();
             }
+        }
+    }
+
+    /// Gives back the capacity of the call this lane holds, once.
+    fn release(&self) {
+        if let Some(ticket) = self.holding.take() {
+            self.shared.release(ticket);
         }
     }
 
@@ -72,7 +118,7 @@ impl Lane {
         let Job { mut req, ticket } = job;
         let started = Instant::now();
         let worker = &self.shared.worker(self.slot).id;
-        conn.in_flight.fetch_add(1, Relaxed);
+        let in_flight = InFlight::enter(&conn.in_flight);
         let outcome = match &req.reply {
             Replier::Unary(_) => match conn.transport.execute(&req.message, req.timeout) {
                 Ok(resp) => value::decode_response(&req.tool, worker, resp).map(|d| {
@@ -91,7 +137,7 @@ impl Lane {
                 self.stream(conn, &req, events, control).map(|()| None)
             }
         };
-        conn.in_flight.fetch_sub(1, Relaxed);
+        drop(in_flight);
         self.count_served(conn);
         self.shared.worker(self.slot).calls.fetch_add(1, Relaxed);
         if req.retries > 0 && matches!(outcome, Err(Error::WorkerCrashed { .. })) {
@@ -105,7 +151,7 @@ impl Lane {
         }
         // Free the slot before answering, so a caller that reads the stats
         // right after its reply sees its call gone.
-        self.shared.release(ticket);
+        self.release();
         self.shared.events().call_finished(&CallFinished {
             tool: req.tool.clone(),
             worker: worker.clone(),
@@ -181,6 +227,8 @@ impl Lane {
                     let _ = self.control.send(Control::Hung {
                         generation: conn.generation,
                     });
+                } else {
+                    self.note_stuck(conn);
                 }
                 e.into_error(&cx)
             }
@@ -204,6 +252,41 @@ impl Lane {
                 None => e.into_error(&cx),
             },
             TransportError::ResourceExhausted | TransportError::ToolFailed(_) => e.into_error(&cx),
+        }
+    }
+
+    /// A call timed out but the process lives on, and so does the Python
+    /// thread running it: Python cannot stop a running function. That
+    /// thread is out of service until the process ends, so it leaves the
+    /// slot's capacity now, before this call frees its unit, and no call is
+    /// placed on a thread that cannot take it. Once every thread is stuck
+    /// the process could serve nothing more: it is recycled (its
+    /// replacement starts first, then it is stopped).
+    ///
+    /// A thread whose call ends late is not counted back (the host cannot
+    /// see it): the count only errs on the side of a recycle, never of
+    /// placing a call on a busy thread.
+    fn note_stuck(&self, conn: &Connection) {
+        let stuck = conn.stuck.fetch_add(1, SeqCst) + 1;
+        if self
+            .shared
+            .slots()
+            .shrink(self.slot, conn.generation)
+            .is_some()
+        {
+            self.shared.worker(self.slot).stuck.store(stuck, SeqCst);
+        }
+        log::warn!(
+            "{}: a call ran past its timeout and its Python thread is still running it \
+             ({stuck} of {} threads stuck)",
+            self.shared.worker(self.slot).id,
+            self.threads
+        );
+        if stuck == self.threads {
+            let _ = self.control.send(Control::Recycle {
+                generation: Some(conn.generation),
+                reason: RecycleReason::StuckThreads,
+            });
         }
     }
 
@@ -241,7 +324,7 @@ impl Lane {
     }
 
     fn hand_back(&self, mut job: Job) {
-        self.shared.release(job.ticket);
+        self.release();
         job.req.queued_since = Instant::now();
         if let Err(crossbeam_channel::SendError(Command::Submit(req))) =
             self.resubmit.send(Command::Submit(job.req))

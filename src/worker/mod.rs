@@ -16,6 +16,7 @@
 
 mod lane;
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -47,6 +48,8 @@ pub(crate) struct Connection {
     pub in_flight: AtomicUsize,
     /// Calls this process has run.
     pub calls: AtomicU64,
+    /// Its Python threads still running a call that timed out.
+    pub stuck: AtomicUsize,
     /// Recycle after this many calls.
     pub max_requests: Option<u64>,
     /// Set when the pool stops this process to shut down: a call it loses
@@ -124,6 +127,8 @@ struct Worker {
     generation: u32,
     /// Recycled processes still finishing their calls.
     retiring: Vec<JoinHandle<()>>,
+    /// A process launched and not yet live, to kill if this thread panics.
+    starting: Option<Arc<dyn Process>>,
 }
 
 /// A process that is serving.
@@ -184,6 +189,7 @@ impl Worker {
             jitter: Jitter::new(seed),
             generation: 0,
             retiring: Vec::new(),
+            starting: None,
         }
     }
 
@@ -195,56 +201,108 @@ impl Worker {
         &self.setup.shared.worker(self.setup.slot).id
     }
 
-    /// Start, serve, replace, until the pool shuts down.
+    /// Start, serve, replace, until the pool shuts down. A panic on this
+    /// thread (a bug) is caught per process: the process is killed and a
+    /// new one started after the backoff, so the slot never stays dead.
     fn run(mut self) {
         self.start_lanes();
-        let mut first = true;
         loop {
-            if !first {
-                self.count_restart();
-            }
-            self.generation = self.shared().slots().retire(self.setup.slot);
-            let serving = match self.start(self.generation) {
-                Ok(serving) => serving,
-                Err(failed) => {
-                    if first {
-                        if let Some(ready) = self.setup.first_ready.take() {
-                            let _ = ready.send(Err(failed.into_error()));
-                        }
-                        break;
-                    }
-                    match failed {
-                        StartFailed::Broken(err) => {
-                            self.shared().note_start_failure(self.setup.slot, err)
-                        }
-                        // Calls keep waiting in the queue: this worker can
-                        // still become ready.
-                        StartFailed::Killed(err) => log::warn!("{err}; starting again"),
-                    }
-                    if !self.pause() {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            self.go_live(&serving);
-            if first {
-                if let Some(ready) = self.setup.first_ready.take() {
-                    let _ = ready.send(Ok(()));
-                }
-                first = false;
-            }
-            match self.serve(serving) {
-                Ending::Shutdown => break,
-                Ending::Killed(_) => self.backoff.reset(),
-                Ending::Crashed(_) => {
-                    if !self.pause() {
+            match crate::panics::catch(|| self.cycle()) {
+                Ok(ControlFlow::Continue(())) => {}
+                Ok(ControlFlow::Break(())) => break,
+                Err(message) => {
+                    if !self.recover(&message) {
                         break;
                     }
                 }
             }
         }
         self.stop();
+    }
+
+    /// One process's life: start it, serve until it ends, then back off if
+    /// it failed. `Break` ends the worker.
+    fn cycle(&mut self) -> ControlFlow<()> {
+        let first = self.setup.first_ready.is_some();
+        if !first {
+            self.count_restart();
+        }
+        self.generation = self.shared().slots().retire(self.setup.slot);
+        let serving = match self.start(self.generation) {
+            Ok(serving) => serving,
+            Err(failed) => {
+                if let Some(ready) = self.setup.first_ready.take() {
+                    let _ = ready.send(Err(failed.into_error()));
+                    return ControlFlow::Break(());
+                }
+                match failed {
+                    StartFailed::Broken(err) => {
+                        self.shared().note_start_failure(self.setup.slot, err)
+                    }
+                    // Calls keep waiting in the queue: this worker can
+                    // still become ready.
+                    StartFailed::Killed(err) => log::warn!("{err}; starting again"),
+                }
+                return self.pause_or_stop();
+            }
+        };
+        self.go_live(&serving);
+        if let Some(ready) = self.setup.first_ready.take() {
+            let _ = ready.send(Ok(()));
+        }
+        match self.serve(serving) {
+            Ending::Shutdown => ControlFlow::Break(()),
+            Ending::Killed(_) => {
+                self.backoff.reset();
+                ControlFlow::Continue(())
+            }
+            Ending::Crashed(_) => self.pause_or_stop(),
+        }
+    }
+
+    /// Waits out the backoff; `Break` when told to stop meanwhile.
+    fn pause_or_stop(&mut self) -> ControlFlow<()> {
+        if self.pause() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    }
+
+    /// After this thread panicked: kills the processes it was starting or
+    /// serving (their calls fail as crashed, or go to another worker when
+    /// idempotent), then waits out the backoff before the next start.
+    /// During the pool's start the build fails instead. False when the
+    /// worker is to end.
+    fn recover(&mut self, message: &str) -> bool {
+        let shared = self.setup.shared.clone();
+        let info = shared.worker(self.setup.slot);
+        log::error!(
+            "{}: the worker's thread panicked (a bug; its process is killed and \
+             started again): {message}",
+            info.id
+        );
+        if let Some(process) = self.starting.take() {
+            process.kill();
+        }
+        let current = self.current.write().take();
+        self.take_offline();
+        if let Some(conn) = current {
+            conn.process.kill();
+            info.set_pid(None);
+            shared.events().worker_exited(&WorkerExited {
+                worker: info.id.clone(),
+                pid: conn.process.pid().unwrap_or(0),
+                reason: ExitReason::Internal,
+            });
+        }
+        if let Some(ready) = self.setup.first_ready.take() {
+            let _ = ready.send(Err(Error::PoolStart {
+                message: format!("a worker thread panicked during start-up: {message}"),
+            }));
+            return false;
+        }
+        !shared.is_closing() && self.pause()
     }
 
     /// Launches a process for `generation` and waits until it answers.
@@ -271,6 +329,7 @@ impl Worker {
             .launcher
             .launch(target, on_exit)
             .map_err(|m| StartFailed::Broken(startup_error(m)))?;
+        self.starting = Some(process.clone());
         let pid = process.pid().unwrap_or(0);
         shared.events().worker_started(&WorkerStarted {
             worker: info.id.clone(),
@@ -296,6 +355,7 @@ impl Worker {
         let transport = match ready {
             Ok(transport) => transport,
             Err(message) => {
+                self.starting = None;
                 let exit = process.wait_exit(EXIT_CONFIRM);
                 process.kill();
                 let err = startup_error(message);
@@ -313,6 +373,7 @@ impl Worker {
             process,
             in_flight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
+            stuck: AtomicUsize::new(0),
             max_requests: supervisor::request_limit(config, &mut self.jitter),
             stopping: AtomicBool::new(false),
         });
@@ -335,8 +396,10 @@ impl Worker {
         let shared = self.setup.shared.clone();
         let info = shared.worker(self.setup.slot);
         *self.current.write() = Some(serving.conn.clone());
+        self.starting = None;
         info.set_pid(serving.conn.process.pid());
         info.set_failing(false);
+        info.stuck.store(0, SeqCst);
         let capacity = shared.config().profile.capacity() as u16;
         shared
             .slots()
@@ -457,12 +520,10 @@ impl Worker {
         Some(Verdict::End(ending))
     }
 
-    /// Pings an idle process. A busy one is healthy by definition: it is
-    /// answering calls, and its calls have their own deadlines.
+    /// Pings the process, busy or idle: the Python server keeps threads
+    /// beyond its calls' for pings, so a process whose calls are all hung
+    /// (or that is stopped) is judged like an idle one.
     fn healthy(&self, conn: &Connection) -> bool {
-        if conn.in_flight.load(Relaxed) > 0 {
-            return true;
-        }
         let timeout = self.shared().config().health_check_timeout;
         conn.transport.ping(self.id(), timeout, false).is_ok()
     }
@@ -511,7 +572,14 @@ impl Worker {
         let worker = self.id().to_owned();
         let retiring = thread::Builder::new()
             .name(format!("snakepit-{worker}-retire"))
-            .spawn(move || retire(conn, shared, worker, reason))
+            .spawn(move || {
+                let process = conn.process.clone();
+                if let Err(message) = crate::panics::catch(|| retire(conn, shared, worker, reason))
+                {
+                    log::error!("retiring a process panicked (it is killed): {message}");
+                    process.kill();
+                }
+            })
             .expect("spawning a retiring thread");
         self.retiring.retain(|t| !t.is_finished());
         self.retiring.push(retiring);
@@ -618,6 +686,8 @@ impl Worker {
                 control: self.control_tx.clone(),
                 resubmit: self.setup.resubmit.clone(),
                 kill_on_timeout,
+                threads: capacity,
+                holding: std::cell::Cell::new(None),
             };
             let name = format!("snakepit-{}-lane-{n}", self.id());
             self.lanes.push(
