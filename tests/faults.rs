@@ -7,7 +7,8 @@
 //! is left behind. Every scenario runs under a hard deadline.
 //!
 //! The tests run one at a time (a lock): the host's descriptor and thread
-//! counts are read around each scenario and must be its own.
+//! counts are read around each scenario and must be its own, and the crash
+//! storm SIGKILLs any child process of this test binary.
 
 mod common;
 mod fault_kit;
