@@ -115,7 +115,7 @@ pub use call::{Affinity, CallOptions, Reply};
 pub use deadline::MAX_DURATION;
 pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
-pub use options::Profile;
+pub use options::{Profile, Transport};
 pub use pool::Pool;
 pub use pool_set::PoolSet;
 pub use session::Session;

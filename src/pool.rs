@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
 use crate::launcher::Launcher;
-use crate::options::{worker_id, Config, Profile};
+use crate::options::{worker_id, Config, Profile, Transport};
 use crate::protocol::value;
 use crate::python;
 use crate::shared::Shared;
@@ -24,6 +24,7 @@ use crate::socket_dir;
 use crate::stats::PoolStats;
 use crate::stream::{Stream, StreamControl};
 use crate::transport::grpc::GrpcConnector;
+use crate::transport::socket::SocketConnector;
 use crate::transport::Connect;
 use crate::work::{Command, Job, Work};
 use crate::worker::{Connection, Control, WorkerHandle, WorkerSetup};
@@ -472,13 +473,17 @@ impl Pool {
             max_message_bytes: config.max_message_bytes,
             elixir_address: host.as_ref().map(|h| h.address.clone()),
             worker_script: config.worker_script.clone(),
+            socket_transport: config.transport == Transport::Socket,
         };
         let seams = Seams {
             launcher: Arc::new(LocalLauncher {
                 spec,
                 socket_dir: socket_dir.clone(),
             }),
-            connector: Arc::new(GrpcConnector::new(config.max_message_bytes)),
+            connector: match config.transport {
+                Transport::Socket => Arc::new(SocketConnector::new(config.max_message_bytes)),
+                _ => Arc::new(GrpcConnector::new(config.max_message_bytes)),
+            },
         };
         let resources = Resources {
             host,

@@ -73,6 +73,9 @@ pub(crate) struct LaunchSpec {
     pub elixir_address: Option<String>,
     /// A Snakepit-contract worker script to run instead of our launcher.
     pub worker_script: Option<PathBuf>,
+    /// Serve the socket transport's frames (`--transport socket`) instead
+    /// of gRPC; our own worker only.
+    pub socket_transport: bool,
 }
 
 /// The last lines a process wrote to stderr, and whether it closed it.
@@ -189,6 +192,9 @@ impl PythonProcess {
                     .arg(spec.max_message_bytes.to_string());
                 if spec.adapter_per_worker {
                     cmd.arg("--adapter-per-worker");
+                }
+                if spec.socket_transport {
+                    cmd.arg("--transport").arg("socket");
                 }
             }
             // Only the flags of the Snakepit contract; it reports a TCP
@@ -578,6 +584,7 @@ mod tests {
             adapter_per_worker: false,
             elixir_address: None,
             worker_script: None,
+            socket_transport: false,
         }
     }
 
