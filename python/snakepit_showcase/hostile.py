@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
@@ -87,7 +88,6 @@ class HostileTools:
         )
         return int(launcher.stdout.strip())
 
-
     @tool(description="Writes bytes that are not its reply on its own host connection (socket transport)")
     def garble_reply(self, how: str) -> str:
         """Writes, on the connection this call came on, ``garbage`` (bytes
@@ -99,7 +99,7 @@ class HostileTools:
         from snakepit_bridge import frames
         from snakepit_bridge.socket_server import Connection
 
-        frame = sys._getframe()
+        frame: FrameType | None = sys._getframe()
         while frame is not None and not isinstance(frame.f_locals.get("self"), Connection):
             frame = frame.f_back
         if frame is None:
