@@ -170,8 +170,7 @@ impl<R: Read> FrameReader<'_, R> {
             self.fill(&mut name, false)?;
             let name = String::from_utf8(name)
                 .map_err(|_| ReadError::Bad("segment name is not UTF-8".into()))?;
-            let mut data = vec![0u8; data_len as usize];
-            self.fill(&mut data, false)?;
+            let data = self.fill_new(data_len as usize)?;
             segments.push((name, data));
         }
         Ok(Frame {
@@ -191,6 +190,32 @@ impl<R: Read> FrameReader<'_, R> {
             )));
         }
         Ok(())
+    }
+
+    /// `n` bytes in a new buffer, read into its spare capacity: a large
+    /// binary segment is neither zeroed first nor copied after.
+    fn fill_new(&mut self, n: usize) -> Result<Vec<u8>, ReadError> {
+        let mut data = Vec::with_capacity(n);
+        while data.len() < n {
+            let want = (n - data.len()) as u64;
+            match (&mut self.stream).take(want).read_to_end(&mut data) {
+                Ok(0) => {
+                    return Err(ReadError::Bad(format!(
+                        "connection closed mid-frame ({} of {n} segment bytes read)",
+                        data.len()
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    if !(self.keep_waiting)(&self.stream) {
+                        return Err(ReadError::TimedOut);
+                    }
+                }
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+        Ok(data)
     }
 
     /// Fills `buf`. An EOF before the first byte of a frame is a clean
