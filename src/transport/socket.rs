@@ -336,12 +336,12 @@ impl std::io::Write for TimedWriter<'_> {
     }
 }
 
+/// A frame's binary segments, by name.
+type Segments = Vec<(String, Vec<u8>)>;
+
 /// Reads a reply frame of kind `expect` (or an error frame) as `M`, with
 /// its segments.
-fn reply<M: Message>(
-    frame: Frame,
-    expect: Kind,
-) -> Result<(M, Vec<(String, Vec<u8>)>), TransportError> {
+fn reply<M: Message>(frame: Frame, expect: Kind) -> Result<(M, Segments), TransportError> {
     match frame.kind {
         Some(kind) if kind == expect => {
             let message = M::parse_from_bytes(&frame.message).map_err(|e| {
@@ -514,10 +514,8 @@ impl Transport for SocketTransport {
                     return (Err(TransportError::ToolFailed(payload)), reuse);
                 }
                 let is_final = chunk.is_final;
-                if !(is_final && chunk.data.is_empty()) {
-                    if on_chunk(chunk).is_break() {
-                        return (Ok(()), if is_final { Reuse::Yes } else { Reuse::No });
-                    }
+                if !(is_final && chunk.data.is_empty()) && on_chunk(chunk).is_break() {
+                    return (Ok(()), if is_final { Reuse::Yes } else { Reuse::No });
                 }
                 if is_final {
                     return (Ok(()), Reuse::Yes);
