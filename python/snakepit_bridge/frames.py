@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass, field
+from typing import Union
 
 MAGIC = b"SP"
 """The first two bytes of every frame."""
@@ -62,7 +63,7 @@ class BadFrame(Exception):
     """The bytes are not a frame we accept (garbage, too large, cut short)."""
 
 
-Buffer = bytes | bytearray | memoryview
+Buffer = Union[bytes, bytearray, memoryview]
 
 
 @dataclass
