@@ -11,8 +11,10 @@
 //! (process profile, 1/2/4 workers, 1 to 16 caller threads), `thread` (16
 //! sleeps on one thread-profile worker), `startup`, `payload` (binary echo),
 //! `python` (`concurrent.futures.ProcessPoolExecutor` doing the same work,
-//! via `examples/bench_process_pool.py`) and `memory` (host RSS with 32
-//! workers over 100,000 calls). Each prints a table of medians over several
+//! via `examples/bench_process_pool.py`), `memory` (host RSS with 32
+//! workers over 100,000 calls) and `transport` (the socket transport's pool
+//! against a bare client of the same frames). `payload` and `python` run
+//! the pool on both transports. Each prints a table of medians over several
 //! rounds as it finishes; the run ends with the targets and one JSON line
 //! holding every figure.
 
@@ -30,8 +32,16 @@ use serde_json::json;
 use report::Report;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 8] = [
-    "overhead", "scaling", "thread", "startup", "payload", "python", "memory", "adapter",
+const SCENARIOS: [&str; 9] = [
+    "overhead",
+    "scaling",
+    "thread",
+    "startup",
+    "payload",
+    "python",
+    "memory",
+    "adapter",
+    "transport",
 ];
 
 /// How big a run is, and what it runs with.
@@ -112,6 +122,7 @@ fn main() -> ExitCode {
             "python" => scenarios::python::run(&plan, &mut report),
             "memory" => scenarios::memory::run(&plan, &mut report),
             "adapter" => scenarios::adapter::run(&plan, &mut report),
+            "transport" => scenarios::transport::run(&plan, &mut report),
             _ => unreachable!("checked above"),
         };
         // Other programs on the machine show here: the bench alone keeps

@@ -9,6 +9,7 @@ pub mod python;
 pub mod scaling;
 pub mod startup;
 pub mod thread;
+pub mod transport;
 
 use serde_json::json;
 use snakepit::{Pool, Profile, Transport};
