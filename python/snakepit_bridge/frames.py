@@ -63,6 +63,10 @@ class BadFrame(Exception):
     """The bytes are not a frame we accept (garbage, too large, cut short)."""
 
 
+class Truncated(BadFrame):
+    """The connection closed in the middle of a frame."""
+
+
 Buffer = Union[bytes, bytearray, memoryview]
 
 
@@ -125,7 +129,7 @@ class FrameReader:
             if not more:
                 if frame_start and not self._buf:
                     raise Closed()
-                raise BadFrame(f"connection closed mid-frame ({len(self._buf)} of {n} bytes read)")
+                raise Truncated(f"connection closed mid-frame ({len(self._buf)} of {n} bytes read)")
             self._buf += more
         taken = self._buf[:n]
         del self._buf[:n]
@@ -142,7 +146,7 @@ class FrameReader:
         while have < n:
             got = self.sock.recv_into(view[have:])
             if not got:
-                raise BadFrame(f"connection closed mid-frame ({have} of {n} segment bytes read)")
+                raise Truncated(f"connection closed mid-frame ({have} of {n} segment bytes read)")
             have += got
         return data
 

@@ -111,10 +111,10 @@ class Connection:
                     frame = self.reader.read()
                 except frames.Closed:
                     return
+                except frames.Truncated as error:
+                    log.debug("host connection ended mid-frame: %s", error)
+                    return
                 except frames.BadFrame as error:
-                    if "mid-frame" in str(error):
-                        log.debug("host connection ended mid-frame: %s", error)
-                        return
                     host_broke_protocol(str(error))
                 except OSError as error:
                     log.debug("host connection failed: %s", error)

@@ -58,7 +58,7 @@ def test_garbage_a_cut_frame_and_a_clean_close_are_told_apart() -> None:
     with b:
         a.sendall((frames.encode_header(frames.PING, 1, b"12345") + b"12345")[:10])
         a.close()
-        with pytest.raises(frames.BadFrame, match="mid-frame"):
+        with pytest.raises(frames.Truncated, match="mid-frame"):
             frames.FrameReader(b, 1 << 20).read()
     a, b = _pair()
     with b:
