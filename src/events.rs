@@ -84,7 +84,8 @@ pub enum ExitReason {
     Recycled(RecycleReason),
     /// A process-profile call ran past its timeout; it was killed.
     Hung,
-    /// It did not answer a health check in time; it was killed.
+    /// It did not answer a health check in time, or garbled a reply on the
+    /// socket transport; it was killed.
     Unhealthy,
     /// The pool shut down.
     Shutdown,

@@ -224,6 +224,46 @@ fn call_prints_the_result_as_json() {
     assert_eq!(stdout(&out), "");
 }
 
+/// `--transport` picks the pool's transport, over the configuration file's
+/// `transport`: a worker on the socket transport never imports grpc.
+#[test]
+fn call_runs_on_the_transport_chosen() {
+    let scope = Scope::new("cli-transport");
+    let grpc_imported = |args: &[&str]| {
+        let mut all = vec!["call"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["imported", r#"{"module": "grpc"}"#]);
+        let out = snakepit(&scope, &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(grpc_imported(&["--adapter", SHOWCASE]), "true\n");
+    assert_eq!(
+        grpc_imported(&["--adapter", SHOWCASE, "--transport", "socket"]),
+        "false\n"
+    );
+    let config = write_config(
+        &scope,
+        "socket.toml",
+        &format!("[pools.fast]\nadapter = \"{SHOWCASE}\"\ntransport = \"socket\"\n"),
+    );
+    assert_eq!(grpc_imported(&["--config", arg(&config)]), "false\n");
+    assert_eq!(
+        grpc_imported(&["--config", arg(&config), "--transport", "grpc"]),
+        "true\n"
+    );
+    let out = snakepit(
+        &scope,
+        &["call", "--adapter", SHOWCASE, "--transport", "tcp", "ping"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("expected grpc or socket"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn tools_lists_the_tools_with_their_parameters() {
     let scope = Scope::new("cli-tools");

@@ -25,7 +25,6 @@ fn kill(pid: u32, signal: libc::c_int) {
     }
 }
 
-#[test]
 fn an_idempotent_call_is_retried_after_a_crash_and_succeeds() {
     let scope = Scope::new("idem");
     let pool = scope.builder().adapter(FAULTY).workers(2).build().unwrap();
@@ -53,7 +52,6 @@ fn an_idempotent_call_is_retried_after_a_crash_and_succeeds() {
     scope.finish(&pool);
 }
 
-#[test]
 fn workers_killed_while_starting_are_not_a_crash_loop() {
     let scope = Arc::new(Scope::new("startkill"));
     let pool = scope
@@ -117,7 +115,6 @@ fn workers_killed_while_starting_are_not_a_crash_loop() {
     scope.finish(&pool);
 }
 
-#[test]
 fn recycling_under_load_fails_no_call() {
     let scope = Scope::new("recycle");
     let pool = scope
@@ -151,7 +148,6 @@ fn recycling_under_load_fails_no_call() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_worker_past_its_memory_limit_is_recycled() {
     let scope = Scope::new("memory");
     let pool = scope
@@ -183,7 +179,6 @@ fn a_worker_past_its_memory_limit_is_recycled() {
     scope.finish(&pool);
 }
 
-#[test]
 fn lifetime_and_manual_recycling_replace_workers_without_failing_calls() {
     let scope = Scope::new("ttl");
     let pool = scope
@@ -237,7 +232,6 @@ fn lifetime_and_manual_recycling_replace_workers_without_failing_calls() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_worker_that_stops_answering_health_checks_is_replaced() {
     let scope = Scope::new("health");
     let pool = scope
@@ -257,7 +251,6 @@ fn a_worker_that_stops_answering_health_checks_is_replaced() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_crash_loop_backs_off_reports_degraded_and_fails_calls_fast() {
     let scope = Scope::new("loop");
     let marker = scope.path("refuse");
@@ -342,7 +335,6 @@ fn all_pids(pids: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-#[test]
 fn workers_and_their_children_die_with_a_host_killed_by_sigkill() {
     let scope = Scope::new("sigkill");
     let (mut host, pids) = host_process(&scope);
@@ -362,7 +354,6 @@ fn workers_and_their_children_die_with_a_host_killed_by_sigkill() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn ctrl_c_in_a_host_with_the_handler_stops_every_worker() {
     let scope = Scope::new("ctrlc");
     let (mut host, pids) = host_process(&scope);
@@ -392,7 +383,6 @@ impl snakepit::events::HandleEvent for Starts {
     }
 }
 
-#[test]
 fn a_replacement_starts_before_the_old_process_reaches_max_requests() {
     let scope = Scope::new("prestart");
     let starts = Starts::default();
@@ -431,3 +421,16 @@ fn a_replacement_starts_before_the_old_process_reaches_max_requests() {
     assert_eq!(stats.failed, 0);
     scope.finish(&pool);
 }
+
+both_transports!(
+    an_idempotent_call_is_retried_after_a_crash_and_succeeds,
+    workers_killed_while_starting_are_not_a_crash_loop,
+    recycling_under_load_fails_no_call,
+    a_worker_past_its_memory_limit_is_recycled,
+    lifetime_and_manual_recycling_replace_workers_without_failing_calls,
+    a_worker_that_stops_answering_health_checks_is_replaced,
+    a_crash_loop_backs_off_reports_degraded_and_fails_calls_fast,
+    workers_and_their_children_die_with_a_host_killed_by_sigkill,
+    ctrl_c_in_a_host_with_the_handler_stops_every_worker,
+    a_replacement_starts_before_the_old_process_reaches_max_requests,
+);

@@ -11,10 +11,12 @@
 //! (process profile, 1/2/4 workers, 1 to 16 caller threads), `thread` (16
 //! sleeps on one thread-profile worker), `startup`, `payload` (binary echo),
 //! `python` (`concurrent.futures.ProcessPoolExecutor` doing the same work,
-//! via `examples/bench_process_pool.py`) and `memory` (host RSS with 32
+//! via `examples/bench_process_pool.py`), `memory` (host RSS with 32
 //! workers over 100,000 calls), `adapter` (an adapter instance per call or
-//! per worker) and `faults` (the fault-injection scenarios of
-//! `tests/faults.rs`, larger; only when named: `bench -- faults`). Each prints a table of medians over several
+//! per worker), `transport` (the socket transport's pool against a bare
+//! client of the same frames) and `faults` (the fault-injection scenarios
+//! of `tests/faults.rs`, larger; only when named: `bench -- faults`).
+//! `payload` and `python` run the pool on both transports. Each prints a table of medians over several
 //! rounds as it finishes; the run ends with the targets and one JSON line
 //! holding every figure.
 
@@ -32,15 +34,32 @@ use serde_json::json;
 use report::Report;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 9] = [
-    "overhead", "scaling", "thread", "startup", "payload", "python", "memory", "adapter", "faults",
+const SCENARIOS: [&str; 10] = [
+    "overhead",
+    "scaling",
+    "thread",
+    "startup",
+    "payload",
+    "python",
+    "memory",
+    "adapter",
+    "transport",
+    "faults",
 ];
 
 /// The scenarios a run without names runs: all but `faults`, which
 /// SIGKILLs workers and floods the log by design, and measures reliability
 /// rather than speed.
-const DEFAULT: [&str; 8] = [
-    "overhead", "scaling", "thread", "startup", "payload", "python", "memory", "adapter",
+const DEFAULT: [&str; 9] = [
+    "overhead",
+    "scaling",
+    "thread",
+    "startup",
+    "payload",
+    "python",
+    "memory",
+    "adapter",
+    "transport",
 ];
 
 /// How big a run is, and what it runs with.
@@ -122,6 +141,7 @@ fn main() -> ExitCode {
             "memory" => scenarios::memory::run(&plan, &mut report),
             "adapter" => scenarios::adapter::run(&plan, &mut report),
             "faults" => scenarios::faults::run(&plan, &mut report),
+            "transport" => scenarios::transport::run(&plan, &mut report),
             _ => unreachable!("checked above"),
         };
         // Other programs on the machine show here: the bench alone keeps
