@@ -435,6 +435,8 @@ impl HandleEvent for Guarded {
         self.run("worker_recycled", |h| h.worker_recycled(e));
     }
     fn call_finished(&self, e: &CallFinished) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::call_finished(e);
         self.run("call_finished", |h| h.call_finished(e));
     }
     fn queue_timeout(&self, e: &QueueTimedOut) {
