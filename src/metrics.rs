@@ -35,7 +35,10 @@
 //! | `snakepit_worker_kills_total` | counter | `pool`, `reason` | `hung_killed` (`hung`), `unhealthy_killed` (`unhealthy`) |
 //!
 //! The `worker` label is the worker's id without the pool's name
-//! (`worker-0`). Without the feature none of this is compiled.
+//! (`worker-0`). Give each pool of a process its own name: two pools under
+//! one name share their series, and since counters never go down, a new
+//! pool under an old one's name shows the old counts until it passes them.
+//! Without the feature none of this is compiled.
 //!
 //! ```no_run
 //! // With an exporter installed first (see examples/metrics.rs for one
