@@ -22,7 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let mut args = std::env::args().skip(1);
     let serve = args.next().as_deref() == Some("--serve");
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9464".into());
+    // Once, any free port; serving, Prometheus's usual one for exporters.
+    let default = if serve {
+        "127.0.0.1:9464"
+    } else {
+        "127.0.0.1:0"
+    };
+    let addr = args.next().unwrap_or_else(|| default.into());
 
     // The recorder first: every metric recorded before it is lost.
     let handle = PrometheusBuilder::new()
@@ -53,7 +59,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(matches!(failed, Err(Error::Python { .. })));
 
     if !serve {
-        print!("{}", scrape(addr)?);
+        let text = scrape(addr)?;
+        assert!(text.contains("snakepit_calls_total{"), "{text}");
+        print!("{text}");
         pool.shutdown();
         return Ok(());
     }
