@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use crate::error::{ErrorKind, Exit};
 
+#[cfg(feature = "metrics")]
+pub(crate) mod record;
+
 /// Why a worker process was replaced on purpose.
 ///
 /// ```
@@ -436,7 +439,7 @@ impl HandleEvent for Guarded {
     }
     fn call_finished(&self, e: &CallFinished) {
         #[cfg(feature = "metrics")]
-        crate::metrics::call_finished(e);
+        record::call_finished(e);
         self.run("call_finished", |h| h.call_finished(e));
     }
     fn queue_timeout(&self, e: &QueueTimedOut) {

@@ -54,8 +54,8 @@
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
 
-use crate::events::CallFinished;
-use crate::{ErrorKind, Pool, PoolSet, PoolStats, WorkerState};
+use crate::events::record::{labels_of, UNNAMED};
+use crate::{Pool, PoolSet, PoolStats, WorkerState};
 
 /// Bucket bounds, in seconds, that suit `snakepit_call_duration_seconds`:
 /// from a millisecond (a call's own overhead) to two minutes. Exporters
@@ -64,30 +64,6 @@ use crate::{ErrorKind, Pool, PoolSet, PoolStats, WorkerState};
 pub const CALL_DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
-
-/// The `pool` label of an unnamed pool.
-const UNNAMED: &str = "default";
-
-/// Splits a worker id (`compute/worker-0`, or `worker-0` in an unnamed
-/// pool) into the `pool` and `worker` labels. The worker part never holds
-/// a `/`, so a pool name that does is kept whole.
-fn labels_of(id: &str) -> (String, String) {
-    match id.rsplit_once('/') {
-        Some((pool, worker)) => (pool.to_owned(), worker.to_owned()),
-        None => (UNNAMED.to_owned(), id.to_owned()),
-    }
-}
-
-/// Records a call that ran on a worker. Called for every such call, before
-/// the user's event hook.
-pub(crate) fn call_finished(e: &CallFinished) {
-    let (pool, worker) = labels_of(&e.worker);
-    let outcome = e.outcome.err().map_or("ok", ErrorKind::as_str);
-    counter!("snakepit_calls_total", "pool" => pool.clone(), "worker" => worker, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("snakepit_call_duration_seconds", "pool" => pool, "tool" => e.tool.clone())
-        .record(e.duration.as_secs_f64());
-}
 
 /// Gives every metric its help text and unit, for exporters that show them
 /// (Prometheus's `# HELP`). [`Pool::record_metrics`] calls it; call it
@@ -239,21 +215,5 @@ impl PoolSet {
                 pool.record_metrics();
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::labels_of;
-
-    #[test]
-    fn worker_ids_split_into_pool_and_worker_labels() {
-        let owned = |(a, b): (&str, &str)| (a.to_owned(), b.to_owned());
-        assert_eq!(labels_of("worker-3"), owned(("default", "worker-3")));
-        assert_eq!(
-            labels_of("compute/worker-0"),
-            owned(("compute", "worker-0"))
-        );
-        assert_eq!(labels_of("a/b/worker-1"), owned(("a/b", "worker-1")));
     }
 }
