@@ -4,25 +4,30 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{wait_until, Scope};
+use common::{wait_until, Scope, SHOWCASE};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-use snakepit::{CallOptions, ErrorKind, Pool};
+use snakepit::{CallOptions, ErrorKind, Pool, PoolSet};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The exporter, as a program installs it: once, before the pool.
-fn exporter() -> PrometheusHandle {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("snakepit_call_duration_seconds".into()),
-            snakepit::metrics::CALL_DURATION_BUCKETS,
-        )
-        .unwrap()
-        .install_recorder()
-        .unwrap()
+/// The exporter, as a program installs it: once (a process has one
+/// recorder), before its pools.
+fn exporter() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("snakepit_call_duration_seconds".into()),
+                snakepit::metrics::CALL_DURATION_BUCKETS,
+            )
+            .unwrap()
+            .install_recorder()
+            .unwrap()
+    })
 }
 
 /// One sample of a scrape: its name and labels (sorted, whatever order the
@@ -34,6 +39,11 @@ type Sample = (String, BTreeMap<String, String>);
 /// labels.
 fn scrape(pool: &Pool, handle: &PrometheusHandle) -> BTreeMap<Sample, f64> {
     pool.record_metrics();
+    render(handle)
+}
+
+/// Every sample line of the exporter's text, by name and labels.
+fn render(handle: &PrometheusHandle) -> BTreeMap<Sample, f64> {
     handle.run_upkeep();
     let text = handle.render();
     let mut samples = BTreeMap::new();
@@ -111,7 +121,7 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
         (s.recycles.manual, s.ready_workers) == (1, 1)
     }));
 
-    let s = scrape(&pool, &handle);
+    let s = scrape(&pool, handle);
     assert_eq!(by_outcome_in(&s, "ok"), 3.0);
     assert_eq!(by_outcome_in(&s, "python"), 1.0);
     assert_eq!(by_outcome_in(&s, "timeout"), 1.0);
@@ -180,7 +190,7 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
         assert!(wait_until(LIMIT, || pool.stats().load == 1));
         let waiter = threads.spawn(|| pool.execute_blocking("ping", json!({})));
         assert!(wait_until(LIMIT, || pool.stats().queued == 1));
-        let s = scrape(&pool, &handle);
+        let s = scrape(&pool, handle);
         let gauges = (
             value(&s, "snakepit_calls_in_flight", &pool_only),
             value(&s, "snakepit_queue_depth", &pool_only),
@@ -191,7 +201,7 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
         gauges
     });
     assert_eq!((busy, queued), (1.0, 1.0));
-    let s = scrape(&pool, &handle);
+    let s = scrape(&pool, handle);
     assert_eq!(value(&s, "snakepit_queue_depth", &pool_only), 0.0);
     assert_eq!(value(&s, "snakepit_calls_in_flight", &pool_only), 0.0);
     assert_eq!(by_outcome_in(&s, "ok"), 5.0);
@@ -210,4 +220,44 @@ fn by_outcome_in(s: &BTreeMap<Sample, f64>, outcome: &str) -> f64 {
             ("outcome", outcome),
         ],
     )
+}
+
+#[test]
+fn each_pool_of_a_set_has_its_own_series() {
+    let handle = exporter();
+    let scope = Scope::new("metrics-set");
+    let path = scope.path("snakepit.toml");
+    let pool = |name: &str| format!("[pools.{name}]\nadapter = \"{SHOWCASE}\"\nworkers = 1\n");
+    let config = format!(
+        "[defaults]\nstartup_timeout = \"60s\"\nenv = {{ SNAKEPIT_TEST_TAG = \"{}\" }}\n\n{}{}",
+        scope.tag,
+        pool("set_a"),
+        pool("set_b")
+    );
+    std::fs::write(&path, config).unwrap();
+    let set = PoolSet::from_config_file(&path).unwrap();
+    assert!(set.failures().is_empty(), "{:?}", set.failures());
+
+    for _ in 0..2 {
+        set.pool("set_a")
+            .unwrap()
+            .execute_blocking("ping", json!({}))
+            .unwrap();
+    }
+    set.pool("set_b")
+        .unwrap()
+        .execute_blocking("ping", json!({}))
+        .unwrap();
+    set.record_metrics();
+    let s = render(handle);
+
+    for (name, calls) in [("set_a", 2.0), ("set_b", 1.0)] {
+        let ok = [("pool", name), ("worker", "worker-0"), ("outcome", "ok")];
+        assert_eq!(value(&s, "snakepit_calls_total", &ok), calls, "{name}");
+        let ready = [("pool", name), ("state", "ready")];
+        assert_eq!(value(&s, "snakepit_workers", &ready), 1.0, "{name}");
+    }
+
+    set.shutdown();
+    scope.assert_no_processes();
 }
