@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -459,7 +459,9 @@ fn ctrl_c_stops_the_worker_with_the_command() {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let mut rest = String::new();
+    let _ = progress.read_to_string(&mut rest);
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
     scope.assert_no_processes();
 }
 

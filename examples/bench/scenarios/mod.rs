@@ -2,6 +2,7 @@
 //! medians and adds its figures (and targets) to the report.
 
 pub mod adapter;
+pub mod faults;
 pub mod memory;
 pub mod overhead;
 pub mod payload;
