@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use crate::error::{ErrorKind, Exit};
 
+#[cfg(feature = "metrics")]
+pub(crate) mod record;
+
 /// Why a worker process was replaced on purpose.
 ///
 /// ```
@@ -436,6 +439,8 @@ impl HandleEvent for Guarded {
         self.run("worker_recycled", |h| h.worker_recycled(e));
     }
     fn call_finished(&self, e: &CallFinished) {
+        #[cfg(feature = "metrics")]
+        record::call_finished(e);
         self.run("call_finished", |h| h.call_finished(e));
     }
     fn queue_timeout(&self, e: &QueueTimedOut) {

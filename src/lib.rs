@@ -98,6 +98,8 @@ mod interrupt;
 mod launcher;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod options;
 mod panics;
 mod pool;
