@@ -9,7 +9,10 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::call::{CallOptions, Replier, Reply, Request};
+use crate::call::{
+    check_correlation_id, new_correlation_id, CallOptions, Replier, Reply, Request,
+    CORRELATION_HEADER,
+};
 use crate::deadline::check_duration;
 use crate::dispatcher::Dispatcher;
 use crate::error::Error;
@@ -245,6 +248,13 @@ impl Pool {
                 return Err(Error::InvalidArgument { argument, message });
             }
         }
+        let correlation_id = match options.correlation_id {
+            Some(id) => {
+                check_correlation_id(&id)?;
+                id
+            }
+            None => new_correlation_id(),
+        };
         let session = options.session.map(|id| {
             let affinity = options.affinity.unwrap_or(config.affinity);
             (id, affinity)
@@ -252,6 +262,11 @@ impl Pool {
         let session_id = session.as_ref().map(|(id, _)| id.as_str());
         let mut message = value::encode_request(tool, &args, options.binary, session_id)?;
         message.stream = matches!(reply, Replier::Stream { .. });
+        // In the request's own metadata too (the gRPC transport also sends
+        // it as a header), so any transport carries it.
+        message
+            .metadata
+            .insert(CORRELATION_HEADER.into(), correlation_id);
         if message.stream {
             // A failure mid-stream comes back as a final error chunk, not an
             // error status: grpcio hands a client the status as soon as it

@@ -46,6 +46,16 @@ STATUS_TRACEBACK_CHARS = 2000
 log = logging.getLogger("snakepit.worker")
 
 
+def _correlation_id(request: DynamicMessage, context: grpc.ServicerContext) -> str | None:
+    """The call's correlation id: from the request's own metadata (any
+    transport carries it), else from the gRPC headers."""
+    found = telemetry.correlation_id_from_metadata(request.metadata)
+    if found is None:
+        with contextlib.suppress(Exception):
+            found = telemetry.correlation_id_from_metadata(context.invocation_metadata())
+    return found
+
+
 @contextlib.contextmanager
 def _correlation(correlation_id: str | None) -> Iterator[None]:
     """The call's correlation id is the current one for the ``with`` block."""
@@ -165,7 +175,7 @@ class BridgeServicer:
         response.metadata.update(self.metadata)
         try:
             with self._gate:
-                result, binary = self._run(request)
+                result, binary = self._run(request, _correlation_id(request, context))
             response.result.CopyFrom(result)
             response.binary_result = binary
             response.success = True
@@ -179,10 +189,10 @@ class BridgeServicer:
         response.execution_time_ms = int((time.perf_counter() - started) * 1000)
         return response
 
-    def _run(self, request: DynamicMessage) -> tuple[DynamicMessage, bytes]:
+    def _run(self, request: DynamicMessage, correlation_id: str | None) -> tuple[DynamicMessage, bytes]:
         session = self._context_for(request)
         arguments = self._arguments(request)
-        token = telemetry.set_correlation_id(telemetry.correlation_id_from_metadata(request.metadata))
+        token = telemetry.set_correlation_id(correlation_id)
         try:
             adapter = self.adapters.open(session)
             failed = True
@@ -206,7 +216,7 @@ class BridgeServicer:
         count = 0
         # Set for this generator's run only: grpc may resume it on another
         # thread, and each resumption runs in the context it has here.
-        correlation_id = telemetry.correlation_id_from_metadata(request.metadata)
+        correlation_id = _correlation_id(request, context)
         with self._gate, _correlation(correlation_id):
             adapter: Any = None
             items: Generator[Any, None, None] | None = None

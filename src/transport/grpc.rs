@@ -17,6 +17,7 @@ use grpcio::{
 
 use super::{Connect, Transport, TransportError};
 use crate::block_on::thread_waker;
+use crate::call::CORRELATION_HEADER;
 use crate::deadline::MAX_DURATION;
 use crate::pool_token::{self, PoolToken};
 use crate::protocol::messages::{
@@ -82,6 +83,26 @@ impl GrpcTransport {
             .timeout(grpc_timeout(timeout))
             .headers(self.headers.clone())
     }
+
+    /// The options of a tool call: [`options`](Self::options), plus the
+    /// call's correlation id (from the request's metadata) as a header.
+    fn call_options(&self, req: &ExecuteToolRequest, timeout: Duration) -> CallOption {
+        let Some(id) = req.metadata.get(CORRELATION_HEADER) else {
+            return self.options(timeout);
+        };
+        let mut headers = MetadataBuilder::with_capacity(self.headers.len() + 1);
+        for (key, value) in self.headers.iter() {
+            // Copied from text metadata that was valid when built
+            // (`add_bytes` is only for `-bin` keys).
+            let _ = headers.add_str(key, &String::from_utf8_lossy(value));
+        }
+        // Checked by the pool to be printable ASCII; were it refused, the
+        // id still travels in the request's metadata.
+        let _ = headers.add_str(CORRELATION_HEADER, id);
+        CallOption::default()
+            .timeout(grpc_timeout(timeout))
+            .headers(headers.build())
+    }
 }
 
 impl Transport for GrpcTransport {
@@ -90,7 +111,7 @@ impl Transport for GrpcTransport {
         req: &ExecuteToolRequest,
         timeout: Duration,
     ) -> Result<ExecuteToolResponse, TransportError> {
-        let opt = self.options(timeout);
+        let opt = self.call_options(req, timeout);
         self.client
             .unary_call(&service::EXECUTE_TOOL, req, opt)
             .map_err(from_grpc)
@@ -103,7 +124,7 @@ impl Transport for GrpcTransport {
         control: &StreamControl,
         on_chunk: &mut dyn FnMut(ToolChunk) -> ControlFlow<()>,
     ) -> Result<(), TransportError> {
-        let opt = self.options(timeout);
+        let opt = self.call_options(req, timeout);
         let mut receiver = self
             .client
             .server_streaming(&service::EXECUTE_STREAMING_TOOL, req, opt)
