@@ -305,6 +305,28 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether the workers record their tools' telemetry events, and which
+    /// share of them (`sampling_rate`, 0 to 1, kept at random) they keep.
+    /// The events reach the event hook
+    /// ([`HandleEvent::telemetry`](crate::events::HandleEvent::telemetry));
+    /// see [`crate::telemetry`]. Changed at run time with
+    /// [`Pool::set_telemetry`](crate::Pool::set_telemetry). A rate outside
+    /// 0 to 1 fails `build` with [`Error::InvalidConfig`]. Default: on,
+    /// every event.
+    ///
+    /// ```
+    /// // One event in ten.
+    /// let builder = snakepit::Pool::builder().telemetry(true, 0.1);
+    /// # let _ = builder;
+    /// ```
+    pub fn telemetry(mut self, enabled: bool, sampling_rate: f64) -> Self {
+        self.config.telemetry = crate::telemetry::Settings {
+            enabled,
+            sampling_rate,
+        };
+        self
+    }
+
     /// Registers a host tool: a Rust closure that Python tools call with
     /// `self.session_context.call_host_tool("name", **kwargs)` (or
     /// `call_elixir_tool`, Snakepit's name) and list with
@@ -486,6 +508,11 @@ impl PoolBuilder {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let c = &self.config;
         let invalid = |option, message: String| Err(Error::InvalidConfig { option, message });
+        if let Err(Error::InvalidArgument { message, .. }) =
+            crate::telemetry::check_sampling_rate(c.telemetry.sampling_rate)
+        {
+            return invalid("telemetry", message);
+        }
         let valid_class = c.adapter.rsplit_once('.').is_some_and(|(module, class)| {
             !module.is_empty()
                 && !class.is_empty()

@@ -107,6 +107,7 @@ mod socket_dir;
 mod stats;
 mod stream;
 mod supervisor;
+pub mod telemetry;
 mod tools;
 mod transport;
 mod work;

@@ -80,6 +80,7 @@ pub(crate) struct Config {
     pub host_tools: Vec<HostTool>,
     pub host_tool_threads: usize,
     pub worker_script: Option<PathBuf>,
+    pub telemetry: crate::telemetry::Settings,
 }
 
 /// Default of [`PoolBuilder::host_tool_threads`].
@@ -118,6 +119,7 @@ impl Default for Config {
             host_tools: Vec::new(),
             host_tool_threads: DEFAULT_HOST_TOOL_THREADS,
             worker_script: None,
+            telemetry: crate::telemetry::Settings::default(),
         }
     }
 }

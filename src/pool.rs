@@ -345,6 +345,31 @@ impl Pool {
         self.inner.shared.stats()
     }
 
+    /// Switches the workers' telemetry on or off and sets the share of
+    /// events they keep (`sampling_rate`, 0 to 1), now and for every
+    /// process started later (see
+    /// [`PoolBuilder::telemetry`](crate::PoolBuilder::telemetry)). The
+    /// settings travel as control messages on each worker's telemetry
+    /// stream and apply from the moment each worker receives them. A rate
+    /// outside 0 to 1 fails with [`Error::InvalidArgument`].
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
+    /// pool.set_telemetry(false, 1.0)?; // quiet
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn set_telemetry(&self, enabled: bool, sampling_rate: f64) -> Result<(), Error> {
+        crate::telemetry::check_sampling_rate(sampling_rate)?;
+        self.inner
+            .shared
+            .telemetry()
+            .set(crate::telemetry::Settings {
+                enabled,
+                sampling_rate,
+            });
+        Ok(())
+    }
+
     /// Replaces worker `worker` with a fresh process. `worker` is its id as
     /// stats and events show it (`"worker-0"`, or `"compute/worker-0"` in
     /// a pool named `compute`); the bare `"worker-0"` also names it in a

@@ -329,6 +329,12 @@ class ShowcaseTools:
             telemetry.emit(name, {"i": i}, {"source": "emit_events"})
         return n
 
+    @tool(description="Whether this worker records telemetry, and its sampling rate")
+    def telemetry_settings(self) -> dict[str, Any]:
+        """What the host's telemetry controls last set here."""
+        backend = telemetry.get_backend()
+        return {"enabled": telemetry.is_enabled(), "sampling_rate": getattr(backend, "sampling_rate", None)}
+
     @tool(description="Calls made on this adapter instance (1 unless instances are kept per worker)")
     def instance_calls(self) -> int:
         """Counts calls on ``self``: shows whether the instance is reused."""
