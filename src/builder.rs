@@ -305,25 +305,27 @@ impl PoolBuilder {
         self
     }
 
-    /// Whether the workers record their tools' telemetry events, and which
-    /// share of them (`sampling_rate`, 0 to 1, kept at random) they keep.
-    /// The events reach the event hook
+    /// Whether the workers record their tools' telemetry events. The
+    /// events reach the event hook
     /// ([`HandleEvent::telemetry`](crate::events::HandleEvent::telemetry));
     /// see [`crate::telemetry`]. Changed at run time with
-    /// [`Pool::set_telemetry`](crate::Pool::set_telemetry). A rate outside
-    /// 0 to 1 fails `build` with [`Error::InvalidConfig`]. Default: on,
-    /// every event.
+    /// [`Pool::set_telemetry`](crate::Pool::set_telemetry). Default: true.
+    pub fn telemetry(mut self, enabled: bool) -> Self {
+        self.config.telemetry.enabled = enabled;
+        self
+    }
+
+    /// The share of telemetry events the workers keep (0 to 1, chosen at
+    /// random). A rate outside 0 to 1 fails `build` with
+    /// [`Error::InvalidConfig`]. Default: 1, every event.
     ///
     /// ```
     /// // One event in ten.
-    /// let builder = snakepit::Pool::builder().telemetry(true, 0.1);
+    /// let builder = snakepit::Pool::builder().telemetry_sampling_rate(0.1);
     /// # let _ = builder;
     /// ```
-    pub fn telemetry(mut self, enabled: bool, sampling_rate: f64) -> Self {
-        self.config.telemetry = crate::telemetry::Settings {
-            enabled,
-            sampling_rate,
-        };
+    pub fn telemetry_sampling_rate(mut self, sampling_rate: f64) -> Self {
+        self.config.telemetry.sampling_rate = sampling_rate;
         self
     }
 
@@ -511,7 +513,7 @@ impl PoolBuilder {
         if let Err(Error::InvalidArgument { message, .. }) =
             crate::telemetry::check_sampling_rate(c.telemetry.sampling_rate)
         {
-            return invalid("telemetry", message);
+            return invalid("telemetry_sampling_rate", message);
         }
         let valid_class = c.adapter.rsplit_once('.').is_some_and(|(module, class)| {
             !module.is_empty()

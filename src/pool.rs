@@ -348,7 +348,8 @@ impl Pool {
     /// Switches the workers' telemetry on or off and sets the share of
     /// events they keep (`sampling_rate`, 0 to 1), now and for every
     /// process started later (see
-    /// [`PoolBuilder::telemetry`](crate::PoolBuilder::telemetry)). The
+    /// [`PoolBuilder::telemetry`](crate::PoolBuilder::telemetry) and
+    /// [`PoolBuilder::telemetry_sampling_rate`](crate::PoolBuilder::telemetry_sampling_rate)). The
     /// settings travel as control messages on each worker's telemetry
     /// stream and apply from the moment each worker receives them. A rate
     /// outside 0 to 1 fails with [`Error::InvalidArgument`].

@@ -11,8 +11,9 @@
 //! fresh stream; events still buffered in a process that ends are lost.
 //!
 //! The host switches recording on and off and sets the sampling rate with
-//! [`PoolBuilder::telemetry`](crate::PoolBuilder::telemetry) and
-//! [`Pool::set_telemetry`](crate::Pool::set_telemetry); they travel as the
+//! [`PoolBuilder::telemetry`](crate::PoolBuilder::telemetry),
+//! [`PoolBuilder::telemetry_sampling_rate`](crate::PoolBuilder::telemetry_sampling_rate)
+//! and [`Pool::set_telemetry`](crate::Pool::set_telemetry); they travel as the
 //! stream's control messages. Events dropped by a full buffer are counted
 //! in [`PoolStats::telemetry_dropped`](crate::PoolStats::telemetry_dropped).
 

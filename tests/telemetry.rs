@@ -122,7 +122,7 @@ fn the_host_switches_telemetry_off_and_on_and_sets_the_sampling_rate() {
     let pool = scope
         .builder()
         .workers(1)
-        .telemetry(true, 0.5)
+        .telemetry_sampling_rate(0.5)
         .event_handler(Hook(recorder.clone()))
         .build()
         .unwrap();
