@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -29,16 +28,11 @@ use crate::protocol::messages::{
     telemetry_value, TelemetryControl, TelemetryEvent as WireEvent, TelemetrySamplingUpdate,
     TelemetryToggle,
 };
-use crate::shared::Shared;
-use crate::transport::{FeedNext, TelemetryFeed};
+use crate::transport::TelemetryFeed;
 
 /// The event name by which a worker reports events its full buffer
 /// dropped; its measurement `count` says how many.
 pub const DROPPED_EVENT: &str = "snakepit.telemetry.dropped";
-
-/// How long the pump waits for an event before it checks that the pool is
-/// still open.
-const PUMP_POLL: Duration = Duration::from_millis(200);
 
 /// How long a control message may take to go out.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,7 +100,8 @@ pub struct TelemetryEvent {
 }
 
 impl TelemetryEvent {
-    fn from_wire(worker: &str, wire: WireEvent) -> TelemetryEvent {
+    /// The event `wire` from `worker`.
+    pub(crate) fn from_wire(worker: &str, wire: WireEvent) -> TelemetryEvent {
         let measurements = wire
             .measurements
             .into_iter()
@@ -197,14 +192,14 @@ impl Hub {
 
     /// Makes `feed` slot `slot`'s stream (replacing its last process's)
     /// and sends it the settings.
-    fn attach(&self, slot: usize, feed: Arc<dyn TelemetryFeed>) {
+    pub fn attach(&self, slot: usize, feed: Arc<dyn TelemetryFeed>) {
         let mut state = self.state.lock();
         send_settings(&*feed, state.settings);
         state.feeds[slot] = Some(feed);
     }
 
     /// Forgets slot `slot`'s stream if it is still `feed`.
-    fn detach(&self, slot: usize, feed: &Arc<dyn TelemetryFeed>) {
+    pub fn detach(&self, slot: usize, feed: &Arc<dyn TelemetryFeed>) {
         let mut state = self.state.lock();
         if state.feeds[slot]
             .as_ref()
@@ -231,70 +226,6 @@ fn send_settings(feed: &dyn TelemetryFeed, settings: Settings) {
             log::debug!(target: "snakepit::telemetry", "a telemetry control did not go out: {e}");
         }
     }
-}
-
-/// Starts the thread that reads the telemetry stream of the process now in
-/// `slot`, until the stream ends (the process ended) or the pool closes.
-pub(crate) fn start_pump(shared: &Arc<Shared>, slot: usize, feed: Arc<dyn TelemetryFeed>) {
-    let worker = shared.worker(slot).id.clone();
-    shared.telemetry().attach(slot, feed.clone());
-    let shared = shared.clone();
-    let spawned = thread::Builder::new()
-        .name(format!("snakepit-telemetry-{slot}"))
-        .spawn({
-            let feed = feed.clone();
-            let shared = shared.clone();
-            move || pump(&shared, slot, &worker, feed)
-        });
-    if let Err(e) = spawned {
-        log::warn!(target: "snakepit::telemetry", "no telemetry thread for slot {slot}: {e}");
-        shared.telemetry().detach(slot, &feed);
-        feed.cancel();
-    }
-}
-
-fn pump(shared: &Shared, slot: usize, worker: &str, feed: Arc<dyn TelemetryFeed>) {
-    loop {
-        if shared.is_closing() {
-            feed.cancel();
-            break;
-        }
-        match feed.next(PUMP_POLL) {
-            FeedNext::Idle => {}
-            FeedNext::Event(wire) => {
-                let event = TelemetryEvent::from_wire(worker, wire);
-                if event.name == DROPPED_EVENT {
-                    let count = event
-                        .measurements
-                        .get("count")
-                        .and_then(Measurement::as_f64);
-                    shared.counters().telemetry_dropped.fetch_add(
-                        count.unwrap_or(0.0) as u64,
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                } else {
-                    shared
-                        .counters()
-                        .telemetry_events
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                log::debug!(
-                    target: "snakepit::telemetry",
-                    "{worker}: {} {:?} {:?} [correlation_id={}]",
-                    event.name,
-                    event.measurements,
-                    event.metadata,
-                    event.correlation_id.as_deref().unwrap_or("-")
-                );
-                shared.events().telemetry(&event);
-            }
-            FeedNext::Ended(why) => {
-                log::debug!(target: "snakepit::telemetry", "{worker}: telemetry stream ended: {why}");
-                break;
-            }
-        }
-    }
-    shared.telemetry().detach(slot, &feed);
 }
 
 #[cfg(test)]

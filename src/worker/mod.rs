@@ -15,6 +15,7 @@
 //! [`Transport`]: the worker knows neither Python nor gRPC.
 
 mod lane;
+mod telemetry;
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
@@ -408,7 +409,7 @@ impl Worker {
         // A fresh telemetry stream for each process; the last process's
         // stream reads on until that process ends.
         match serving.conn.transport.telemetry() {
-            Ok(feed) => crate::telemetry::start_pump(&shared, self.setup.slot, feed),
+            Ok(feed) => telemetry::start_pump(&shared, self.setup.slot, feed),
             Err(e) => log::debug!("{}: no telemetry stream: {e}", info.id),
         }
         // Calls may have queued while no worker was ready.
