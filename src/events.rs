@@ -342,7 +342,9 @@ pub trait HandleEvent: fmt::Debug + Send + Sync + 'static {
     /// A worker's tool emitted a telemetry event (see
     /// [`crate::telemetry`]). Called on the worker's telemetry thread, in
     /// the order the tool emitted them; a slow handler makes that worker's
-    /// buffer drop its oldest events, never slows a tool.
+    /// buffer drop its oldest events, never slows a tool. Once
+    /// [`Pool::shutdown`](crate::Pool::shutdown) has returned, it is not
+    /// called again.
     fn telemetry(&self, _event: &crate::telemetry::TelemetryEvent) {}
 }
 

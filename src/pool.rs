@@ -671,6 +671,8 @@ impl Inner {
         for worker in rt.workers {
             let _ = worker.thread.join();
         }
+        // Their processes gone, the telemetry streams have ended or end now.
+        self.shared.telemetry().close();
         // After the workers: none of them can call back any more.
         if let Some(mut host) = rt.resources.host {
             host.stop(self.shared.config().shutdown_grace);

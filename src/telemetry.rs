@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -160,6 +161,8 @@ pub(crate) fn check_sampling_rate(rate: f64) -> Result<(), Error> {
 /// The pool's telemetry: its settings and each slot's live stream.
 pub(crate) struct Hub {
     state: Mutex<HubState>,
+    /// The threads reading the streams, joined at shutdown.
+    pumps: Mutex<Vec<thread::JoinHandle<()>>>,
 }
 
 struct HubState {
@@ -175,6 +178,37 @@ impl Hub {
                 settings,
                 feeds: (0..workers).map(|_| None).collect(),
             }),
+            pumps: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps the thread reading a stream, to join at [`close`](Self::close).
+    pub fn add_pump(&self, pump: thread::JoinHandle<()>) {
+        let mut pumps = self.pumps.lock();
+        pumps.retain(|p| !p.is_finished());
+        pumps.push(pump);
+    }
+
+    /// At shutdown, once the workers are gone: ends every stream and waits
+    /// for their threads, so no hook runs after the pool has shut down.
+    pub fn close(&self) {
+        let feeds: Vec<_> = self
+            .state
+            .lock()
+            .feeds
+            .iter_mut()
+            .flat_map(Option::take)
+            .collect();
+        for feed in feeds {
+            feed.cancel();
+        }
+        let pumps = std::mem::take(&mut *self.pumps.lock());
+        let me = thread::current().id();
+        for pump in pumps {
+            // A hook that shut the pool down runs on a pump: not joined.
+            if pump.thread().id() != me {
+                let _ = pump.join();
+            }
         }
     }
 

@@ -28,10 +28,13 @@ pub(crate) fn start_pump(shared: &Arc<Shared>, slot: usize, feed: Arc<dyn Teleme
             let shared = shared.clone();
             move || pump(&shared, slot, &worker, feed)
         });
-    if let Err(e) = spawned {
-        log::warn!(target: "snakepit::telemetry", "no telemetry thread for slot {slot}: {e}");
-        shared.telemetry().detach(slot, &feed);
-        feed.cancel();
+    match spawned {
+        Ok(pump) => shared.telemetry().add_pump(pump),
+        Err(e) => {
+            log::warn!(target: "snakepit::telemetry", "no telemetry thread for slot {slot}: {e}");
+            shared.telemetry().detach(slot, &feed);
+            feed.cancel();
+        }
     }
 }
 
