@@ -214,3 +214,48 @@ fn a_tool_flooding_telemetry_completes_while_the_host_reads_nothing_and_drops_ar
     assert!(grown < 16 << 20, "the host grew by {grown} bytes");
     scope.finish(&pool);
 }
+
+#[test]
+fn thread_profile_workers_stream_their_tools_events_too() {
+    let scope = Scope::new("telemetry-threads");
+    let recorder = Recorder::keeping();
+    let pool = scope
+        .threaded_builder(2)
+        .workers(1)
+        .event_handler(Hook(recorder.clone()))
+        .build()
+        .unwrap();
+    let calls: Vec<_> = (0..2)
+        .map(|k| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                pool.execute_blocking_with(
+                    "emit_events",
+                    json!({"n": 50, "name": "threads.tick"}),
+                    CallOptions::new().correlation_id(format!("call-{k}")),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.join().unwrap().value, json!(50));
+    }
+    assert!(wait_until(Duration::from_secs(60), || recorder
+        .named("threads.tick")
+        .len()
+        == 100));
+    // Each call's events in its own order, tagged with its own id.
+    for k in 0..2 {
+        let id = format!("call-{k}");
+        let mine: Vec<_> = recorder
+            .named("threads.tick")
+            .into_iter()
+            .filter(|e| e.correlation_id.as_deref() == Some(id.as_str()))
+            .map(|e| e.measurements["i"].clone())
+            .collect();
+        let expected: Vec<_> = (0..50).map(Measurement::Int).collect();
+        assert_eq!(mine, expected);
+    }
+    scope.finish(&pool);
+}
