@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use crate::error::{ErrorKind, Exit};
 
+#[cfg(feature = "metrics")]
+pub(crate) mod record;
+
 /// Why a worker process was replaced on purpose.
 ///
 /// ```
@@ -84,7 +87,8 @@ pub enum ExitReason {
     Recycled(RecycleReason),
     /// A process-profile call ran past its timeout; it was killed.
     Hung,
-    /// It did not answer a health check in time; it was killed.
+    /// It did not answer a health check in time, or garbled a reply on the
+    /// socket transport; it was killed.
     Unhealthy,
     /// The pool shut down.
     Shutdown,
@@ -442,6 +446,8 @@ impl HandleEvent for Guarded {
         self.run("worker_recycled", |h| h.worker_recycled(e));
     }
     fn call_finished(&self, e: &CallFinished) {
+        #[cfg(feature = "metrics")]
+        record::call_finished(e);
         self.run("call_finished", |h| h.call_finished(e));
     }
     fn queue_timeout(&self, e: &QueueTimedOut) {

@@ -39,6 +39,11 @@
 //! Two profiles: [`Profile::Process`] runs one call at a time per process;
 //! [`Profile::Thread`] runs N at once per process.
 //!
+//! Two transports: [`Transport::Grpc`] (the default, the Snakepit wire
+//! contract) and [`Transport::Socket`] (length-prefixed protobuf frames on
+//! one Unix stream connection per lane, binary payloads as raw segments:
+//! several times less overhead per call, the crate's own worker only).
+//!
 //! ## Errors
 //!
 //! Every failure is one variant of [`Error`], which says what happened and
@@ -93,6 +98,8 @@ mod interrupt;
 mod launcher;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod options;
 mod panics;
 mod pool;
@@ -119,7 +126,7 @@ pub use deadline::MAX_DURATION;
 pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};
 pub use host_tool::{HostArgs, HostOutput};
-pub use options::Profile;
+pub use options::{Profile, Transport};
 pub use pool::Pool;
 pub use pool_set::PoolSet;
 pub use session::Session;

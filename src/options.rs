@@ -46,6 +46,31 @@ impl Profile {
     }
 }
 
+/// How the pool talks to its worker processes. More transports may come,
+/// so a `match` on it needs a catch-all arm.
+///
+/// [`Grpc`](Transport::Grpc) is the default: it is the Snakepit wire
+/// contract, and what a [`worker_script`](crate::PoolBuilder::worker_script)
+/// speaks. [`Socket`](Transport::Socket) is faster (length-prefixed
+/// protobuf frames over one Unix stream connection per lane, binary payloads
+/// as raw segments), but only the crate's own worker speaks it.
+///
+/// ```
+/// use snakepit::Transport;
+///
+/// assert_eq!(Transport::default(), Transport::Grpc);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// gRPC over a Unix socket: the Snakepit wire contract.
+    #[default]
+    Grpc,
+    /// Length-prefixed frames over Unix stream connections: lower latency
+    /// and binary payloads at memory speed; the crate's own worker only.
+    Socket,
+}
+
 /// Everything a pool is started with, resolved and checked.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -81,6 +106,7 @@ pub(crate) struct Config {
     pub host_tool_threads: usize,
     pub worker_script: Option<PathBuf>,
     pub telemetry: crate::telemetry::Settings,
+    pub transport: Transport,
 }
 
 /// Default of [`PoolBuilder::host_tool_threads`].
@@ -120,6 +146,7 @@ impl Default for Config {
             host_tool_threads: DEFAULT_HOST_TOOL_THREADS,
             worker_script: None,
             telemetry: crate::telemetry::Settings::default(),
+            transport: Transport::Grpc,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
 use crate::launcher::Launcher;
-use crate::options::{worker_id, Config, Profile};
+use crate::options::{worker_id, Config, Profile, Transport};
 use crate::pool_token::PoolToken;
 use crate::protocol::value;
 use crate::python;
@@ -28,6 +28,7 @@ use crate::socket_dir;
 use crate::stats::PoolStats;
 use crate::stream::{Stream, StreamControl};
 use crate::transport::grpc::GrpcConnector;
+use crate::transport::socket::SocketConnector;
 use crate::transport::Connect;
 use crate::work::{Command, Job, Work};
 use crate::worker::{Connection, Control, WorkerHandle, WorkerSetup};
@@ -421,11 +422,43 @@ impl Pool {
     /// registers again and its latest list replaces the previous one. A
     /// worker whose adapter could not list its tools registers nothing (it
     /// logs why) and still serves.
+    ///
+    /// On [`Transport::Socket`] without host tools, workers do not reach
+    /// the host's callback server (that would import grpc at start-up):
+    /// this then asks each serving worker for its tools instead, one round
+    /// trip each, and lists the ones that answer.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
+        let config = self.shared().config();
+        if config.transport == Transport::Socket && config.host_tools.is_empty() {
+            return self.described_tools();
+        }
         self.inner
             .host
             .as_ref()
             .map_or_else(Vec::new, |host| host.registered_tools())
+    }
+
+    /// Each serving worker's tools as it describes them, by worker.
+    fn described_tools(&self) -> Vec<RegisteredTool> {
+        let timeout = self.shared().config().call_timeout;
+        let mut tools = Vec::new();
+        for (worker, conn) in self.live_connections().unwrap_or_default() {
+            conn.in_flight
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let described = conn.transport.describe(timeout);
+            conn.in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let Ok(resp) = described else { continue };
+            let mut specs: Vec<_> = resp.available_tools.into_iter().collect();
+            specs.sort_by(|a, b| a.0.cmp(&b.0));
+            tools.extend(specs.into_iter().map(|(key, spec)| RegisteredTool {
+                worker: worker.clone(),
+                name: if spec.name.is_empty() { key } else { spec.name },
+                description: spec.description,
+                supports_streaming: spec.supports_streaming,
+            }));
+        }
+        tools
     }
 
     /// The sessions workers opened on the host with `InitializeSession`
@@ -536,23 +569,35 @@ impl Pool {
             },
             env: config.env.clone(),
             max_message_bytes: config.max_message_bytes,
-            elixir_address: host.as_ref().map(|h| h.address.clone()),
+            // On the socket transport, reaching the host means importing
+            // grpc at start-up: only done when there are host tools to call
+            // (its workers' tools are then not in `registered_tools`).
+            elixir_address: host
+                .as_ref()
+                .filter(|_| config.transport != Transport::Socket || !config.host_tools.is_empty())
+                .map(|h| h.address.clone()),
             worker_script: config.worker_script.clone(),
             token: token.clone(),
+            socket_transport: config.transport == Transport::Socket,
         };
-        let connector = match GrpcConnector::new(config.max_message_bytes, &token) {
-            Ok(connector) => connector,
-            Err(message) => {
-                let _ = std::fs::remove_dir_all(&socket_dir);
-                return Err(pool_error(message));
-            }
+        // The socket transport's connections are guarded by the pool's 0700
+        // directory alone (see the README's security notes).
+        let connector: Arc<dyn Connect> = match config.transport {
+            Transport::Socket => Arc::new(SocketConnector::new(config.max_message_bytes)),
+            _ => match GrpcConnector::new(config.max_message_bytes, &token) {
+                Ok(connector) => Arc::new(connector),
+                Err(message) => {
+                    let _ = std::fs::remove_dir_all(&socket_dir);
+                    return Err(pool_error(message));
+                }
+            },
         };
         let seams = Seams {
             launcher: Arc::new(LocalLauncher {
                 spec,
                 socket_dir: socket_dir.clone(),
             }),
-            connector: Arc::new(connector),
+            connector,
         };
         let resources = Resources {
             host,

@@ -31,7 +31,6 @@ impl HandleEvent for Outcomes {
     }
 }
 
-#[test]
 fn json_values_round_trip_intact() {
     let scope = Scope::new("roundtrip");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -76,7 +75,6 @@ fn json_values_round_trip_intact() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_python_exception_is_typed_and_the_pool_keeps_serving() {
     let scope = Scope::new("pyerr");
     let outcomes = Outcomes::default();
@@ -137,7 +135,6 @@ fn a_python_exception_is_typed_and_the_pool_keeps_serving() {
     scope.finish(&pool);
 }
 
-#[test]
 fn an_unknown_tool_names_the_tools_that_exist() {
     let scope = Scope::new("notool");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -162,7 +159,6 @@ fn an_unknown_tool_names_the_tools_that_exist() {
     scope.finish(&pool);
 }
 
-#[test]
 fn bad_arguments_are_refused_before_the_tool_runs() {
     let scope = Scope::new("badargs");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -227,7 +223,6 @@ fn bad_arguments_are_refused_before_the_tool_runs() {
     scope.finish(&pool);
 }
 
-#[test]
 fn bytes_travel_raw_both_ways() {
     let scope = Scope::new("bytes");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -246,3 +241,11 @@ fn bytes_travel_raw_both_ways() {
 
     scope.finish(&pool);
 }
+
+both_transports!(
+    json_values_round_trip_intact,
+    a_python_exception_is_typed_and_the_pool_keeps_serving,
+    an_unknown_tool_names_the_tools_that_exist,
+    bad_arguments_are_refused_before_the_tool_runs,
+    bytes_travel_raw_both_ways,
+);

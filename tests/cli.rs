@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -222,6 +222,46 @@ fn call_prints_the_result_as_json() {
         stderr(&out)
     );
     assert_eq!(stdout(&out), "");
+}
+
+/// `--transport` picks the pool's transport, over the configuration file's
+/// `transport`: a worker on the socket transport never imports grpc.
+#[test]
+fn call_runs_on_the_transport_chosen() {
+    let scope = Scope::new("cli-transport");
+    let grpc_imported = |args: &[&str]| {
+        let mut all = vec!["call"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["imported", r#"{"module": "grpc"}"#]);
+        let out = snakepit(&scope, &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(grpc_imported(&["--adapter", SHOWCASE]), "true\n");
+    assert_eq!(
+        grpc_imported(&["--adapter", SHOWCASE, "--transport", "socket"]),
+        "false\n"
+    );
+    let config = write_config(
+        &scope,
+        "socket.toml",
+        &format!("[pools.fast]\nadapter = \"{SHOWCASE}\"\ntransport = \"socket\"\n"),
+    );
+    assert_eq!(grpc_imported(&["--config", arg(&config)]), "false\n");
+    assert_eq!(
+        grpc_imported(&["--config", arg(&config), "--transport", "grpc"]),
+        "true\n"
+    );
+    let out = snakepit(
+        &scope,
+        &["call", "--adapter", SHOWCASE, "--transport", "tcp", "ping"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("expected grpc or socket"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -459,7 +499,9 @@ fn ctrl_c_stops_the_worker_with_the_command() {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let mut rest = String::new();
+    let _ = progress.read_to_string(&mut rest);
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
     scope.assert_no_processes();
 }
 

@@ -1,5 +1,6 @@
 //! Workers crash, leak, hang and get recycled: the pool keeps serving, loses
-//! no call it accepted, and leaves no process behind.
+//! no call it accepted, and leaves no process behind. (The crash storm and
+//! the other injected faults are in `tests/faults.rs`.)
 
 mod common;
 
@@ -24,7 +25,6 @@ fn kill(pid: u32, signal: libc::c_int) {
     }
 }
 
-#[test]
 fn an_idempotent_call_is_retried_after_a_crash_and_succeeds() {
     let scope = Scope::new("idem");
     let pool = scope.builder().adapter(FAULTY).workers(2).build().unwrap();
@@ -52,90 +52,6 @@ fn an_idempotent_call_is_retried_after_a_crash_and_succeeds() {
     scope.finish(&pool);
 }
 
-#[test]
-fn a_crash_storm_ends_every_call_and_the_pool_recovers() {
-    let scope = Scope::new("storm");
-    let pool = scope
-        .builder()
-        .workers(4)
-        .queue_timeout(LIMIT)
-        .restart_backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .build()
-        .unwrap();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let killer = {
-        let pool = pool.clone();
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut kills = 0u32;
-            let mut n = 0usize;
-            while !stop.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(50));
-                let pids: Vec<u32> = pool.stats().pids();
-                if !pids.is_empty() {
-                    n = n.wrapping_mul(31).wrapping_add(7);
-                    kill(pids[n % pids.len()], libc::SIGKILL);
-                    kills += 1;
-                }
-            }
-            kills
-        })
-    };
-
-    let (done_tx, done_rx) = crossbeam_channel::unbounded();
-    for t in 0..8 {
-        let pool = pool.clone();
-        let done = done_tx.clone();
-        thread::spawn(move || {
-            for i in 0..125 {
-                let idempotent = (t + i) % 2 == 0;
-                let opts = if idempotent {
-                    // Retried on crashes: across a storm this dense, more
-                    // than once now and then.
-                    CallOptions::new().idempotent(true).crash_retries(5)
-                } else {
-                    CallOptions::new()
-                };
-                let outcome = pool.execute_blocking_with("add", json!({"a": t, "b": i}), opts);
-                done.send((idempotent, t + i, outcome)).unwrap();
-            }
-        });
-    }
-    drop(done_tx);
-
-    let (mut ok, mut crashed) = (0, 0);
-    for _ in 0..1000 {
-        let (idempotent, sum, outcome) = done_rx
-            .recv_timeout(LIMIT)
-            .expect("a caller hung: no call ended for a minute");
-        match outcome {
-            Ok(reply) => {
-                assert_eq!(reply.value, json!(sum));
-                ok += 1;
-            }
-            Err(Error::WorkerCrashed { .. }) if !idempotent => crashed += 1,
-            Err(e) => panic!("idempotent={idempotent}: unexpected {e:?}"),
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let kills = killer.join().unwrap();
-    assert_eq!(ok + crashed, 1000);
-    assert!(kills > 0);
-
-    assert!(
-        wait_until(LIMIT, || pool.stats().ready_workers == 4),
-        "the pool did not return to full size: {:?}",
-        pool.stats()
-    );
-    common::assert_serves(&pool);
-    let stats = pool.stats();
-    assert_eq!(stats.load, 0);
-    assert!(stats.crashes > 0);
-    scope.finish(&pool);
-}
-
-#[test]
 fn workers_killed_while_starting_are_not_a_crash_loop() {
     let scope = Arc::new(Scope::new("startkill"));
     let pool = scope
@@ -199,7 +115,6 @@ fn workers_killed_while_starting_are_not_a_crash_loop() {
     scope.finish(&pool);
 }
 
-#[test]
 fn recycling_under_load_fails_no_call() {
     let scope = Scope::new("recycle");
     let pool = scope
@@ -233,7 +148,6 @@ fn recycling_under_load_fails_no_call() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_worker_past_its_memory_limit_is_recycled() {
     let scope = Scope::new("memory");
     let pool = scope
@@ -265,7 +179,6 @@ fn a_worker_past_its_memory_limit_is_recycled() {
     scope.finish(&pool);
 }
 
-#[test]
 fn lifetime_and_manual_recycling_replace_workers_without_failing_calls() {
     let scope = Scope::new("ttl");
     let pool = scope
@@ -319,7 +232,6 @@ fn lifetime_and_manual_recycling_replace_workers_without_failing_calls() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_worker_that_stops_answering_health_checks_is_replaced() {
     let scope = Scope::new("health");
     let pool = scope
@@ -339,7 +251,6 @@ fn a_worker_that_stops_answering_health_checks_is_replaced() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_crash_loop_backs_off_reports_degraded_and_fails_calls_fast() {
     let scope = Scope::new("loop");
     let marker = scope.path("refuse");
@@ -424,7 +335,6 @@ fn all_pids(pids: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-#[test]
 fn workers_and_their_children_die_with_a_host_killed_by_sigkill() {
     let scope = Scope::new("sigkill");
     let (mut host, pids) = host_process(&scope);
@@ -444,7 +354,6 @@ fn workers_and_their_children_die_with_a_host_killed_by_sigkill() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn ctrl_c_in_a_host_with_the_handler_stops_every_worker() {
     let scope = Scope::new("ctrlc");
     let (mut host, pids) = host_process(&scope);
@@ -474,7 +383,6 @@ impl snakepit::events::HandleEvent for Starts {
     }
 }
 
-#[test]
 fn a_replacement_starts_before_the_old_process_reaches_max_requests() {
     let scope = Scope::new("prestart");
     let starts = Starts::default();
@@ -513,3 +421,16 @@ fn a_replacement_starts_before_the_old_process_reaches_max_requests() {
     assert_eq!(stats.failed, 0);
     scope.finish(&pool);
 }
+
+both_transports!(
+    an_idempotent_call_is_retried_after_a_crash_and_succeeds,
+    workers_killed_while_starting_are_not_a_crash_loop,
+    recycling_under_load_fails_no_call,
+    a_worker_past_its_memory_limit_is_recycled,
+    lifetime_and_manual_recycling_replace_workers_without_failing_calls,
+    a_worker_that_stops_answering_health_checks_is_replaced,
+    a_crash_loop_backs_off_reports_degraded_and_fails_calls_fast,
+    workers_and_their_children_die_with_a_host_killed_by_sigkill,
+    ctrl_c_in_a_host_with_the_handler_stops_every_worker,
+    a_replacement_starts_before_the_old_process_reaches_max_requests,
+);

@@ -24,7 +24,6 @@ fn python_error(err: Error) -> (String, String) {
     }
 }
 
-#[test]
 fn python_calls_a_rust_closure_and_uses_its_result() {
     let scope = Scope::new("hosttool");
     let threads = Arc::new(Mutex::new(Vec::new()));
@@ -67,7 +66,6 @@ fn python_calls_a_rust_closure_and_uses_its_result() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_closure_error_raises_runtime_error_in_python() {
     let scope = Scope::new("hosterr");
     let pool = scope
@@ -99,7 +97,6 @@ fn a_closure_error_raises_runtime_error_in_python() {
     scope.finish(&pool);
 }
 
-#[test]
 fn host_tools_run_concurrently_on_the_host_tool_threads() {
     let scope = Scope::new("hostconc");
     // A rendezvous: each call waits until all four are inside at once.
@@ -145,7 +142,6 @@ fn host_tools_run_concurrently_on_the_host_tool_threads() {
     scope.finish(&pool);
 }
 
-#[test]
 fn many_concurrent_host_tool_calls_all_get_their_replies() {
     let scope = Scope::new("hoststress");
     let total = Arc::new(AtomicUsize::new(0));
@@ -183,7 +179,6 @@ fn many_concurrent_host_tool_calls_all_get_their_replies() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_panicking_closure_is_an_error_and_the_host_keeps_serving() {
     let scope = Scope::new("hostpanic");
     let calls = Arc::new(AtomicUsize::new(0));
@@ -217,7 +212,6 @@ fn a_panicking_closure_is_an_error_and_the_host_keeps_serving() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_closure_calls_back_into_the_pool_without_deadlock() {
     let scope = Scope::new("hostnested");
     let pool = scope
@@ -262,7 +256,6 @@ fn a_closure_calls_back_into_the_pool_without_deadlock() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_nested_call_with_no_free_worker_waits_only_until_its_queue_timeout() {
     let scope = Scope::new("hostfull");
     let pool = scope
@@ -290,7 +283,6 @@ fn a_nested_call_with_no_free_worker_waits_only_until_its_queue_timeout() {
     scope.finish(&pool);
 }
 
-#[test]
 fn python_lists_the_host_tools() {
     let scope = Scope::new("hostlist");
     let pool = scope
@@ -318,7 +310,6 @@ fn python_lists_the_host_tools() {
 /// Without host tools the callback server still runs (every worker
 /// registers its tools with it), and a host tool call fails at once with a
 /// message that says there are none.
-#[test]
 fn without_host_tools_a_host_tool_call_fails_clearly_and_tools_are_registered() {
     let scope = Scope::new("hostnone");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -339,7 +330,6 @@ fn without_host_tools_a_host_tool_call_fails_clearly_and_tools_are_registered() 
     scope.finish(&pool);
 }
 
-#[test]
 fn a_host_tool_does_not_keep_its_pool_alive() {
     let scope = Scope::new("hostweak");
     let pool = scope
@@ -358,7 +348,6 @@ fn a_host_tool_does_not_keep_its_pool_alive() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn a_host_tool_holding_the_last_handle_shuts_the_pool_down_on_its_thread() {
     let scope = Scope::new("hostlast");
     let (entered_tx, entered_rx) = crossbeam_channel::bounded(1);
@@ -394,7 +383,6 @@ fn a_host_tool_holding_the_last_handle_shuts_the_pool_down_on_its_thread() {
     );
 }
 
-#[test]
 fn a_host_tool_may_shut_its_pool_down() {
     let scope = Scope::new("hoststop");
     let pool = scope
@@ -426,7 +414,6 @@ fn a_host_tool_may_shut_its_pool_down() {
     scope.finish(&pool);
 }
 
-#[test]
 fn shutdown_waits_for_a_running_host_tool_only_for_the_grace_period() {
     let scope = Scope::new("hostslow");
     let (entered_tx, entered_rx) = crossbeam_channel::bounded(1);
@@ -455,7 +442,6 @@ fn shutdown_waits_for_a_running_host_tool_only_for_the_grace_period() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn builder_rejects_bad_host_options() {
     let scope = Scope::new("hostopts");
     let err = scope
@@ -514,6 +500,7 @@ fn contract_builder(scope: &Scope) -> snakepit::PoolBuilder {
         .python_path(format!("{root}/python"))
 }
 
+// A worker script speaks gRPC only (the socket transport refuses one).
 #[test]
 fn a_snakepit_contract_worker_script_runs_under_the_pool() {
     let scope = Scope::new("contract");
@@ -603,6 +590,7 @@ fn a_snakepit_contract_worker_script_runs_under_the_pool() {
     scope.finish(&pool);
 }
 
+// A worker script speaks gRPC only (the socket transport refuses one).
 #[test]
 fn a_contract_worker_script_gets_max_workers_in_the_thread_profile() {
     let scope = Scope::new("contract-thread");
@@ -633,7 +621,6 @@ fn call_host_binary(
     )
 }
 
-#[test]
 fn host_tools_take_and_return_bytes_both_ways_within_the_message_limit() {
     let scope = Scope::new("hostbin");
     let limit = 4 << 20;
@@ -705,3 +692,21 @@ fn host_tools_take_and_return_bytes_both_ways_within_the_message_limit() {
     assert_eq!(reply.binary, Some(vec![2, 1]));
     scope.finish(&pool);
 }
+
+both_transports!(
+    python_calls_a_rust_closure_and_uses_its_result,
+    a_closure_error_raises_runtime_error_in_python,
+    host_tools_run_concurrently_on_the_host_tool_threads,
+    many_concurrent_host_tool_calls_all_get_their_replies,
+    a_panicking_closure_is_an_error_and_the_host_keeps_serving,
+    a_closure_calls_back_into_the_pool_without_deadlock,
+    a_nested_call_with_no_free_worker_waits_only_until_its_queue_timeout,
+    python_lists_the_host_tools,
+    without_host_tools_a_host_tool_call_fails_clearly_and_tools_are_registered,
+    host_tools_take_and_return_bytes_both_ways_within_the_message_limit,
+    a_host_tool_does_not_keep_its_pool_alive,
+    a_host_tool_holding_the_last_handle_shuts_the_pool_down_on_its_thread,
+    a_host_tool_may_shut_its_pool_down,
+    shutdown_waits_for_a_running_host_tool_only_for_the_grace_period,
+    builder_rejects_bad_host_options,
+);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::Scope;
 use serde_json::json;
-use snakepit::{CallOptions, Error, PoolBuilder, Profile};
+use snakepit::{CallOptions, Error, PoolBuilder, Profile, Transport};
 
 const HOSTILE: &str = "snakepit_showcase.hostile.HostileAdapter";
 const THREADED_HOSTILE: &str = "snakepit_showcase.hostile.ThreadedHostileAdapter";
@@ -31,7 +31,6 @@ fn hostile(scope: &Scope, profile: Profile) -> PoolBuilder {
     scope.builder().adapter(adapter).profile(profile).workers(1)
 }
 
-#[test]
 fn a_base_exception_is_a_python_error_and_the_worker_keeps_serving() {
     for profile in [Profile::Process, Profile::Thread { threads: 2 }] {
         let scope = Scope::new("baseexc");
@@ -86,7 +85,6 @@ fn nested(depth: usize) -> serde_json::Value {
     (0..depth).fold(json!("core"), |inner, _| json!([inner]))
 }
 
-#[test]
 fn values_nest_100_deep_both_ways_and_deeper_is_a_typed_error() {
     let scope = Scope::new("nesting");
     let pool = hostile(&scope, Profile::Process).build().unwrap();
@@ -133,7 +131,6 @@ fn gone(pid: u32) -> bool {
     common::wait_until(Duration::from_secs(10), || !common::is_alive(pid))
 }
 
-#[test]
 fn a_tools_daemon_in_a_new_session_ends_at_recycle_and_at_shutdown() {
     let scope = Scope::new("daemon");
     let pool = hostile(&scope, Profile::Process).build().unwrap();
@@ -164,3 +161,48 @@ fn a_tools_daemon_in_a_new_session_ends_at_recycle_and_at_shutdown() {
     assert!(gone(second), "a daemon outlived the pool");
     scope.assert_no_processes();
 }
+
+/// A worker that writes what is not a frame where its reply belongs (bytes
+/// that are not a frame, a frame past any limit, a frame cut short): the
+/// call fails with a typed `BAD_PEER` error at once, not at its timeout,
+/// and the worker is replaced, in both profiles.
+#[test]
+fn a_worker_that_garbles_its_reply_is_a_bad_peer_and_is_replaced() {
+    for profile in [Profile::Process, Profile::Thread { threads: 2 }] {
+        for how in ["garbage", "oversized", "truncated"] {
+            let scope = Scope::new("badpeer");
+            let pool = hostile(&scope, profile)
+                .transport(Transport::Socket)
+                .build()
+                .unwrap();
+            let before = pool.stats().pids();
+            // Were the garbled reply waited on, this timeout would end it.
+            let options = CallOptions::new().timeout(Duration::from_secs(60));
+            let err = pool
+                .execute_blocking_with("garble_reply", json!({"how": how}), options)
+                .unwrap_err();
+            match &err {
+                Error::Transport { code, .. } => assert_eq!(code, "BAD_PEER", "{how}: {err}"),
+                other => panic!("{profile:?} {how}: expected BAD_PEER, got {other:?}"),
+            }
+            // The next call waits for the replacement and succeeds.
+            assert_eq!(pool.execute_blocking("ping", json!({})).unwrap(), "pong");
+            let after = pool.stats().pids();
+            assert_ne!(
+                before, after,
+                "{profile:?} {how}: the worker was not replaced"
+            );
+            assert!(common::wait_until(Duration::from_secs(10), || before
+                .iter()
+                .all(|&pid| !common::is_alive(pid))));
+            pool.shutdown();
+            scope.assert_no_processes();
+        }
+    }
+}
+
+both_transports!(
+    a_base_exception_is_a_python_error_and_the_worker_keeps_serving,
+    values_nest_100_deep_both_ways_and_deeper_is_a_typed_error,
+    a_tools_daemon_in_a_new_session_ends_at_recycle_and_at_shutdown,
+);

@@ -10,7 +10,6 @@ use common::{wait_until, Scope};
 use serde_json::json;
 use snakepit::{Error, Pool, WorkerState};
 
-#[test]
 fn a_bad_adapter_path_fails_build_with_the_import_error() {
     let scope = Scope::new("badpath");
     let t = Instant::now();
@@ -32,7 +31,6 @@ fn a_bad_adapter_path_fails_build_with_the_import_error() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn an_adapter_that_raises_on_import_reports_its_traceback() {
     let scope = Scope::new("broken");
     let err = scope
@@ -47,7 +45,6 @@ fn an_adapter_that_raises_on_import_reports_its_traceback() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn a_missing_interpreter_is_a_start_up_error_naming_it() {
     let scope = Scope::new("nopython");
     let err = scope
@@ -66,6 +63,7 @@ fn a_missing_interpreter_is_a_start_up_error_naming_it() {
     scope.assert_no_processes();
 }
 
+// No process starts, so one variant covers both transports.
 #[test]
 fn options_that_cannot_work_are_refused_before_anything_starts() {
     let cases = [
@@ -82,6 +80,17 @@ fn options_that_cannot_work_are_refused_before_anything_starts() {
             "call_timeout",
         ),
         (Pool::builder().adapter("a.B").env("A=B", "x"), "env"),
+        // A worker script speaks gRPC only.
+        (
+            Pool::builder()
+                .adapter("a.B")
+                .worker_script(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/contract_worker.py"
+                ))
+                .transport(snakepit::Transport::Socket),
+            "transport",
+        ),
     ];
     for (builder, expected) in cases {
         match builder.build().unwrap_err() {
@@ -91,7 +100,6 @@ fn options_that_cannot_work_are_refused_before_anything_starts() {
     }
 }
 
-#[test]
 fn a_worker_that_dies_mid_call_fails_that_call_and_is_replaced() {
     let scope = Scope::new("crash");
     let pool = scope.builder().workers(2).build().unwrap();
@@ -138,7 +146,6 @@ fn a_worker_that_dies_mid_call_fails_that_call_and_is_replaced() {
     scope.finish(&pool);
 }
 
-#[test]
 fn shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
     let scope = Scope::new("shutdown");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -159,7 +166,6 @@ fn shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn a_call_cut_short_by_shutdown_gets_shutting_down() {
     let scope = Scope::new("grace");
     let pool = scope
@@ -180,7 +186,6 @@ fn a_call_cut_short_by_shutdown_gets_shutting_down() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn dropping_the_last_handle_stops_every_worker() {
     let scope = Scope::new("drop");
     let pool = scope.builder().workers(2).build().unwrap();
@@ -197,7 +202,6 @@ fn dropping_the_last_handle_stops_every_worker() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn an_interpreter_without_grpcio_names_the_command_that_fixes_it() {
     let scope = Scope::new("nogrpc");
     // A bare virtual environment: Python, but none of the worker's packages.
@@ -223,3 +227,14 @@ fn an_interpreter_without_grpcio_names_the_command_that_fixes_it() {
     }
     scope.assert_no_processes();
 }
+
+both_transports!(
+    a_bad_adapter_path_fails_build_with_the_import_error,
+    an_adapter_that_raises_on_import_reports_its_traceback,
+    a_missing_interpreter_is_a_start_up_error_naming_it,
+    a_worker_that_dies_mid_call_fails_that_call_and_is_replaced,
+    shutdown_lets_calls_in_flight_finish_and_refuses_new_ones,
+    a_call_cut_short_by_shutdown_gets_shutting_down,
+    dropping_the_last_handle_stops_every_worker,
+    an_interpreter_without_grpcio_names_the_command_that_fixes_it,
+);

@@ -198,7 +198,6 @@ fn an_invalid_file_is_refused_before_any_process_starts() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn tools_lists_every_tool_with_its_parameters() {
     let scope = Scope::new("tools");
     let pool = scope.threaded_builder(2).workers(1).build().unwrap();
@@ -317,3 +316,5 @@ fn ctrl_c_shuts_every_pool_of_the_set_down_and_exits() {
     assert_eq!(status.code(), Some(130));
     scope.assert_no_processes();
 }
+
+both_transports!(tools_lists_every_tool_with_its_parameters);

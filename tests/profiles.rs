@@ -36,7 +36,6 @@ fn barrier_calls(pool: &snakepit::Pool, scope: &Scope, n: usize) -> Vec<serde_js
         .collect()
 }
 
-#[test]
 fn one_thread_profile_process_runs_eight_calls_at_once() {
     let scope = Scope::new("thread8");
     let pool = scope.threaded_builder(8).workers(1).build().unwrap();
@@ -54,7 +53,6 @@ fn one_thread_profile_process_runs_eight_calls_at_once() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_process_pool_runs_one_call_per_worker_at_once() {
     let scope = Scope::new("proc2");
     let pool = scope.builder().workers(2).build().unwrap();
@@ -68,7 +66,6 @@ fn a_process_pool_runs_one_call_per_worker_at_once() {
     scope.finish(&pool);
 }
 
-#[test]
 fn the_thread_profile_refuses_an_adapter_not_marked_thread_safe() {
     let scope = Scope::new("unsafe");
     let err = scope
@@ -85,3 +82,9 @@ fn the_thread_profile_refuses_an_adapter_not_marked_thread_safe() {
     }
     scope.assert_no_processes();
 }
+
+both_transports!(
+    one_thread_profile_process_runs_eight_calls_at_once,
+    a_process_pool_runs_one_call_per_worker_at_once,
+    the_thread_profile_refuses_an_adapter_not_marked_thread_safe,
+);

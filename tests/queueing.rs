@@ -37,7 +37,6 @@ fn hold_the_worker(
     (handle, release)
 }
 
-#[test]
 fn a_full_queue_refuses_at_once_and_queued_calls_still_run() {
     let scope = Scope::new("saturate");
     let pool = scope.builder().workers(1).queue_size(1).build().unwrap();
@@ -76,7 +75,6 @@ fn a_full_queue_refuses_at_once_and_queued_calls_still_run() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_call_that_waits_past_its_queue_timeout_never_runs() {
     let scope = Scope::new("qtimeout");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -116,7 +114,6 @@ fn a_call_that_waits_past_its_queue_timeout_never_runs() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_call_past_its_timeout_fails_and_leaks_nothing() {
     let scope = Scope::new("ctimeout");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -163,7 +160,6 @@ fn a_call_past_its_timeout_fails_and_leaks_nothing() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_thread_profile_timeout_keeps_the_process_and_its_other_calls() {
     let scope = Scope::new("ttimeout");
     let pool = scope.threaded_builder(4).workers(1).build().unwrap();
@@ -184,7 +180,6 @@ fn a_thread_profile_timeout_keeps_the_process_and_its_other_calls() {
     scope.finish(&pool);
 }
 
-#[test]
 fn huge_call_durations_are_refused_and_the_idle_pool_keeps_serving() {
     let scope = Scope::new("huge-durations");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -218,7 +213,6 @@ fn huge_call_durations_are_refused_and_the_idle_pool_keeps_serving() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_builder_duration_above_the_bound_fails_the_build_at_once() {
     let scope = Scope::new("huge-startup");
     for builder in [
@@ -235,3 +229,12 @@ fn a_builder_duration_above_the_bound_fails_the_build_at_once() {
     }
     scope.assert_no_processes();
 }
+
+both_transports!(
+    a_full_queue_refuses_at_once_and_queued_calls_still_run,
+    a_call_that_waits_past_its_queue_timeout_never_runs,
+    a_call_past_its_timeout_fails_and_leaks_nothing,
+    a_thread_profile_timeout_keeps_the_process_and_its_other_calls,
+    huge_call_durations_are_refused_and_the_idle_pool_keeps_serving,
+    a_builder_duration_above_the_bound_fails_the_build_at_once,
+);

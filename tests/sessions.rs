@@ -12,7 +12,6 @@ use snakepit::{Affinity, CallOptions, Error};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-#[test]
 fn a_session_stays_on_one_worker_and_keeps_its_state() {
     let scope = Scope::new("affinity");
     let pool = scope.builder().workers(3).build().unwrap();
@@ -69,7 +68,6 @@ fn hold(
     (h, release)
 }
 
-#[test]
 fn each_affinity_mode_when_the_sessions_worker_is_busy() {
     let scope = Scope::new("busy");
     let pool = scope.builder().workers(2).build().unwrap();
@@ -131,7 +129,6 @@ fn each_affinity_mode_when_the_sessions_worker_is_busy() {
     scope.finish(&pool);
 }
 
-#[test]
 fn each_affinity_mode_when_the_sessions_worker_is_gone() {
     for affinity in [
         Affinity::Hint,
@@ -173,7 +170,6 @@ fn each_affinity_mode_when_the_sessions_worker_is_gone() {
     }
 }
 
-#[test]
 fn an_idle_session_is_closed_and_its_state_freed() {
     let scope = Scope::new("ttl");
     let pool = scope
@@ -206,3 +202,10 @@ fn an_idle_session_is_closed_and_its_state_freed() {
     }));
     scope.finish(&pool);
 }
+
+both_transports!(
+    a_session_stays_on_one_worker_and_keeps_its_state,
+    each_affinity_mode_when_the_sessions_worker_is_busy,
+    each_affinity_mode_when_the_sessions_worker_is_gone,
+    an_idle_session_is_closed_and_its_state_freed,
+);

@@ -11,7 +11,6 @@ use snakepit::{CallOptions, Chunk, Error};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-#[test]
 fn a_hundred_chunks_arrive_in_order_and_complete() {
     let scope = Scope::new("stream100");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -40,7 +39,6 @@ fn a_hundred_chunks_arrive_in_order_and_complete() {
     scope.finish(&pool);
 }
 
-#[test]
 fn the_first_chunk_arrives_before_the_generator_finishes() {
     let scope = Scope::new("gated");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -63,7 +61,6 @@ fn the_first_chunk_arrives_before_the_generator_finishes() {
     scope.finish(&pool);
 }
 
-#[test]
 fn dropping_a_stream_closes_the_generator_and_frees_the_worker() {
     let scope = Scope::new("cancel");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -97,7 +94,6 @@ fn dropping_a_stream_closes_the_generator_and_frees_the_worker() {
     scope.finish(&pool);
 }
 
-#[test]
 fn an_exception_mid_stream_ends_it_with_the_python_error() {
     let scope = Scope::new("streamerr");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -118,7 +114,6 @@ fn an_exception_mid_stream_ends_it_with_the_python_error() {
     scope.finish(&pool);
 }
 
-#[test]
 fn streams_respect_the_call_timeout_and_work_in_sessions() {
     let scope = Scope::new("streamto");
     let pool = scope.threaded_builder(2).workers(1).build().unwrap();
@@ -153,3 +148,11 @@ fn streams_respect_the_call_timeout_and_work_in_sessions() {
     assert!(wait_until(LIMIT, || pool.stats().load == 0));
     scope.finish(&pool);
 }
+
+both_transports!(
+    a_hundred_chunks_arrive_in_order_and_complete,
+    the_first_chunk_arrives_before_the_generator_finishes,
+    dropping_a_stream_closes_the_generator_and_frees_the_worker,
+    an_exception_mid_stream_ends_it_with_the_python_error,
+    streams_respect_the_call_timeout_and_work_in_sessions,
+);

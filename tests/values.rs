@@ -7,7 +7,6 @@ use common::Scope;
 use serde_json::json;
 use snakepit::{CallOptions, Error};
 
-#[test]
 fn every_json_kind_survives_python_both_ways() {
     let scope = Scope::new("kinds");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -46,7 +45,6 @@ fn every_json_kind_survives_python_both_ways() {
     scope.finish(&pool);
 }
 
-#[test]
 fn what_json_cannot_carry_fails_clearly_or_becomes_a_marker() {
     let scope = Scope::new("nan");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -65,7 +63,6 @@ fn what_json_cannot_carry_fails_clearly_or_becomes_a_marker() {
     scope.finish(&pool);
 }
 
-#[test]
 fn exception_chains_are_kept_in_the_traceback() {
     let scope = Scope::new("chain");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -91,7 +88,6 @@ fn exception_chains_are_kept_in_the_traceback() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_64_mib_binary_round_trip_succeeds() {
     let scope = Scope::new("big");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -108,7 +104,6 @@ fn a_64_mib_binary_round_trip_succeeds() {
     scope.finish(&pool);
 }
 
-#[test]
 fn oversized_payloads_fail_at_once_and_the_pool_goes_on() {
     let scope = Scope::new("oversize");
     let limit = 1 << 20;
@@ -160,7 +155,6 @@ fn oversized_payloads_fail_at_once_and_the_pool_goes_on() {
     scope.finish(&pool);
 }
 
-#[test]
 fn adapters_are_per_call_unless_kept_per_worker() {
     let scope = Scope::new("perworker");
     let pool = scope.builder().workers(1).build().unwrap();
@@ -205,7 +199,6 @@ fn adapters_are_per_call_unless_kept_per_worker() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_snakepit_style_adapter_runs_unchanged() {
     let scope = Scope::new("snakestyle");
     let pool = scope
@@ -237,3 +230,13 @@ fn a_snakepit_style_adapter_runs_unchanged() {
     );
     scope.finish(&pool);
 }
+
+both_transports!(
+    every_json_kind_survives_python_both_ways,
+    what_json_cannot_carry_fails_clearly_or_becomes_a_marker,
+    exception_chains_are_kept_in_the_traceback,
+    a_64_mib_binary_round_trip_succeeds,
+    oversized_payloads_fail_at_once_and_the_pool_goes_on,
+    adapters_are_per_call_unless_kept_per_worker,
+    a_snakepit_style_adapter_runs_unchanged,
+);

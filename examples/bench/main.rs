@@ -2,7 +2,7 @@
 //! instead, in one run.
 //!
 //! ```sh
-//! cargo run --release --example bench                     # every scenario (~4 min on 2 cores)
+//! cargo run --release --example bench                     # every scenario but faults (~4 min on 2 cores)
 //! cargo run --release --example bench -- overhead python  # some of them
 //! cargo run --release --example bench -- --quick          # short runs, noisier figures
 //! ```
@@ -11,8 +11,12 @@
 //! (process profile, 1/2/4 workers, 1 to 16 caller threads), `thread` (16
 //! sleeps on one thread-profile worker), `startup`, `payload` (binary echo),
 //! `python` (`concurrent.futures.ProcessPoolExecutor` doing the same work,
-//! via `examples/bench_process_pool.py`) and `memory` (host RSS with 32
-//! workers over 100,000 calls). Each prints a table of medians over several
+//! via `examples/bench_process_pool.py`), `memory` (host RSS with 32
+//! workers over 100,000 calls), `adapter` (an adapter instance per call or
+//! per worker), `transport` (the socket transport's pool against a bare
+//! client of the same frames) and `faults` (the fault-injection scenarios
+//! of `tests/faults.rs`, larger; only when named: `bench -- faults`).
+//! `payload` and `python` run the pool on both transports. Each prints a table of medians over several
 //! rounds as it finishes; the run ends with the targets and one JSON line
 //! holding every figure.
 
@@ -30,8 +34,32 @@ use serde_json::json;
 use report::Report;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 8] = [
-    "overhead", "scaling", "thread", "startup", "payload", "python", "memory", "adapter",
+const SCENARIOS: [&str; 10] = [
+    "overhead",
+    "scaling",
+    "thread",
+    "startup",
+    "payload",
+    "python",
+    "memory",
+    "adapter",
+    "transport",
+    "faults",
+];
+
+/// The scenarios a run without names runs: all but `faults`, which
+/// SIGKILLs workers and floods the log by design, and measures reliability
+/// rather than speed.
+const DEFAULT: [&str; 9] = [
+    "overhead",
+    "scaling",
+    "thread",
+    "startup",
+    "payload",
+    "python",
+    "memory",
+    "adapter",
+    "transport",
 ];
 
 /// How big a run is, and what it runs with.
@@ -70,7 +98,7 @@ fn main() -> ExitCode {
             name if SCENARIOS.contains(&name) => chosen.push(name.to_owned()),
             other => {
                 eprintln!(
-                    "unknown scenario {other:?}; choose from {} (all by default), or --quick",
+                    "unknown scenario {other:?}; choose from {} (all but faults by default), or --quick",
                     SCENARIOS.join(", ")
                 );
                 return ExitCode::from(2);
@@ -78,7 +106,7 @@ fn main() -> ExitCode {
         }
     }
     if chosen.is_empty() {
-        chosen = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        chosen = DEFAULT.iter().map(|s| s.to_string()).collect();
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("snakepit=warn"))
         .init();
@@ -112,6 +140,8 @@ fn main() -> ExitCode {
             "python" => scenarios::python::run(&plan, &mut report),
             "memory" => scenarios::memory::run(&plan, &mut report),
             "adapter" => scenarios::adapter::run(&plan, &mut report),
+            "faults" => scenarios::faults::run(&plan, &mut report),
+            "transport" => scenarios::transport::run(&plan, &mut report),
             _ => unreachable!("checked above"),
         };
         // Other programs on the machine show here: the bench alone keeps

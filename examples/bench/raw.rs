@@ -78,6 +78,11 @@ impl RawWorker {
     /// Starts `python/grpc_server.py` with the showcase adapter on a Unix
     /// socket and waits for its ready file.
     pub fn start(python: &Path) -> Result<RawWorker, String> {
+        Self::start_with(python, &[])
+    }
+
+    /// [`start`](RawWorker::start) with more flags, e.g. `--transport socket`.
+    pub fn start_with(python: &Path, extra: &[&str]) -> Result<RawWorker, String> {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = private_dir()?;
         let socket = dir.join("raw.sock");
@@ -90,6 +95,7 @@ impl RawWorker {
             .arg(&socket)
             .arg("--max-message-bytes")
             .arg(MAX_MESSAGE.to_string())
+            .args(extra)
             .env("PYTHONPATH", repo.join("python"))
             .env("SNAKEPIT_READY_FILE", &ready)
             .env("SNAKEPIT_LOG_LEVEL", "WARNING")
@@ -147,6 +153,54 @@ impl RawWorker {
         RawClient {
             client: Client::new(channel),
         }
+    }
+}
+
+/// A bare blocking client of the socket transport: one Unix stream
+/// connection, frames written and read by hand (see proto/socket-framing.md),
+/// no pool.
+pub struct RawSocketClient {
+    stream: std::os::unix::net::UnixStream,
+    next_id: u32,
+}
+
+impl RawWorker {
+    /// A connection to a worker started with `--transport socket`.
+    pub fn connect_socket(&self) -> RawSocketClient {
+        let path = self.address.strip_prefix("unix:").expect("a unix: address");
+        RawSocketClient {
+            stream: std::os::unix::net::UnixStream::connect(path).expect("connecting"),
+            next_id: 0,
+        }
+    }
+}
+
+impl RawSocketClient {
+    /// One `Execute` frame and its `Result` frame (no binary segments);
+    /// panics unless the tool succeeded.
+    pub fn execute(&mut self, req: &ExecuteToolRequest) -> ExecuteToolResponse {
+        use protobuf::Message;
+        use std::io::{Read, Write};
+        self.next_id += 1;
+        let body = req.write_to_bytes().expect("encoding");
+        let mut frame = Vec::with_capacity(16 + body.len());
+        frame.extend_from_slice(b"SP");
+        frame.extend_from_slice(&[3, 0]); // Execute, no flags
+        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&self.next_id.to_le_bytes());
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).expect("writing");
+        let mut header = [0u8; 16];
+        self.stream.read_exact(&mut header).expect("reading");
+        assert_eq!((&header[..2], header[2]), (&b"SP"[..], 4), "a Result frame");
+        let len = u32::from_le_bytes(header[4..8].try_into().unwrap()) as usize;
+        assert_eq!(&header[12..16], &[0, 0, 0, 0], "no segments");
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).expect("reading");
+        let resp = ExecuteToolResponse::parse_from_bytes(&body).expect("decoding");
+        assert!(resp.success, "raw call failed: {}", resp.error_message);
+        resp
     }
 }
 

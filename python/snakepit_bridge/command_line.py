@@ -35,6 +35,9 @@ class WorkerOptions:
     """``--adapter-per-worker``: one adapter for the process instead of one per call."""
     pool_token: str | None = None
     """Not a flag: the pool's secret, from ``SNAKEPIT_POOL_TOKEN`` (see :mod:`snakepit_bridge.pool_token`)."""
+    transport: str = "grpc"
+    """``--transport``: ``grpc`` (the Snakepit wire) or ``socket`` (length-prefixed
+    frames on ``--socket``; see :mod:`snakepit_bridge.socket_server`)."""
     unknown: list[str] = field(default_factory=list)
     """Flags we do not know (Snakepit hosts add their own), to be logged."""
 
@@ -79,6 +82,12 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         action="store_true",
         help="one adapter for the whole process (initialized once) instead of one per call",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("grpc", "socket"),
+        default="grpc",
+        help="grpc (default) or socket: length-prefixed frames on --socket, no gRPC server",
+    )
     # Unknown flags are tolerated: Snakepit hosts add their own
     # (--snakepit-run-id, --snakepit-instance-name, ...).
     args, unknown = parser.parse_known_args(argv)
@@ -86,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         parser.error("--max-workers must be at least 1")
     if args.max_message_bytes < 1:
         parser.error("--max-message-bytes must be positive")
+    if args.transport == "socket" and not args.socket:
+        parser.error("--transport socket needs --socket PATH")
     return WorkerOptions(
         adapter=args.adapter,
         port=args.port,
@@ -97,5 +108,6 @@ def parse_args(argv: list[str] | None = None) -> WorkerOptions:
         max_message_bytes=args.max_message_bytes,
         worker_id=args.worker_id,
         adapter_per_worker=args.adapter_per_worker,
+        transport=args.transport,
         unknown=unknown,
     )

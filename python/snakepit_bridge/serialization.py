@@ -294,10 +294,15 @@ def json_any(value: Any, limit: int | None = None) -> DynamicMessage:
     )
 
 
-def encode_result(value: Any, limit: int | None = None) -> tuple[DynamicMessage, bytes]:
-    """The ``(result, binary_result)`` pair of an ``ExecuteToolResponse``."""
+def encode_result(value: Any, limit: int | None = None) -> tuple[DynamicMessage, bytes | bytearray | memoryview]:
+    """The ``(result, binary_result)`` pair of an ``ExecuteToolResponse``.
+
+    A binary result is the tool's own buffer, not a copy (a memoryview keeps
+    what it views alive); only a non-contiguous memoryview is copied."""
     if is_binary(value):
-        return protocol.Any(type_url=BINARY_TYPE_URL, value=b"null"), bytes(value)
+        if isinstance(value, memoryview) and not value.c_contiguous:
+            value = value.tobytes()
+        return protocol.Any(type_url=BINARY_TYPE_URL, value=b"null"), value
     return json_any(value, limit), b""
 
 

@@ -20,17 +20,21 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Generator, Iterator
-
-import grpc
+from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, Protocol
 
 from . import protocol, serialization, telemetry
 from .adapter_provider import AdapterProvider, stream_items, unary_result
 from .base_adapter import resolve_awaitable
-from .host_client import HostCallbackClient
 from .protocol import DynamicMessage
 from .session_context import SessionContext
 from .sessions import SessionRegistry
+
+if TYPE_CHECKING:
+    # grpc is imported where it is used, so that the socket transport's
+    # worker never imports it.
+    import grpc
+
+    from .host_client import HostCallbackClient
 
 #: Request metadata by which a host asks for a mid-stream failure as a final
 #: error chunk instead of an error status (ours does; Snakepit's does not).
@@ -57,13 +61,15 @@ STATUS_TRACEBACK_CHARS = 2000
 log = logging.getLogger("snakepit.worker")
 
 
-def _correlation_id(request: DynamicMessage, context: grpc.ServicerContext) -> str | None:
+def _correlation_id(request: DynamicMessage, context: object) -> str | None:
     """The call's correlation id: from the request's own metadata (any
-    transport carries it), else from the gRPC headers."""
+    transport carries it), else from the gRPC headers (a context with
+    ``invocation_metadata``, on gRPC)."""
     found = telemetry.correlation_id_from_metadata(request.metadata)
-    if found is None:
+    headers = getattr(context, "invocation_metadata", None)
+    if found is None and headers is not None:
         with contextlib.suppress(Exception):
-            found = telemetry.correlation_id_from_metadata(context.invocation_metadata())
+            found = telemetry.correlation_id_from_metadata(headers())
     return found
 
 
@@ -77,6 +83,14 @@ def _correlation(correlation_id: str | None) -> Iterator[None]:
         with contextlib.suppress(ValueError):
             # A generator closed from another context cannot reset its token.
             telemetry.reset_correlation_id(token)
+
+
+class CallContext(Protocol):
+    """What the streaming rpc asks of its context: a ``grpc.ServicerContext``
+    on gRPC, the connection's state on the socket transport."""
+
+    def is_active(self) -> bool:
+        """Whether the host still wants the call's results."""
 
 
 class BridgeServicer:
@@ -118,7 +132,10 @@ class BridgeServicer:
             host=self.host,
         )
 
-    def _arguments(self, request: DynamicMessage) -> dict[str, Any]:
+    def _arguments(self, request: DynamicMessage, binary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The call's arguments: JSON parameters, then binary ones (from the
+        message on gRPC; on the socket transport, ``binary``: the buffers the
+        frame's segments were received into, handed over as they are)."""
         arguments: dict[str, Any] = {}
         for name, value in request.parameters.items():
             try:
@@ -127,6 +144,8 @@ class BridgeServicer:
                 raise ValueError(f"parameter {name!r}: {error}") from None
         for name, data in request.binary_parameters.items():
             arguments[name] = bytes(data)
+        if binary:
+            arguments.update(binary)
         return arguments
 
     # -- rpcs
@@ -161,6 +180,8 @@ class BridgeServicer:
         """Describes a session; NOT_FOUND when this process does not know it."""
         record = self.sessions.get(request.session_id)
         if record is None:
+            import grpc
+
             context.abort(grpc.StatusCode.NOT_FOUND, f"session {request.session_id!r} not found")
         response = protocol.GetSessionResponse(session_id=record.session_id)
         response.metadata.update(record.metadata)
@@ -181,14 +202,29 @@ class BridgeServicer:
     def ExecuteTool(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
         """Runs one tool call. Tool errors are a ``success = false`` reply
         with the JSON error payload, never a gRPC error."""
+        response, binary = self.execute(request, context=context)
+        if binary:
+            response.binary_result = bytes(binary)
+        return response
+
+    def execute(
+        self,
+        request: DynamicMessage,
+        binary_arguments: Mapping[str, Any] | None = None,
+        context: grpc.ServicerContext | None = None,
+    ) -> tuple[DynamicMessage, Any]:
+        """Runs one tool call: the response, and its binary result apart
+        (the socket transport sends it as a segment of its own, from the
+        tool's buffer). The correlation id comes from the request's
+        metadata, else from the gRPC ``context``'s headers."""
         started = time.perf_counter()
         response = protocol.ExecuteToolResponse()
         response.metadata.update(self.metadata)
+        binary: Any = b""
         try:
             with self._gate:
-                result, binary = self._run(request, _correlation_id(request, context))
+                result, binary = self._run(request, binary_arguments, _correlation_id(request, context))
             response.result.CopyFrom(result)
-            response.binary_result = binary
             response.success = True
         except BaseException as error:  # noqa: BLE001 - every tool failure is a reply
             # Not only Exception: a tool's KeyboardInterrupt, CancelledError,
@@ -198,11 +234,13 @@ class BridgeServicer:
             response.success = False
             response.error_message = serialization.error_payload(error, {"tool": request.tool_name})
         response.execution_time_ms = int((time.perf_counter() - started) * 1000)
-        return response
+        return response, binary
 
-    def _run(self, request: DynamicMessage, correlation_id: str | None) -> tuple[DynamicMessage, bytes]:
+    def _run(
+        self, request: DynamicMessage, binary: Mapping[str, Any] | None, correlation_id: str | None
+    ) -> tuple[DynamicMessage, Any]:
         session = self._context_for(request)
-        arguments = self._arguments(request)
+        arguments = self._arguments(request, binary)
         token = telemetry.set_correlation_id(correlation_id)
         try:
             adapter = self.adapters.open(session)
@@ -218,7 +256,12 @@ class BridgeServicer:
         finally:
             telemetry.reset_correlation_id(token)
 
-    def ExecuteStreamingTool(self, request: DynamicMessage, context: grpc.ServicerContext) -> Iterator[DynamicMessage]:
+    def ExecuteStreamingTool(
+        self,
+        request: DynamicMessage,
+        context: CallContext,
+        binary_arguments: Mapping[str, Any] | None = None,
+    ) -> Iterator[DynamicMessage]:
         """Streams a generator tool: one chunk per item, then an empty final
         chunk. A failure ends the stream with INTERNAL and the JSON payload,
         or, when the host asks for it (``ERROR_CHUNK_KEY``), with a final
@@ -235,7 +278,7 @@ class BridgeServicer:
             yielding = False
             try:
                 session = self._context_for(request)
-                arguments = self._arguments(request)
+                arguments = self._arguments(request, binary_arguments)
                 adapter = self.adapters.open(session)
                 # An async generator is not awaitable: it is streamed as it is.
                 result = resolve_awaitable(adapter.execute_tool(tool_name, arguments, session))
@@ -281,7 +324,12 @@ class BridgeServicer:
                 payload = serialization.error_payload(
                     error, {"tool": tool_name}, max_traceback_chars=STATUS_TRACEBACK_CHARS
                 )
-                context.abort(grpc.StatusCode.INTERNAL, payload)
+                import grpc
+
+                # Only gRPC gets here: the socket transport always asks for
+                # the error chunk.
+                servicer_context: grpc.ServicerContext = context  # type: ignore[assignment]
+                servicer_context.abort(grpc.StatusCode.INTERNAL, payload)
             finally:
                 if items is not None:
                     with contextlib.suppress(Exception):
@@ -315,6 +363,8 @@ class BridgeServicer:
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         """The grpc handler that routes ``BridgeService`` paths to this object."""
+        import grpc
+
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         for rpc in UNARY_RPCS:
             method = protocol.METHODS[rpc]

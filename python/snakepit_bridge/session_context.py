@@ -86,7 +86,12 @@ class SessionContext:
         message limit, and ``RuntimeError`` when the worker was
         started without ``--elixir-address`` or when the host tool failed.
         """
-        stub = self._need_host()
+        if self.stub is None:
+            raise RuntimeError(
+                f"no host tool named `{tool_name}`: the host has no host tools "
+                "(the worker was started without --elixir-address)"
+            )
+        stub = self.stub
         if hasattr(stub, "execute_tool"):
             return stub.execute_tool(self.session_id, tool_name, arguments, self.callback_timeout_s)
         from . import serialization

@@ -1,4 +1,5 @@
-"""The worker's entry point: serves one adapter's tools over gRPC to the host.
+"""The worker's entry point: serves one adapter's tools to the host, over gRPC
+or (``--transport socket``) the socket transport's frames.
 
 Command line (the Snakepit contract, plus our extensions)::
 
@@ -6,6 +7,7 @@ Command line (the Snakepit contract, plus our extensions)::
                    [--elixir-address HOST:PORT|unix:PATH] [--max-workers N]
                    [--thread-safety-check] [--max-message-bytes N]
                    [--worker-id ID] [--adapter-per-worker] [--bind-host HOST]
+                   [--transport grpc|socket]
 
 Unknown flags (Snakepit hosts add ``--snakepit-run-id`` and others) are
 logged and ignored. The worker id defaults to ``SNAKEPIT_WORKER_ID``.
@@ -76,15 +78,19 @@ REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "requirements.txt"
 log = logging.getLogger("snakepit.worker")
 
 
-def import_server() -> Callable[[WorkerOptions, str, Callable[[], Any], StopSignals], NoReturn]:
-    """Imports the gRPC server (grpcio, protobuf and what is built on them)
-    and returns its :func:`~snakepit_bridge.server.serve`; exits 4 naming the
-    fix if they are missing."""
+def import_server(transport: str = "grpc") -> Callable[[WorkerOptions, str, Callable[[], Any], StopSignals], NoReturn]:
+    """Imports the server for ``transport`` and returns its ``serve``: the
+    gRPC server (grpcio, protobuf and what is built on them), or for
+    ``socket`` the frame server (protobuf only: grpc stays unimported unless
+    host tools need it); exits 4 naming the fix if they are missing."""
     # The one deferred import of the package: it must come after the lifetime
     # safety is armed, and a missing grpcio must end in exit 4 and the
     # command that fixes it, not in a traceback.
     try:
-        from .server import serve
+        if transport == "socket":
+            from .socket_server import serve
+        else:
+            from .server import serve
     except Exception as error:  # noqa: BLE001 - ImportError or a too old protobuf
         exit_with(
             EXIT_DEPENDENCIES,
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     become_subreaper()
     watch_stdin(die_with_host)
 
-    serve = import_server()
+    serve = import_server(options.transport)
     adapter_class = import_adapter(options.adapter)
     if options.thread_profile and not getattr(adapter_class, "__thread_safe__", False):
         exit_with(

@@ -76,6 +76,12 @@ class ShowcaseTools:
         """Answers 'pong'."""
         return "pong"
 
+    @tool(description="Whether this worker process has imported the module")
+    def imported(self, module: str) -> bool:
+        """True when ``module`` is in ``sys.modules`` (e.g. ``grpc``, which a
+        worker on the socket transport never imports)."""
+        return module in sys.modules
+
     @tool(description="Returns its argument unchanged")
     def echo(self, value: Any) -> Any:
         """Returns ``value`` unchanged.

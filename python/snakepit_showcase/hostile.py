@@ -9,9 +9,11 @@ showcase tools (``ping``, ``echo``, ...).
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
@@ -85,6 +87,34 @@ class HostileTools:
             start_new_session=True,
         )
         return int(launcher.stdout.strip())
+
+    @tool(description="Writes bytes that are not its reply on its own host connection (socket transport)")
+    def garble_reply(self, how: str) -> str:
+        """Writes, on the connection this call came on, ``garbage`` (bytes
+        that are not a frame), ``oversized`` (a header announcing a frame past
+        any limit) or ``truncated`` (part of a frame, then the connection shut):
+        what a C library scribbling on a file descriptor it does not own would
+        do. Only on the socket transport (it finds the connection in its
+        callers' frames)."""
+        from snakepit_bridge import frames
+        from snakepit_bridge.socket_server import Connection
+
+        frame: FrameType | None = sys._getframe()
+        while frame is not None and not isinstance(frame.f_locals.get("self"), Connection):
+            frame = frame.f_back
+        if frame is None:
+            raise RuntimeError("garble_reply works on the socket transport only")
+        sock: socket.socket = frame.f_locals["self"].sock
+        if how == "garbage":
+            sock.sendall(b"this is not a frame\n" * 4)
+        elif how == "oversized":
+            sock.sendall(frames.HEADER.pack(frames.MAGIC, frames.RESULT, 0, 2**31, 0, 0))
+        elif how == "truncated":
+            sock.sendall(frames.HEADER.pack(frames.MAGIC, frames.RESULT, 0, 100, 0, 0) + b"cut")
+            sock.shutdown(socket.SHUT_RDWR)
+        else:
+            raise ValueError(f"how must be garbage, oversized or truncated, got {how!r}")
+        return "garbled"
 
 
 class HostileAdapter(HostileTools, ShowcaseTools, BaseAdapter):

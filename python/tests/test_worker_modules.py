@@ -59,7 +59,9 @@ def test_an_adapter_is_written_and_run_without_grpcio_or_protobuf() -> None:
     assert done.stdout.strip() == "6 ['add']"
 
 
-@pytest.mark.parametrize(("module", "missing"), [("servicer", "grpc"), ("protocol", "google.protobuf")])
+@pytest.mark.parametrize(
+    ("module", "missing"), [("server", "grpc"), ("host_client", "grpc"), ("protocol", "google.protobuf")]
+)
 def test_the_wire_side_needs_them(module: str, missing: str) -> None:
     # Keeps the test above honest: the blocker does block.
     done = run_without_grpc(f"import snakepit_bridge.{module}\n")

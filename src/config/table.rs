@@ -14,7 +14,7 @@ use super::{Draft, Reader, Written, DURATION, MAX_WORKERS, SIZE};
 use crate::builder::PoolBuilder;
 use crate::call::Affinity;
 use crate::error::Error;
-use crate::options::{Config, Profile};
+use crate::options::{Config, Profile, Transport};
 use crate::python;
 use crate::slots::MAX_CAPACITY;
 
@@ -75,6 +75,26 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
         doc: "Runs workers with a Snakepit-contract script instead (see `PoolBuilder::worker_script`).",
         read: |r, w, d| d.set(PoolBuilder::worker_script, r.file_path(w)?),
         show: |c| c.worker_script.as_deref().map_or("none".into(), path),
+    },
+    OptionSpec {
+        key: "transport",
+        value: "\"grpc\" or \"socket\"",
+        default: "`\"grpc\"`",
+        doc: "`grpc`: the Snakepit wire contract; `socket`: faster local frames, the crate's own worker only.",
+        read: |r, w, d| {
+            let transport = match w.value.as_str() {
+                Some("grpc") => Transport::Grpc,
+                Some("socket") => Transport::Socket,
+                _ => return Err(r.invalid(w, &format!("expected {}", super::allowed(w.key)))),
+            };
+            d.set(PoolBuilder::transport, transport)
+        },
+        show: |c| {
+            quoted(match c.transport {
+                Transport::Socket => "socket",
+                _ => "grpc",
+            })
+        },
     },
     OptionSpec {
         key: "python_path",

@@ -76,6 +76,9 @@ pub(crate) struct LaunchSpec {
     pub worker_script: Option<PathBuf>,
     /// The pool's secret, given to every worker (see `pool_token`).
     pub token: PoolToken,
+    /// Serve the socket transport's frames (`--transport socket`) instead
+    /// of gRPC; our own worker only.
+    pub socket_transport: bool,
 }
 
 /// The last lines a process wrote to stderr, and whether it closed it.
@@ -192,6 +195,9 @@ impl PythonProcess {
                     .arg(spec.max_message_bytes.to_string());
                 if spec.adapter_per_worker {
                     cmd.arg("--adapter-per-worker");
+                }
+                if spec.socket_transport {
+                    cmd.arg("--transport").arg("socket");
                 }
             }
             // Only the flags of the Snakepit contract; it reports a TCP
@@ -584,6 +590,7 @@ mod tests {
             elixir_address: None,
             worker_script: None,
             token: PoolToken::generate().unwrap(),
+            socket_transport: false,
         }
     }
 

@@ -3,13 +3,17 @@
 //!
 //! Lanes, the worker's health checks and [`Pool::tools`](crate::Pool::tools)
 //! talk to a process only through [`Transport`]; the worker makes one with
-//! a [`Connect`]. Today's one implementation is gRPC ([`grpc`]); another
-//! (socket frames, remote TLS) is one more impl of these two traits. A
+//! a [`Connect`]. Two implementations: gRPC ([`grpc`], the Snakepit wire)
+//! and length-prefixed frames on Unix stream connections ([`socket`], with
+//! the framing in [`frame`]); another (remote TLS) is one more impl of
+//! these two traits. A
 //! transport reports failures as a [`TransportError`], which
 //! [`TransportError::into_error`] turns into the caller's [`Error`]: the
 //! one place that mapping lives.
 
+pub(crate) mod frame;
 pub(crate) mod grpc;
+pub(crate) mod socket;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -112,6 +116,10 @@ pub(crate) enum TransportError {
     ResourceExhausted,
     /// A streaming tool raised: the worker's JSON error payload.
     ToolFailed(String),
+    /// The worker broke the protocol: garbage, a frame too large or cut
+    /// short, a reply to another call. The worker is at fault and is
+    /// replaced.
+    BadPeer(String),
     /// Anything else: the connection broke, the process died, the worker
     /// answered with an unexpected status.
     Failed {
@@ -149,6 +157,11 @@ impl TransportError {
                 limit: cx.max_message_bytes as u64,
             },
             TransportError::ToolFailed(payload) => value::decode_error(cx.tool, &payload),
+            TransportError::BadPeer(message) => Error::Transport {
+                worker: cx.worker.to_owned(),
+                code: "BAD_PEER".to_owned(),
+                message,
+            },
             TransportError::Failed { code, message } => Error::Transport {
                 worker: cx.worker.to_owned(),
                 code,
@@ -164,6 +177,7 @@ impl std::fmt::Display for TransportError {
             TransportError::DeadlineExceeded => f.write_str("deadline exceeded"),
             TransportError::ResourceExhausted => f.write_str("message too large"),
             TransportError::ToolFailed(payload) => write!(f, "tool failed: {payload}"),
+            TransportError::BadPeer(message) => write!(f, "bad peer: {message}"),
             TransportError::Failed { code, message } => write!(f, "{code}: {message}"),
         }
     }

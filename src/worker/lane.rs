@@ -257,6 +257,26 @@ impl Lane {
                 }
                 None => e.into_error(&cx),
             },
+            // The worker garbled its reply: unless it died doing so (a
+            // crash), it cannot be trusted with the next call. Close the
+            // slot and have it replaced.
+            TransportError::BadPeer(_) => {
+                self.shared
+                    .slots()
+                    .retire_generation(self.slot, conn.generation);
+                if let Some(exit) = conn.process.wait_exit(Duration::from_millis(50)) {
+                    return Error::WorkerCrashed {
+                        worker: worker.clone(),
+                        exit: Some(exit),
+                        stderr_tail: conn.process.stderr_tail(STDERR_SETTLE),
+                    };
+                }
+                log::warn!("{worker} broke the protocol ({e}); replacing it");
+                let _ = self.control.send(Control::Broken {
+                    generation: conn.generation,
+                });
+                e.into_error(&cx)
+            }
             TransportError::ResourceExhausted | TransportError::ToolFailed(_) => e.into_error(&cx),
         }
     }

@@ -66,6 +66,9 @@ pub(crate) enum Control {
     /// A call on that generation ran past its timeout and the process is
     /// presumed stuck in it.
     Hung { generation: u32 },
+    /// The process of that generation broke the transport's protocol (a
+    /// garbled reply): it is killed and replaced.
+    Broken { generation: u32 },
     /// Replace the process of that generation (any, when `None`).
     Recycle {
         generation: Option<u32>,
@@ -472,6 +475,9 @@ impl Worker {
             } if g == generation => Some(Verdict::End(Ending::Crashed(exit))),
             Control::Hung { generation: g } if g == generation => {
                 Some(Verdict::End(Ending::Killed(ExitReason::Hung)))
+            }
+            Control::Broken { generation: g } if g == generation => {
+                Some(Verdict::End(Ending::Killed(ExitReason::Unhealthy)))
             }
             Control::Recycle {
                 generation: g,

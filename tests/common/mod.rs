@@ -8,16 +8,61 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use snakepit::{Pool, PoolBuilder, Profile};
+use snakepit::{Pool, PoolBuilder, Profile, Transport};
 
 pub const SHOWCASE: &str = "snakepit_showcase.adapter.ShowcaseAdapter";
 pub const THREADED_SHOWCASE: &str = "snakepit_showcase.adapter.ThreadedShowcaseAdapter";
 
+/// Runs each named test function once per transport: a test module `grpc`
+/// and a test module `socket`, each with one `#[test]` per name (so
+/// `cargo test --test calls socket::` runs the socket variants). The
+/// functions are plain `fn name()` bodies written once; the [`Scope`] they
+/// make gives its builders the variant's transport.
+#[macro_export]
+macro_rules! both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod grpc {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::with_transport(snakepit::Transport::Grpc, super::$name)
+                }
+            )*
+        }
+        mod socket {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::common::with_transport(snakepit::Transport::Socket, super::$name)
+                }
+            )*
+        }
+    };
+}
+
+thread_local! {
+    static TRANSPORT: std::cell::Cell<Transport> = const { std::cell::Cell::new(Transport::Grpc) };
+}
+
+/// Runs `test` with [`Scope`]s on this thread using `transport`.
+pub fn with_transport(transport: Transport, test: fn()) {
+    TRANSPORT.with(|t| t.set(transport));
+    test();
+}
+
+/// The transport of the test running on this thread (gRPC outside
+/// [`both_transports!`]).
+pub fn transport() -> Transport {
+    TRANSPORT.with(|t| t.get())
+}
+
 /// One test's scope: a tag on every process it starts and a scratch
-/// directory, both cleaned up on drop.
+/// directory, both cleaned up on drop. Its builders use the transport of
+/// the test variant that made it.
 pub struct Scope {
     pub tag: String,
     pub dir: PathBuf,
+    pub transport: Transport,
 }
 
 impl Scope {
@@ -31,7 +76,11 @@ impl Scope {
         );
         let dir = std::env::temp_dir().join(format!("snakepit-test-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
-        Scope { tag, dir }
+        Scope {
+            tag,
+            dir,
+            transport: transport(),
+        }
     }
 
     /// A builder for the showcase adapter whose workers carry this tag.
@@ -40,6 +89,7 @@ impl Scope {
             .adapter(SHOWCASE)
             .env("SNAKEPIT_TEST_TAG", &self.tag)
             .startup_timeout(Duration::from_secs(60))
+            .transport(self.transport)
     }
 
     /// A thread-profile builder for the thread-safe showcase adapter.

@@ -2,6 +2,7 @@
 //! medians and adds its figures (and targets) to the report.
 
 pub mod adapter;
+pub mod faults;
 pub mod memory;
 pub mod overhead;
 pub mod payload;
@@ -9,15 +10,29 @@ pub mod python;
 pub mod scaling;
 pub mod startup;
 pub mod thread;
+pub mod transport;
 
 use serde_json::json;
-use snakepit::{Pool, Profile};
+use snakepit::{Pool, Profile, Transport};
 
 /// What a scenario returns when it cannot run.
 pub type Outcome = Result<(), Box<dyn std::error::Error>>;
 
 /// A pool of the showcase adapter, every other option at its default.
 pub fn pool(workers: usize, profile: Profile) -> Result<Pool, snakepit::Error> {
+    pool_on(Transport::Grpc, workers, profile)
+}
+
+/// The transports compared, as (label, transport), gRPC first.
+pub const TRANSPORTS: [(&str, Transport); 2] =
+    [("grpc", Transport::Grpc), ("socket", Transport::Socket)];
+
+/// [`pool`] on `transport`.
+pub fn pool_on(
+    transport: Transport,
+    workers: usize,
+    profile: Profile,
+) -> Result<Pool, snakepit::Error> {
     // Only the process profile runs one call at a time; every other profile
     // needs a thread-safe adapter.
     let adapter = match profile {
@@ -28,6 +43,7 @@ pub fn pool(workers: usize, profile: Profile) -> Result<Pool, snakepit::Error> {
         .adapter(adapter)
         .workers(workers)
         .profile(profile)
+        .transport(transport)
         .build()
 }
 

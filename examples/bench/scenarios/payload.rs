@@ -1,5 +1,6 @@
 //! Scenario 5: `binary_echo` of 1 KiB, 1 MiB and 64 MiB, one worker,
-//! sequential calls, through the pool and through the raw grpcio client.
+//! sequential calls, through the pool on each transport and through the raw
+//! grpcio client.
 //! MB/s is the payload size (10^6 bytes, counted once) over the round trip
 //! that carries it there and back.
 
@@ -8,10 +9,10 @@ use std::time::Instant;
 use serde_json::json;
 use snakepit::{CallOptions, Pool, Profile};
 
-use super::Outcome;
+use super::{Outcome, TRANSPORTS};
 use crate::measure::median;
 use crate::raw::{self, RawClient, RawWorker};
-use crate::report::{ratio, round, time_us, Report, Table};
+use crate::report::{ratio, round, time_us, Report, Table, Target};
 use crate::Plan;
 
 pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
@@ -50,8 +51,9 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     };
     // MB/s of each round, by size; pool call times, by size.
     let mut raw_rates = vec![vec![]; sizes.len()];
-    let mut pool_rates = vec![vec![]; sizes.len()];
-    let mut pool_times = vec![vec![]; sizes.len()];
+    // By transport, then by size.
+    let mut pool_rates = vec![vec![vec![]; sizes.len()]; TRANSPORTS.len()];
+    let mut pool_times = vec![vec![vec![]; sizes.len()]; TRANSPORTS.len()];
     let rate = |size: usize, times: &[f64]| {
         size as f64 / 1e6 * times.len() as f64 / (times.iter().sum::<f64>() / 1e6)
     };
@@ -66,19 +68,21 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             raw_rates[i].push(rate(size, &times));
         }
         drop(client);
-        let pool = super::pool(1, Profile::Process)?;
-        for (i, &(_, size, calls)) in sizes.iter().enumerate() {
-            let data = &payloads[i];
-            // Warm up, and check the bytes come back unchanged once.
-            let opts = CallOptions::new().binary("data", data.clone());
-            let reply = pool.execute_blocking_with("binary_echo", json!({}), opts)?;
-            assert!(
-                reply.binary.as_deref() == Some(&data[..]),
-                "echo changed the bytes"
-            );
-            let times: Vec<f64> = (0..calls).map(|_| pool_call(&pool, data)).collect();
-            pool_rates[i].push(rate(size, &times));
-            pool_times[i].extend(times);
+        for (k, &(_, transport)) in TRANSPORTS.iter().enumerate() {
+            let pool = super::pool_on(transport, 1, Profile::Process)?;
+            for (i, &(_, size, calls)) in sizes.iter().enumerate() {
+                let data = &payloads[i];
+                // Warm up, and check the bytes come back unchanged once.
+                let opts = CallOptions::new().binary("data", data.clone());
+                let reply = pool.execute_blocking_with("binary_echo", json!({}), opts)?;
+                assert!(
+                    reply.binary.as_deref() == Some(&data[..]),
+                    "echo changed the bytes"
+                );
+                let times: Vec<f64> = (0..calls).map(|_| pool_call(&pool, data)).collect();
+                pool_rates[k][i].push(rate(size, &times));
+                pool_times[k][i].extend(times);
+            }
         }
     }
 
@@ -90,9 +94,10 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             "size",
             "calls/round",
             "raw grpcio MB/s",
-            "pool MB/s",
-            "pool / raw",
-            "pool p50 per call",
+            "pool gRPC MB/s",
+            "pool socket MB/s",
+            "gRPC / raw",
+            "socket p50 per call",
         ],
     );
     let range = |rates: &[f64]| {
@@ -102,26 +107,43 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     };
     let mut figures = Vec::new();
     for (i, &(name, size, calls)) in sizes.iter().enumerate() {
-        let (raw_rate, pool_rate) = (median(&raw_rates[i]), median(&pool_rates[i]));
-        let p50 = median(&pool_times[i]);
+        let raw_rate = median(&raw_rates[i]);
+        let pool_rate = median(&pool_rates[0][i]);
+        let socket_rate = median(&pool_rates[1][i]);
         t.row(vec![
             name.into(),
             calls.to_string(),
             range(&raw_rates[i]),
-            range(&pool_rates[i]),
+            range(&pool_rates[0][i]),
+            range(&pool_rates[1][i]),
             ratio(pool_rate / raw_rate),
-            time_us(p50),
+            time_us(median(&pool_times[1][i])),
         ]);
+        let rounds_of = |rates: &[f64]| rates.iter().map(|r| round(*r, 2)).collect::<Vec<_>>();
         figures.push(json!({
             "size_bytes": size,
             "calls_per_round": calls,
             "raw_mb_per_sec": round(raw_rate, 2),
             "pool_mb_per_sec": round(pool_rate, 2),
-            "raw_mb_per_sec_rounds": raw_rates[i].iter().map(|r| round(*r, 2)).collect::<Vec<_>>(),
-            "pool_mb_per_sec_rounds": pool_rates[i].iter().map(|r| round(*r, 2)).collect::<Vec<_>>(),
+            "socket_mb_per_sec": round(socket_rate, 2),
+            "raw_mb_per_sec_rounds": rounds_of(&raw_rates[i]),
+            "pool_mb_per_sec_rounds": rounds_of(&pool_rates[0][i]),
+            "socket_mb_per_sec_rounds": rounds_of(&pool_rates[1][i]),
             "pool_over_raw": round(pool_rate / raw_rate, 3),
-            "pool_p50_us": round(p50, 1),
+            "pool_p50_us": round(median(&pool_times[0][i]), 1),
+            "socket_p50_us": round(median(&pool_times[1][i]), 1),
         }));
+        let target = match size {
+            s if s == 1 << 20 => "socket 1 MiB binary round trip, MB/s",
+            s if s == 64 << 20 => "socket 64 MiB binary round trip, MB/s",
+            _ => continue,
+        };
+        report.target(Target {
+            name: target,
+            measured: socket_rate,
+            limit: ">= 1000",
+            met: socket_rate >= 1000.0,
+        });
     }
     t.print();
     report.figures("payload", json!({ "rounds": rounds, "sizes": figures }));

@@ -1,7 +1,7 @@
 //! Scenario 6: what a Python user would pick instead. The same `ping` and
 //! 1 ms CPU burn through `concurrent.futures.ProcessPoolExecutor`
 //! (`examples/bench_process_pool.py`, 2 worker processes) and through a
-//! 2-worker pool, rounds alternating between the two.
+//! 2-worker pool on each transport, rounds alternating between the three.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -10,9 +10,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use snakepit::{Pool, Profile};
 
+use super::TRANSPORTS;
+
 use super::Outcome;
 use crate::measure::{median, sequential, window};
-use crate::report::{per_sec, ratio, round, time_us, Report, Table};
+use crate::report::{per_sec, ratio, round, time_us, Report, Table, Target};
 use crate::Plan;
 
 const WORKERS: usize = 2;
@@ -44,40 +46,49 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     let calls = plan.pick(1_000, 200);
     let batch = plan.pick(2_000, 400);
     let length = Duration::from_millis(plan.pick(1_000, 250));
-    let pool = super::pool(WORKERS, Profile::Process)?;
+    let pools = TRANSPORTS
+        .iter()
+        .map(|&(_, transport)| super::pool_on(transport, WORKERS, Profile::Process))
+        .collect::<Result<Vec<Pool>, _>>()?;
     let call = |pool: &Pool, tool: &str| match tool {
         "ping" => super::ping(pool),
         _ => super::burn_1ms(pool),
     };
-    for (_, tool) in TOOLS {
-        sequential(calls / 10, || call(&pool, tool));
+    for pool in &pools {
+        for (_, tool) in TOOLS {
+            sequential(calls / 10, || call(pool, tool));
+        }
     }
 
-    let (mut pool_rounds, mut python_rounds) = (Vec::new(), Vec::new());
+    // Per transport, one JSON object per round.
+    let mut pool_rounds = vec![Vec::new(); pools.len()];
+    let mut python_rounds = Vec::new();
     for _ in 0..rounds {
         python_rounds.push(process_pool_executor(plan, calls, batch)?);
-        let mut this = serde_json::Map::new();
-        for (_, tool) in TOOLS {
-            let seq = sequential(calls, || call(&pool, tool));
-            let win = window(THREADS, length, |_| call(&pool, tool));
-            this.insert(
-                tool.into(),
-                json!({
-                    "sequential": {
-                        "p50_us": seq.p50(),
-                        "p99_us": seq.p99(),
-                        "cpu_per_call_us": seq.cpu_per_call_us,
-                    },
-                    "threads": {
-                        "calls_per_sec": win.calls_per_sec(),
-                        "cpu_per_call_us": win.cpu_per_call_us(),
-                    },
-                }),
-            );
+        for (pool, rounds_of) in pools.iter().zip(&mut pool_rounds) {
+            let mut this = serde_json::Map::new();
+            for (_, tool) in TOOLS {
+                let seq = sequential(calls, || call(pool, tool));
+                let win = window(THREADS, length, |_| call(pool, tool));
+                this.insert(
+                    tool.into(),
+                    json!({
+                        "sequential": {
+                            "p50_us": seq.p50(),
+                            "p99_us": seq.p99(),
+                            "cpu_per_call_us": seq.cpu_per_call_us,
+                        },
+                        "threads": {
+                            "calls_per_sec": win.calls_per_sec(),
+                            "cpu_per_call_us": win.cpu_per_call_us(),
+                        },
+                    }),
+                );
+            }
+            rounds_of.push(Value::Object(this));
         }
-        pool_rounds.push(Value::Object(this));
     }
-    drop(pool);
+    drop(pools);
 
     let python_version = python_rounds[0]["python"]
         .as_str()
@@ -94,41 +105,103 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         format!(
             "6. Against Python's ProcessPoolExecutor, {WORKERS} worker processes each (median of {rounds} rounds; Python {python_version})"
         ),
-        &["tool", "measure", "snakepit pool", "ProcessPoolExecutor", "pool / executor"],
+        &[
+            "tool",
+            "measure",
+            "pool, gRPC",
+            "pool, socket",
+            "ProcessPoolExecutor",
+            "gRPC / executor",
+            "socket / executor",
+        ],
     );
     let mut figures = serde_json::Map::new();
     for (label, tool) in TOOLS {
         let mut by_tool = serde_json::Map::new();
         for (name, part, key) in FIGURES {
-            let ours = median_of(&pool_rounds, tool, part, key);
+            let ours: Vec<Option<f64>> = pool_rounds
+                .iter()
+                .map(|r| median_of(r, tool, part, key))
+                .collect();
             let theirs = median_of(&python_rounds, tool, part, key);
             let show = |v: Option<f64>| match v {
                 None => "-".to_owned(),
                 Some(v) if key == "calls_per_sec" => per_sec(v),
                 Some(v) => time_us(v),
             };
-            let versus = match (ours, theirs) {
+            let versus = |ours: Option<f64>| match (ours, theirs) {
                 (Some(a), Some(b)) => ratio(a / b),
                 _ => "-".to_owned(),
             };
             t.row(vec![
                 label.into(),
                 name.into(),
-                show(ours),
+                show(ours[0]),
+                show(ours[1]),
                 show(theirs),
-                versus,
+                versus(ours[0]),
+                versus(ours[1]),
             ]);
-            by_tool.insert(
-                format!("{part}_{key}"),
-                json!({
-                    "pool": ours.map(|v| round(v, 1)),
-                    "process_pool_executor": theirs.map(|v| round(v, 1)),
-                }),
+            let mut entry = serde_json::Map::new();
+            for ((transport, _), v) in TRANSPORTS.iter().zip(&ours) {
+                entry.insert(format!("pool_{transport}"), json!(v.map(|v| round(v, 1))));
+            }
+            entry.insert(
+                "process_pool_executor".into(),
+                json!(theirs.map(|v| round(v, 1))),
             );
+            by_tool.insert(format!("{part}_{key}"), Value::Object(entry));
         }
         figures.insert(tool.into(), Value::Object(by_tool));
     }
     t.print();
+    // The targets for the socket transport against the executor.
+    let socket = &pool_rounds[1];
+    let versus = |tool: &str, part: &str, key: &str, theirs_part: &str| {
+        let ours = median_of(socket, tool, part, key)?;
+        let theirs = median_of(&python_rounds, tool, theirs_part, key)?;
+        Some(ours / theirs)
+    };
+    let targets: [(&'static str, Option<f64>, &'static str, bool); 4] = [
+        (
+            "socket ping p50 / executor p50, sequential",
+            versus("ping", "sequential", "p50_us", "sequential"),
+            "<= 0.5",
+            false,
+        ),
+        (
+            "socket ping calls/s (16 callers) / executor.map",
+            versus("ping", "threads", "calls_per_sec", "map"),
+            ">= 1.0",
+            true,
+        ),
+        (
+            "socket cpu_burn calls/s (16 callers) / executor.map",
+            versus("cpu_burn_1ms", "threads", "calls_per_sec", "map"),
+            ">= 0.95",
+            true,
+        ),
+        (
+            "socket host CPU per ping / executor's (16 threads)",
+            versus("ping", "threads", "cpu_per_call_us", "threads"),
+            "<= 1.0",
+            false,
+        ),
+    ];
+    for (name, measured, limit, at_least) in targets {
+        let Some(measured) = measured else { continue };
+        let bound: f64 = limit[3..].parse().expect("a number");
+        report.target(Target {
+            name,
+            measured,
+            limit,
+            met: if at_least {
+                measured >= bound
+            } else {
+                measured <= bound
+            },
+        });
+    }
     figures.insert("rounds".into(), json!(rounds));
     figures.insert("workers".into(), json!(WORKERS));
     figures.insert("threads".into(), json!(THREADS));

@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use clap_complete::Shell;
 use serde_json::Value;
+use snakepit::Transport;
 
 const AFTER_HELP: &str = "\
 The configuration is --config FILE, else $SNAKEPIT_CONFIG, else ./snakepit.toml.
@@ -115,6 +116,10 @@ struct PoolArgs {
     /// configuration file.
     #[arg(long, value_name = "CLASS", conflicts_with_all = ["config", "pool"])]
     adapter: Option<String>,
+    /// How to talk to the worker: grpc or socket [default: the pool's
+    /// transport, else grpc].
+    #[arg(long, value_name = "TRANSPORT", value_parser = parse_transport)]
+    transport: Option<Transport>,
 }
 
 /// What `call` calls, and where the result goes.
@@ -209,6 +214,14 @@ impl ConfigArg {
 
 /// `--timeout`: a duration as the configuration file writes it, not zero
 /// and at most [`snakepit::MAX_DURATION`].
+fn parse_transport(text: &str) -> Result<Transport, String> {
+    match text {
+        "grpc" => Ok(Transport::Grpc),
+        "socket" => Ok(Transport::Socket),
+        _ => Err(format!("expected grpc or socket, got {text:?}")),
+    }
+}
+
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     let d = snakepit::config::parse_duration(text)
         .filter(|d| !d.is_zero())

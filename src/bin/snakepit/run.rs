@@ -68,7 +68,10 @@ pub(crate) fn tools(args: &PoolArgs) -> Result<(), Failure> {
 /// Starts one worker of the pool the arguments name, showing progress on
 /// stderr. Ctrl-C then stops it with the command.
 fn start_one_worker(args: &PoolArgs) -> Result<Pool, Failure> {
-    let (label, builder) = chosen_pool(args)?;
+    let (label, mut builder) = chosen_pool(args)?;
+    if let Some(transport) = args.transport {
+        builder = builder.transport(transport);
+    }
     eprintln!("starting one worker of {label}...");
     let started = Instant::now();
     let pool = builder.workers(1).build()?;

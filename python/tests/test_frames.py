@@ -1,0 +1,150 @@
+"""The socket transport: the frame codec, and a worker started with
+``--transport socket`` as the host drives it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any, Callable
+
+import pytest
+from conftest import PYTHON_DIR, SHOWCASE, RunningWorker, tool_request
+
+from snakepit_bridge import frames, protocol
+
+StartWorker = Callable[..., RunningWorker]
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+def test_a_frame_round_trips_with_its_segments_in_buffers_of_their_own() -> None:
+    a, b = _pair()
+    with a, b:
+        big = bytes(range(256)) * 1024  # larger than one read, and than the socket buffer
+        segments: list[tuple[str, frames.Buffer]] = [("data", big), ("empty", b""), ("v", memoryview(b"xy"))]
+        sender = threading.Thread(target=frames.send_frame, args=(a, frames.EXECUTE, 42, b"proto", segments))
+        sender.start()
+        frame = frames.FrameReader(b, 1 << 20).read()
+        sender.join()
+    assert (frame.kind, frame.call_id, frame.message) == (frames.EXECUTE, 42, b"proto")
+    assert frame.segments == {"data": big, "empty": b"", "v": b"xy"}
+    assert all(type(data) is bytearray for data in frame.segments.values())
+
+
+def test_a_frame_past_the_limit_is_refused_from_its_header() -> None:
+    a, b = _pair()
+    with a, b:
+        a.sendall(frames.HEADER.pack(frames.MAGIC, frames.RESULT, 0, 1 << 30, 1, 0))
+        with pytest.raises(frames.BadFrame, match="too large"):
+            frames.FrameReader(b, 1 << 20).read()
+        frames.send_frame(a, frames.EXECUTE, 1, b"", [("x", b"0" * 2000)])
+        with pytest.raises(frames.BadFrame, match="too large"):
+            frames.FrameReader(b, 1000).read()
+
+
+def test_garbage_a_cut_frame_and_a_clean_close_are_told_apart() -> None:
+    a, b = _pair()
+    with b:
+        a.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        with pytest.raises(frames.BadFrame, match="not a frame"):
+            frames.FrameReader(b, 1 << 20).read()
+    a.close()
+    a, b = _pair()
+    with b:
+        a.sendall((frames.encode_header(frames.PING, 1, b"12345") + b"12345")[:10])
+        a.close()
+        with pytest.raises(frames.Truncated, match="mid-frame"):
+            frames.FrameReader(b, 1 << 20).read()
+    a, b = _pair()
+    with b:
+        a.close()
+        with pytest.raises(frames.Closed):
+            frames.FrameReader(b, 1 << 20).read()
+
+
+class SocketClient:
+    """The host's side of one connection, in Python."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.reader = frames.FrameReader(self.sock, 1 << 30)
+        self.next_id = 0
+
+    def call(self, kind: int, message: Any, segments: list[tuple[str, bytes]] | None = None) -> frames.Frame:
+        self.next_id += 1
+        frames.send_frame(self.sock, kind, self.next_id, message.SerializeToString(), segments)
+        frame = self.reader.read()
+        assert frame.call_id == self.next_id
+        return frame
+
+
+@pytest.fixture
+def socket_worker(start_worker: StartWorker) -> RunningWorker:
+    return start_worker(SHOWCASE, "--transport", "socket")
+
+
+def test_ping_execute_binary_and_stream_over_frames(socket_worker: RunningWorker) -> None:
+    client = SocketClient(str(socket_worker.socket_path))
+    pong = client.call(frames.PING, protocol.PingRequest(message="hi"))
+    assert pong.kind == frames.PONG
+    assert "hi" in protocol.PingResponse.FromString(pong.message).message
+
+    reply = client.call(frames.EXECUTE, tool_request("add", a=2, b=40))
+    response = protocol.ExecuteToolResponse.FromString(reply.message)
+    assert response.success and response.result.value == b"42"
+
+    data = bytes(range(256)) * 4096
+    reply = client.call(frames.EXECUTE, protocol.ExecuteToolRequest(tool_name="binary_echo"), [("data", data)])
+    response = protocol.ExecuteToolResponse.FromString(reply.message)
+    assert response.success, response.error_message
+    assert response.binary_result == b"" and reply.segments == {"": data}
+
+    client.next_id += 1
+    request = tool_request("count_stream", n=3)
+    frames.send_frame(client.sock, frames.EXECUTE_STREAM, client.next_id, request.SerializeToString())
+    chunks = []
+    while True:
+        frame = client.reader.read()
+        assert frame.kind == frames.CHUNK
+        chunks.append(protocol.ToolChunk.FromString(frame.message))
+        if chunks[-1].is_final:
+            break
+    assert [json.loads(c.data) for c in chunks[:-1]] == [{"i": i} for i in range(3)]
+
+
+def test_a_result_past_the_limit_is_an_error_frame_and_the_connection_serves_on(start_worker: StartWorker) -> None:
+    worker = start_worker(SHOWCASE, "--transport", "socket", "--max-message-bytes", "1000")
+    client = SocketClient(str(worker.socket_path))
+    reply = client.call(frames.EXECUTE, tool_request("make_bytes", n=5000))
+    assert (reply.kind, reply.flags) == (frames.ERROR, frames.RESOURCE_EXHAUSTED)
+    assert client.call(frames.PING, protocol.PingRequest()).kind == frames.PONG
+
+
+def test_garbage_from_the_host_ends_the_worker(socket_worker: RunningWorker) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(socket_worker.socket_path))
+        sock.sendall(b"\x00" * 64)
+        assert socket_worker.wait_exit() == 0
+    assert "broke the frame protocol" in socket_worker.stderr()
+
+
+def test_the_socket_worker_never_imports_grpc() -> None:
+    code = (
+        "import sys; sys.argv = ['w', '--adapter', 'x.Y', '--transport', 'socket', '--socket', '/nonexistent/s'];"
+        "from snakepit_bridge import worker; worker.import_server('socket');"
+        "print('grpc' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(PYTHON_DIR)},
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
