@@ -94,3 +94,24 @@ fn a_given_id_reaches_the_tool_and_its_log_and_an_absent_one_is_generated_per_ca
     );
     scope.finish(&pool);
 }
+
+#[test]
+fn the_socket_transport_carries_the_correlation_id_too() {
+    let scope = Scope::new("correlation-socket");
+    let pool = scope
+        .builder()
+        .workers(1)
+        .transport(snakepit::Transport::Socket)
+        .build()
+        .unwrap();
+    let reply = pool
+        .execute_blocking_with(
+            "correlation",
+            json!({"message": "over the socket"}),
+            CallOptions::new().correlation_id("sock-1"),
+        )
+        .unwrap();
+    assert_eq!(reply.value, json!("sock-1"));
+    assert_eq!(reply.correlation_id, "sock-1");
+    scope.finish(&pool);
+}
