@@ -305,6 +305,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether the workers record their tools' telemetry events. The
+    /// events reach the event hook
+    /// ([`HandleEvent::telemetry`](crate::events::HandleEvent::telemetry));
+    /// see [`crate::telemetry`]. Changed at run time with
+    /// [`Pool::set_telemetry`](crate::Pool::set_telemetry). Default: true.
+    pub fn telemetry(mut self, enabled: bool) -> Self {
+        self.config.telemetry.enabled = enabled;
+        self
+    }
+
+    /// The share of telemetry events the workers keep (0 to 1, chosen at
+    /// random). A rate outside 0 to 1 fails `build` with
+    /// [`Error::InvalidConfig`]. Default: 1, every event.
+    ///
+    /// ```
+    /// // One event in ten.
+    /// let builder = snakepit::Pool::builder().telemetry_sampling_rate(0.1);
+    /// # let _ = builder;
+    /// ```
+    pub fn telemetry_sampling_rate(mut self, sampling_rate: f64) -> Self {
+        self.config.telemetry.sampling_rate = sampling_rate;
+        self
+    }
+
     /// Registers a host tool: a Rust closure that Python tools call with
     /// `self.session_context.call_host_tool("name", **kwargs)` (or
     /// `call_elixir_tool`, Snakepit's name) and list with
@@ -509,6 +533,11 @@ impl PoolBuilder {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let c = &self.config;
         let invalid = |option, message: String| Err(Error::InvalidConfig { option, message });
+        if let Err(Error::InvalidArgument { message, .. }) =
+            crate::telemetry::check_sampling_rate(c.telemetry.sampling_rate)
+        {
+            return invalid("telemetry_sampling_rate", message);
+        }
         let valid_class = c.adapter.rsplit_once('.').is_some_and(|(module, class)| {
             !module.is_empty()
                 && !class.is_empty()

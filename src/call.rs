@@ -55,6 +55,7 @@ pub struct CallOptions {
     pub(crate) crash_retries: u8,
     pub(crate) session: Option<String>,
     pub(crate) affinity: Option<Affinity>,
+    pub(crate) correlation_id: Option<String>,
 }
 
 impl CallOptions {
@@ -111,6 +112,19 @@ impl CallOptions {
     /// pool's `affinity` ([`Affinity::Hint`] unless set).
     pub fn affinity(mut self, affinity: Affinity) -> Self {
         self.affinity = Some(affinity);
+        self
+    }
+
+    /// Tags the call with `id`, to follow it across the host and the
+    /// worker. The worker sees it (`telemetry.get_correlation_id()` in a
+    /// tool), its log lines and telemetry events during the call carry it,
+    /// and it comes back in [`Reply::correlation_id`]. It travels in the
+    /// request metadata under [`CORRELATION_HEADER`]. Default: a fresh,
+    /// unique id per call (see [`new_correlation_id`]). An empty id, or
+    /// one that is not printable ASCII, fails the call with
+    /// [`Error::InvalidArgument`].
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
         self
     }
 
@@ -189,6 +203,71 @@ pub struct Reply {
     pub queued: Duration,
     /// Metadata the worker attached to the response (e.g. its `pid`).
     pub metadata: HashMap<String, String>,
+    /// The call's correlation id: the one given with
+    /// [`CallOptions::correlation_id`], or the one generated for it.
+    pub correlation_id: String,
+}
+
+/// The request metadata key (and gRPC header) that carries a call's
+/// correlation id to the worker: Snakepit's name for it.
+pub const CORRELATION_HEADER: &str = "x-snakepit-correlation-id";
+
+/// Longest correlation id accepted, in bytes.
+const MAX_CORRELATION_ID: usize = 256;
+
+/// A fresh correlation id: 16 hex digits, unique within this process and
+/// random across processes. What a call gets when it is given none.
+///
+/// ```
+/// let (a, b) = (snakepit::new_correlation_id(), snakepit::new_correlation_id());
+/// assert_eq!(a.len(), 16);
+/// assert_ne!(a, b);
+/// ```
+pub fn new_correlation_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // std's hasher keys are random per process.
+    let seed = *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+    // splitmix64's finaliser: a bijection, so distinct counters give
+    // distinct ids.
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("{:016x}", z ^ (z >> 31))
+}
+
+/// Checks a caller's correlation id: it travels as a gRPC header, so it
+/// must be non-empty printable ASCII of bounded length.
+pub(crate) fn check_correlation_id(id: &str) -> Result<(), Error> {
+    let problem = if id.is_empty() {
+        Some("a correlation id must not be empty".to_owned())
+    } else if id.len() > MAX_CORRELATION_ID {
+        Some(format!(
+            "a correlation id is at most {MAX_CORRELATION_ID} bytes, got {}",
+            id.len()
+        ))
+    } else if !id.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        Some(format!(
+            "a correlation id must be printable ASCII, got {id:?}"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => Err(Error::InvalidArgument {
+            argument: "correlation_id",
+            message,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Where the outcome of a call goes: a one-shot reply, or a stream of

@@ -343,6 +343,13 @@ pub trait HandleEvent: fmt::Debug + Send + Sync + 'static {
     fn queue_timeout(&self, _event: &QueueTimedOut) {}
     /// A call was refused: queue full.
     fn saturated(&self, _event: &Saturated) {}
+    /// A worker's tool emitted a telemetry event (see
+    /// [`crate::telemetry`]). Called on the worker's telemetry thread, in
+    /// the order the tool emitted them; a slow handler makes that worker's
+    /// buffer drop its oldest events, never slows a tool. Once
+    /// [`Pool::shutdown`](crate::Pool::shutdown) has returned, it is not
+    /// called again.
+    fn telemetry(&self, _event: &crate::telemetry::TelemetryEvent) {}
 }
 
 /// Drops every event.
@@ -448,5 +455,8 @@ impl HandleEvent for Guarded {
     }
     fn saturated(&self, e: &Saturated) {
         self.run("saturated", |h| h.saturated(e));
+    }
+    fn telemetry(&self, e: &crate::telemetry::TelemetryEvent) {
+        self.run("telemetry", |h| h.telemetry(e));
     }
 }

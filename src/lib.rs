@@ -114,13 +114,14 @@ mod socket_dir;
 mod stats;
 mod stream;
 mod supervisor;
+pub mod telemetry;
 mod tools;
 mod transport;
 mod work;
 mod worker;
 
 pub use builder::PoolBuilder;
-pub use call::{Affinity, CallOptions, Reply};
+pub use call::{new_correlation_id, Affinity, CallOptions, Reply, CORRELATION_HEADER};
 pub use deadline::MAX_DURATION;
 pub use error::{Error, ErrorKind, Exit};
 pub use host_server::{HostSession, RegisteredTool};

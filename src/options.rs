@@ -105,6 +105,7 @@ pub(crate) struct Config {
     pub host_tools: Vec<HostTool>,
     pub host_tool_threads: usize,
     pub worker_script: Option<PathBuf>,
+    pub telemetry: crate::telemetry::Settings,
     pub transport: Transport,
 }
 
@@ -144,6 +145,7 @@ impl Default for Config {
             host_tools: Vec::new(),
             host_tool_threads: DEFAULT_HOST_TOOL_THREADS,
             worker_script: None,
+            telemetry: crate::telemetry::Settings::default(),
             transport: Transport::Grpc,
         }
     }

@@ -9,7 +9,10 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::call::{CallOptions, Replier, Reply, Request};
+use crate::call::{
+    check_correlation_id, new_correlation_id, CallOptions, Replier, Reply, Request,
+    CORRELATION_HEADER,
+};
 use crate::deadline::check_duration;
 use crate::dispatcher::Dispatcher;
 use crate::error::Error;
@@ -246,6 +249,13 @@ impl Pool {
                 return Err(Error::InvalidArgument { argument, message });
             }
         }
+        let correlation_id = match options.correlation_id {
+            Some(id) => {
+                check_correlation_id(&id)?;
+                id
+            }
+            None => new_correlation_id(),
+        };
         let session = options.session.map(|id| {
             let affinity = options.affinity.unwrap_or(config.affinity);
             (id, affinity)
@@ -253,6 +263,11 @@ impl Pool {
         let session_id = session.as_ref().map(|(id, _)| id.as_str());
         let mut message = value::encode_request(tool, &args, options.binary, session_id)?;
         message.stream = matches!(reply, Replier::Stream { .. });
+        // In the request's own metadata too (the gRPC transport also sends
+        // it as a header), so any transport carries it.
+        message
+            .metadata
+            .insert(CORRELATION_HEADER.into(), correlation_id);
         if message.stream {
             // A failure mid-stream comes back as a final error chunk, not an
             // error status: grpcio hands a client the status as soon as it
@@ -329,6 +344,32 @@ impl Pool {
     /// ```
     pub fn stats(&self) -> PoolStats {
         self.inner.shared.stats()
+    }
+
+    /// Switches the workers' telemetry on or off and sets the share of
+    /// events they keep (`sampling_rate`, 0 to 1), now and for every
+    /// process started later (see
+    /// [`PoolBuilder::telemetry`](crate::PoolBuilder::telemetry) and
+    /// [`PoolBuilder::telemetry_sampling_rate`](crate::PoolBuilder::telemetry_sampling_rate)). The
+    /// settings travel as control messages on each worker's telemetry
+    /// stream and apply from the moment each worker receives them. A rate
+    /// outside 0 to 1 fails with [`Error::InvalidArgument`].
+    ///
+    /// ```no_run
+    /// # let pool = snakepit::Pool::builder().adapter("snakepit_showcase.adapter.ShowcaseAdapter").build()?;
+    /// pool.set_telemetry(false, 1.0)?; // quiet
+    /// # Ok::<(), snakepit::Error>(())
+    /// ```
+    pub fn set_telemetry(&self, enabled: bool, sampling_rate: f64) -> Result<(), Error> {
+        crate::telemetry::check_sampling_rate(sampling_rate)?;
+        self.inner
+            .shared
+            .telemetry()
+            .set(crate::telemetry::Settings {
+                enabled,
+                sampling_rate,
+            });
+        Ok(())
     }
 
     /// Replaces worker `worker` with a fresh process. `worker` is its id as
@@ -675,6 +716,8 @@ impl Inner {
         for worker in rt.workers {
             let _ = worker.thread.join();
         }
+        // Their processes gone, the telemetry streams have ended or end now.
+        self.shared.telemetry().close();
         // After the workers: none of them can call back any more.
         if let Some(mut host) = rt.resources.host {
             host.stop(self.shared.config().shutdown_grace);

@@ -13,6 +13,7 @@ use crate::events::{Guarded, HandleEvent};
 use crate::options::Config;
 use crate::slots::{Slots, Ticket};
 use crate::stats::{Counters, PoolStats, WorkerInfo, WorkerState, WorkerStats};
+use crate::telemetry::Hub;
 
 /// State shared by callers, the dispatcher, the workers and their lanes.
 pub(crate) struct Shared {
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     waiting: AtomicUsize,
     doorbell: Sender<()>,
     closing: AtomicBool,
+    /// The workers' telemetry streams and what they record.
+    telemetry: Hub,
 }
 
 impl Shared {
@@ -48,6 +51,7 @@ impl Shared {
             waiting: AtomicUsize::new(0),
             doorbell,
             closing: AtomicBool::new(false),
+            telemetry: Hub::new(n, config.telemetry),
             events: Guarded(config.events.clone()),
             config,
         };
@@ -72,6 +76,11 @@ impl Shared {
     /// Every worker, in slot order.
     pub fn workers(&self) -> &[WorkerInfo] {
         &self.workers
+    }
+
+    /// The workers' telemetry streams and settings.
+    pub fn telemetry(&self) -> &Hub {
+        &self.telemetry
     }
 
     /// The pool-wide counters.
@@ -198,6 +207,8 @@ impl Shared {
             hung_killed: read(&c.hung_killed),
             unhealthy_killed: read(&c.unhealthy_killed),
             recycles: c.recycles(),
+            telemetry_events: read(&c.telemetry_events),
+            telemetry_dropped: read(&c.telemetry_dropped),
             degraded: per_worker.iter().any(|w| w.state != WorkerState::Ready),
             per_worker,
         }

@@ -70,6 +70,11 @@ pub struct PoolStats {
     pub unhealthy_killed: u64,
     /// Workers replaced on purpose, by reason.
     pub recycles: Recycles,
+    /// Telemetry events received from the workers' tools.
+    pub telemetry_events: u64,
+    /// Telemetry events the workers dropped because their buffer was full
+    /// (the host read them slower than the tools emitted them).
+    pub telemetry_dropped: u64,
     /// True while fewer workers are ready than configured (starting,
     /// restarting after a crash, or failing to start).
     pub degraded: bool,
@@ -206,6 +211,8 @@ pub(crate) struct Counters {
     pub recycled_memory: AtomicU64,
     pub recycled_manual: AtomicU64,
     pub recycled_stuck_threads: AtomicU64,
+    pub telemetry_events: AtomicU64,
+    pub telemetry_dropped: AtomicU64,
 }
 
 impl Counters {

@@ -24,13 +24,14 @@ from .lifetime import EXIT_BIND, EXIT_HOST_UNREACHABLE, StopSignals, end_process
 from .pool_token import presented
 from .servicer import BridgeServicer
 
-PROCESS_PROFILE_THREADS = 4
-"""gRPC threads in the process profile: one for the tool call, the rest so
-that Ping and session calls answer while it runs."""
+PROCESS_PROFILE_THREADS = 5
+"""gRPC threads in the process profile: one for the tool call, one for the
+telemetry stream, the rest so that Ping and session calls answer while it
+runs."""
 
-THREAD_PROFILE_SPARE_THREADS = 2
-"""gRPC threads of the thread profile beyond ``--max-workers``, for Ping and
-session calls."""
+THREAD_PROFILE_SPARE_THREADS = 3
+"""gRPC threads of the thread profile beyond ``--max-workers``, for the
+telemetry stream and for Ping and session calls."""
 
 HOST_WAIT_S = 10.0
 """How long start-up waits for the host's ``Ping`` at ``--elixir-address``."""

@@ -44,10 +44,33 @@ UNARY_RPCS = ("Ping", "InitializeSession", "CleanupSession", "GetSession", "Hear
 """The unary rpcs this servicer answers (``ExecuteStreamingTool`` is the
 streaming one; the host-side rpcs of ``BridgeService`` are not served)."""
 
+DROPPED_EVENT = "snakepit.telemetry.dropped"
+"""The event the telemetry stream sends when the buffer dropped events since
+the last batch: measurement ``count``, how many."""
+
+TELEMETRY_BATCH = 512
+"""Most events the telemetry stream takes from the buffer at once."""
+
+TELEMETRY_POLL_S = 0.1
+"""How long the telemetry stream waits for an event before it checks that
+the host is still there."""
+
 STATUS_TRACEBACK_CHARS = 2000
 """How much of a traceback an error status carries (it travels in a header)."""
 
 log = logging.getLogger("snakepit.worker")
+
+
+def _correlation_id(request: DynamicMessage, context: object) -> str | None:
+    """The call's correlation id: from the request's own metadata (any
+    transport carries it), else from the gRPC headers (a context with
+    ``invocation_metadata``, on gRPC)."""
+    found = telemetry.correlation_id_from_metadata(request.metadata)
+    headers = getattr(context, "invocation_metadata", None)
+    if found is None and headers is not None:
+        with contextlib.suppress(Exception):
+            found = telemetry.correlation_id_from_metadata(headers())
+    return found
 
 
 @contextlib.contextmanager
@@ -179,24 +202,28 @@ class BridgeServicer:
     def ExecuteTool(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
         """Runs one tool call. Tool errors are a ``success = false`` reply
         with the JSON error payload, never a gRPC error."""
-        response, binary = self.execute(request)
+        response, binary = self.execute(request, context=context)
         if binary:
             response.binary_result = bytes(binary)
         return response
 
     def execute(
-        self, request: DynamicMessage, binary_arguments: Mapping[str, Any] | None = None
+        self,
+        request: DynamicMessage,
+        binary_arguments: Mapping[str, Any] | None = None,
+        context: grpc.ServicerContext | None = None,
     ) -> tuple[DynamicMessage, Any]:
         """Runs one tool call: the response, and its binary result apart
         (the socket transport sends it as a segment of its own, from the
-        tool's buffer)."""
+        tool's buffer). The correlation id comes from the request's
+        metadata, else from the gRPC ``context``'s headers."""
         started = time.perf_counter()
         response = protocol.ExecuteToolResponse()
         response.metadata.update(self.metadata)
         binary: Any = b""
         try:
             with self._gate:
-                result, binary = self._run(request, binary_arguments)
+                result, binary = self._run(request, binary_arguments, _correlation_id(request, context))
             response.result.CopyFrom(result)
             response.success = True
         except BaseException as error:  # noqa: BLE001 - every tool failure is a reply
@@ -209,10 +236,12 @@ class BridgeServicer:
         response.execution_time_ms = int((time.perf_counter() - started) * 1000)
         return response, binary
 
-    def _run(self, request: DynamicMessage, binary: Mapping[str, Any] | None) -> tuple[DynamicMessage, Any]:
+    def _run(
+        self, request: DynamicMessage, binary: Mapping[str, Any] | None, correlation_id: str | None
+    ) -> tuple[DynamicMessage, Any]:
         session = self._context_for(request)
         arguments = self._arguments(request, binary)
-        token = telemetry.set_correlation_id(telemetry.correlation_id_from_metadata(request.metadata))
+        token = telemetry.set_correlation_id(correlation_id)
         try:
             adapter = self.adapters.open(session)
             failed = True
@@ -241,7 +270,7 @@ class BridgeServicer:
         count = 0
         # Set for this generator's run only: grpc may resume it on another
         # thread, and each resumption runs in the context it has here.
-        correlation_id = telemetry.correlation_id_from_metadata(request.metadata)
+        correlation_id = _correlation_id(request, context)
         with self._gate, _correlation(correlation_id):
             adapter: Any = None
             items: Generator[Any, None, None] | None = None
@@ -309,6 +338,29 @@ class BridgeServicer:
                     with contextlib.suppress(Exception):
                         self.adapters.close(adapter, failed)
 
+    def StreamTelemetry(
+        self, request_iterator: Iterator[DynamicMessage], context: grpc.ServicerContext
+    ) -> Iterator[DynamicMessage]:
+        """Sends the telemetry buffer's events to the host as they come, in
+        order, and applies the host's controls (on/off, sampling rate) as
+        they arrive. Drops (a full buffer) are reported as a
+        :data:`DROPPED_EVENT`. Ends when the host goes away."""
+        buffer = telemetry.get_backend()
+        if not isinstance(buffer, telemetry.EventBuffer):
+            return
+        threading.Thread(
+            target=_apply_controls, args=(request_iterator, buffer), name="snakepit-telemetry", daemon=True
+        ).start()
+        reported = buffer.dropped
+        while context.is_active():
+            events = buffer.drain(TELEMETRY_BATCH, TELEMETRY_POLL_S)
+            dropped = buffer.dropped
+            if dropped > reported:
+                yield _dropped_message(dropped - reported)
+                reported = dropped
+            for event in events:
+                yield _event_message(event)
+
     def generic_handler(self) -> grpc.GenericRpcHandler:
         """The grpc handler that routes ``BridgeService`` paths to this object."""
         import grpc
@@ -327,4 +379,48 @@ class BridgeServicer:
             request_deserializer=streaming.request.FromString,
             response_serializer=streaming.response.SerializeToString,
         )
+        telemetry_rpc = protocol.METHODS["StreamTelemetry"]
+        handlers["StreamTelemetry"] = grpc.stream_stream_rpc_method_handler(
+            self.StreamTelemetry,
+            request_deserializer=telemetry_rpc.request.FromString,
+            response_serializer=telemetry_rpc.response.SerializeToString,
+        )
         return grpc.method_handlers_generic_handler(protocol.SERVICE_NAME, handlers)
+
+
+def _apply_controls(controls: Iterator[DynamicMessage], buffer: telemetry.EventBuffer) -> None:
+    """Applies the host's telemetry controls to ``buffer`` until the host
+    stops sending them."""
+    try:
+        for control in controls:
+            which = control.WhichOneof("control")
+            if which == "toggle":
+                buffer.enabled = bool(control.toggle.enabled)
+                log.debug("telemetry %s", "on" if buffer.enabled else "off")
+            elif which == "sampling":
+                buffer.sampling_rate = min(1.0, max(0.0, float(control.sampling.sampling_rate)))
+                log.debug("telemetry sampling rate %s", buffer.sampling_rate)
+    except Exception as error:  # noqa: BLE001 - the stream ended: nothing more to apply
+        log.debug("telemetry controls ended: %s", error)
+
+
+def _event_message(event: telemetry.Event) -> DynamicMessage:
+    """``event`` as a wire ``TelemetryEvent``."""
+    message = protocol.TelemetryEvent(timestamp_ns=event.timestamp_ns, correlation_id=event.correlation_id or "")
+    message.event_parts.extend(event.event_parts)
+    for key, value in event.measurements.items():
+        slot = message.measurements[key]
+        if isinstance(value, int) and -(2**63) <= value < 2**63:
+            slot.int_value = value
+        elif isinstance(value, float):
+            slot.float_value = value
+        else:
+            slot.string_value = str(value)
+    message.metadata.update(event.metadata)
+    return message
+
+
+def _dropped_message(count: int) -> DynamicMessage:
+    """The event that reports ``count`` events dropped by a full buffer."""
+    dropped = telemetry.Event(name=DROPPED_EVENT, measurements={"count": count}, timestamp_ns=time.time_ns())
+    return _event_message(dropped)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from snakepit_bridge import BaseAdapter, SessionContext, ThreadSafeAdapter, tool
+from snakepit_bridge import BaseAdapter, SessionContext, ThreadSafeAdapter, telemetry, tool
 
 _POLL_S = 0.002
 
@@ -321,6 +321,25 @@ class ShowcaseTools:
         print(f"printed: {message}")
         logging.getLogger("showcase").warning("logged: %s", message)
         return True
+
+    @tool(description="Logs `message` and returns the call's correlation id")
+    def correlation(self, message: str) -> Optional[str]:
+        """What the tool sees of the host's correlation id; the log line carries it."""
+        logging.getLogger("showcase").warning("correlated: %s", message)
+        return telemetry.get_correlation_id()
+
+    @tool(description="Emits `n` telemetry events `name` with measurement `i` = 0..n-1")
+    def emit_events(self, n: int, name: str = "showcase.tick") -> int:
+        """Emits as fast as it can: telemetry must never slow a tool down much."""
+        for i in range(n):
+            telemetry.emit(name, {"i": i}, {"source": "emit_events"})
+        return n
+
+    @tool(description="Whether this worker records telemetry, and its sampling rate")
+    def telemetry_settings(self) -> dict[str, Any]:
+        """What the host's telemetry controls last set here."""
+        backend = telemetry.get_backend()
+        return {"enabled": telemetry.is_enabled(), "sampling_rate": getattr(backend, "sampling_rate", None)}
 
     @tool(description="Calls made on this adapter instance (1 unless instances are kept per worker)")
     def instance_calls(self) -> int:

@@ -462,3 +462,62 @@ def test_a_tools_daemon_in_a_new_session_ends_with_the_worker(start_worker: Star
     finally:
         with contextlib.suppress(OSError):
             os.kill(daemon, signal.SIGKILL)
+
+
+def test_the_correlation_id_may_come_as_a_grpc_header(start_worker: StartWorker) -> None:
+    from snakepit_bridge import telemetry
+
+    worker = start_worker()
+    method = protocol.METHODS["ExecuteTool"]
+    call = worker.channel.unary_unary(
+        method.path,
+        request_serializer=method.request.SerializeToString,
+        response_deserializer=method.response.FromString,
+    )
+    headers = [(telemetry.CORRELATION_HEADER, "from-header")]
+    response = call(tool_request("correlation", message="m"), timeout=30, metadata=headers)
+    assert response.success and serialization.decode_any(response.result) == "from-header"
+    # The request's own metadata wins (a transport without headers carries it).
+    request = tool_request("correlation", message="m")
+    request.metadata[telemetry.CORRELATION_HEADER] = "from-request"
+    response = call(request, timeout=30, metadata=headers)
+    assert serialization.decode_any(response.result) == "from-request"
+    assert "correlated: m [correlation_id=from-request]" in worker.stderr()
+
+
+def test_stream_telemetry_sends_events_in_order_and_obeys_the_hosts_controls(start_worker: StartWorker) -> None:
+    import queue
+
+    worker = start_worker()
+    method = protocol.METHODS["StreamTelemetry"]
+    open_stream = worker.channel.stream_stream(
+        method.path,
+        request_serializer=method.request.SerializeToString,
+        response_deserializer=method.response.FromString,
+    )
+    controls: queue.Queue[Any] = queue.Queue()
+    events = open_stream(iter(controls.get, None))
+    try:
+        request = tool_request("emit_events", n=3, name="t.tick")
+        request.metadata["x-snakepit-correlation-id"] = "c-1"
+        assert worker.unary("ExecuteTool", request).success
+        got = [next(events) for _ in range(3)]
+        assert [list(e.event_parts) for e in got] == [["t", "tick"]] * 3
+        assert [e.measurements["i"].int_value for e in got] == [0, 1, 2]
+        assert {e.correlation_id for e in got} == {"c-1"}
+        assert all(e.timestamp_ns > 0 for e in got)
+
+        off = protocol.TelemetryControl()
+        off.toggle.enabled = False
+        sampling = protocol.TelemetryControl()
+        sampling.sampling.sampling_rate = 0.25
+        controls.put(off)
+        controls.put(sampling)
+        wait_until(
+            lambda: worker.result("telemetry_settings") == {"enabled": False, "sampling_rate": 0.25},
+            10,
+            "the controls applied",
+        )
+    finally:
+        controls.put(None)
+        events.cancel()

@@ -366,6 +366,22 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
         read: |r, w, d| d.set(PoolBuilder::session_idle_timeout, r.duration(w)?),
         show: |c| duration(c.session_idle_timeout),
     },
+    OptionSpec {
+        key: "telemetry",
+        value: "true or false",
+        default: "`true`",
+        doc: "Whether the workers record their tools' telemetry events and stream them to the event hook.",
+        read: |r, w, d| d.set(PoolBuilder::telemetry, r.boolean(w)?),
+        show: |c| c.telemetry.enabled.to_string(),
+    },
+    OptionSpec {
+        key: "telemetry_sampling_rate",
+        value: "a number from 0 to 1",
+        default: "`1.0`",
+        doc: "The share of telemetry events the workers keep, chosen at random.",
+        read: |r, w, d| d.set(PoolBuilder::telemetry_sampling_rate, r.share(w)?),
+        show: |c| format!("{:?}", c.telemetry.sampling_rate),
+    },
 ];
 
 /// The effective value of every option of the table for `builder`, in table

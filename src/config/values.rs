@@ -80,6 +80,17 @@ impl Reader<'_> {
         }
     }
 
+    /// A share: a number (integer or float) from 0 to 1.
+    pub(super) fn share(&self, w: &Written) -> Result<f64, Error> {
+        let n = match w.value {
+            Value::Float(f) => Some(*f),
+            Value::Integer(i) => Some(*i as f64),
+            _ => None,
+        };
+        n.filter(|n| (0.0..=1.0).contains(n))
+            .ok_or_else(|| self.invalid(w, "expected a number from 0 to 1"))
+    }
+
     pub(super) fn duration(&self, w: &Written) -> Result<Duration, Error> {
         let d = (w.value)
             .as_str()

@@ -13,7 +13,7 @@ use super::messages::{
     GetExposedElixirToolsRequest, GetExposedElixirToolsResponse, GetSessionRequest,
     GetSessionResponse, HeartbeatRequest, HeartbeatResponse, InitializeSessionRequest,
     InitializeSessionResponse, PingRequest, PingResponse, RegisterToolsRequest,
-    RegisterToolsResponse, ToolChunk,
+    RegisterToolsResponse, TelemetryControl, TelemetryEvent, ToolChunk,
 };
 
 macro_rules! method {
@@ -47,6 +47,14 @@ method!(
     "ExecuteStreamingTool",
     ExecuteToolRequest,
     ToolChunk
+);
+
+method!(
+    STREAM_TELEMETRY,
+    MethodType::Duplex,
+    "StreamTelemetry",
+    TelemetryControl,
+    TelemetryEvent
 );
 
 // The callback side, served by the host to its workers.

@@ -11,17 +11,21 @@ use std::thread;
 use std::time::Duration;
 
 use futures_core::Stream as _;
+use futures_sink::Sink as _;
 use grpcio::{
-    CallOption, ChannelBuilder, Client, Environment, Metadata, MetadataBuilder, RpcStatusCode,
+    CallOption, ChannelBuilder, Client, ClientDuplexReceiver, ClientDuplexSender, Environment,
+    Metadata, MetadataBuilder, RpcStatusCode, WriteFlags,
 };
+use parking_lot::Mutex;
 
-use super::{Connect, Transport, TransportError};
-use crate::block_on::thread_waker;
+use super::{Connect, FeedNext, TelemetryFeed, Transport, TransportError};
+use crate::block_on::{block_on_timeout, thread_waker};
+use crate::call::CORRELATION_HEADER;
 use crate::deadline::MAX_DURATION;
 use crate::pool_token::{self, PoolToken};
 use crate::protocol::messages::{
     CleanupSessionRequest, ExecuteToolRequest, ExecuteToolResponse, InitializeSessionRequest,
-    InitializeSessionResponse, PingRequest, ToolChunk,
+    InitializeSessionResponse, PingRequest, TelemetryControl, TelemetryEvent, ToolChunk,
 };
 use crate::protocol::service;
 use crate::stream::{StreamControl, CANCEL_POLL};
@@ -82,6 +86,26 @@ impl GrpcTransport {
             .timeout(grpc_timeout(timeout))
             .headers(self.headers.clone())
     }
+
+    /// The options of a tool call: [`options`](Self::options), plus the
+    /// call's correlation id (from the request's metadata) as a header.
+    fn call_options(&self, req: &ExecuteToolRequest, timeout: Duration) -> CallOption {
+        let Some(id) = req.metadata.get(CORRELATION_HEADER) else {
+            return self.options(timeout);
+        };
+        let mut headers = MetadataBuilder::with_capacity(self.headers.len() + 1);
+        for (key, value) in self.headers.iter() {
+            // Copied from text metadata that was valid when built
+            // (`add_bytes` is only for `-bin` keys).
+            let _ = headers.add_str(key, &String::from_utf8_lossy(value));
+        }
+        // Checked by the pool to be printable ASCII; were it refused, the
+        // id still travels in the request's metadata.
+        let _ = headers.add_str(CORRELATION_HEADER, id);
+        CallOption::default()
+            .timeout(grpc_timeout(timeout))
+            .headers(headers.build())
+    }
 }
 
 impl Transport for GrpcTransport {
@@ -90,7 +114,7 @@ impl Transport for GrpcTransport {
         req: &ExecuteToolRequest,
         timeout: Duration,
     ) -> Result<ExecuteToolResponse, TransportError> {
-        let opt = self.options(timeout);
+        let opt = self.call_options(req, timeout);
         self.client
             .unary_call(&service::EXECUTE_TOOL, req, opt)
             .map_err(from_grpc)
@@ -103,7 +127,7 @@ impl Transport for GrpcTransport {
         control: &StreamControl,
         on_chunk: &mut dyn FnMut(ToolChunk) -> ControlFlow<()>,
     ) -> Result<(), TransportError> {
-        let opt = self.options(timeout);
+        let opt = self.call_options(req, timeout);
         let mut receiver = self
             .client
             .server_streaming(&service::EXECUTE_STREAMING_TOOL, req, opt)
@@ -168,6 +192,19 @@ impl Transport for GrpcTransport {
             .map_err(from_grpc)
     }
 
+    fn telemetry(&self) -> Result<Arc<dyn TelemetryFeed>, TransportError> {
+        // No deadline: the stream lasts as long as the process.
+        let opt = CallOption::default().headers(self.headers.clone());
+        let (sender, receiver) = self
+            .client
+            .duplex_streaming(&service::STREAM_TELEMETRY, opt)
+            .map_err(from_grpc)?;
+        Ok(Arc::new(GrpcTelemetry {
+            sender: Mutex::new(sender),
+            receiver: Mutex::new(receiver),
+        }))
+    }
+
     fn ping(
         &self,
         from: &str,
@@ -183,6 +220,70 @@ impl Transport for GrpcTransport {
             .unary_call(&service::PING, &req, opt)
             .map(|_| ())
             .map_err(from_grpc)
+    }
+}
+
+/// A worker's telemetry stream over gRPC.
+struct GrpcTelemetry {
+    sender: Mutex<ClientDuplexSender<TelemetryControl>>,
+    receiver: Mutex<ClientDuplexReceiver<TelemetryEvent>>,
+}
+
+impl TelemetryFeed for GrpcTelemetry {
+    fn next(&self, wait: Duration) -> FeedNext {
+        let mut receiver = self.receiver.lock();
+        let waker = thread_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut parked = false;
+        loop {
+            match Pin::new(&mut *receiver).poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(event))) => return FeedNext::Event(event),
+                Poll::Ready(Some(Err(e))) => return FeedNext::Ended(from_grpc(e)),
+                Poll::Ready(None) => {
+                    return FeedNext::Ended(TransportError::Failed {
+                        code: "OK".to_owned(),
+                        message: "the worker ended the stream".to_owned(),
+                    })
+                }
+                Poll::Pending if parked => return FeedNext::Idle,
+                Poll::Pending => {
+                    // Woken by gRPC when an event arrives; polled once more.
+                    thread::park_timeout(wait);
+                    parked = true;
+                }
+            }
+        }
+    }
+
+    fn send(&self, control: TelemetryControl, timeout: Duration) -> Result<(), TransportError> {
+        let mut sender = self.sender.lock();
+        let mut item = Some((control, WriteFlags::default()));
+        let sent = block_on_timeout(
+            std::future::poll_fn(|cx| {
+                let mut sink = Pin::new(&mut *sender);
+                if item.is_some() {
+                    match sink.as_mut().poll_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    if let Err(e) = sink.as_mut().start_send(item.take().expect("checked")) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                sink.poll_flush(cx)
+            }),
+            timeout,
+        );
+        match sent {
+            Some(result) => result.map_err(from_grpc),
+            None => Err(TransportError::DeadlineExceeded),
+        }
+    }
+
+    fn cancel(&self) {
+        self.sender.lock().cancel();
+        self.receiver.lock().cancel();
     }
 }
 

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::protocol::messages::{
-    ExecuteToolRequest, ExecuteToolResponse, InitializeSessionResponse, ToolChunk,
+    ExecuteToolRequest, ExecuteToolResponse, InitializeSessionResponse, TelemetryControl,
+    TelemetryEvent, ToolChunk,
 };
 use crate::protocol::value;
 use crate::stream::StreamControl;
@@ -64,6 +65,38 @@ pub(crate) trait Transport: Send + Sync {
         timeout: Duration,
         wait_for_ready: bool,
     ) -> Result<(), TransportError>;
+
+    /// Opens the process's telemetry stream (see [`crate::telemetry`]). A
+    /// transport without one says so with an error.
+    fn telemetry(&self) -> Result<Arc<dyn TelemetryFeed>, TransportError> {
+        Err(TransportError::Failed {
+            code: "UNIMPLEMENTED".to_owned(),
+            message: "this transport carries no telemetry".to_owned(),
+        })
+    }
+}
+
+/// One process's open telemetry stream: events in, controls out. Read by
+/// one thread; controls may be sent from any.
+pub(crate) trait TelemetryFeed: Send + Sync {
+    /// The next event, waiting at most `wait` for it.
+    fn next(&self, wait: Duration) -> FeedNext;
+
+    /// Sends one control message, waiting at most `timeout` for it to go.
+    fn send(&self, control: TelemetryControl, timeout: Duration) -> Result<(), TransportError>;
+
+    /// Ends the stream.
+    fn cancel(&self);
+}
+
+/// What [`TelemetryFeed::next`] found.
+pub(crate) enum FeedNext {
+    /// An event.
+    Event(TelemetryEvent),
+    /// Nothing yet.
+    Idle,
+    /// The stream is over (the process ended, or it has no telemetry).
+    Ended(TransportError),
 }
 
 /// Makes a [`Transport`] from the address a launcher reported.

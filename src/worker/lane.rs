@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 
 use super::{Connection, Control};
-use crate::call::{Replier, Reply, Request};
+use crate::call::{Replier, Reply, Request, CORRELATION_HEADER};
 use crate::error::Error;
 use crate::events::{CallFinished, RecycleReason};
 use crate::protocol::messages::ToolChunk;
@@ -129,6 +129,12 @@ impl Lane {
                         elapsed: req.submitted.elapsed(),
                         queued: started.duration_since(req.submitted),
                         metadata: d.metadata,
+                        correlation_id: req
+                            .message
+                            .metadata
+                            .get(CORRELATION_HEADER)
+                            .cloned()
+                            .unwrap_or_default(),
                     })
                 }),
                 Err(e) => Err(self.call_error(conn, &req, e)),

@@ -15,6 +15,7 @@
 //! [`Transport`]: the worker knows neither Python nor gRPC.
 
 mod lane;
+mod telemetry;
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
@@ -408,6 +409,12 @@ impl Worker {
             .slots()
             .install(self.setup.slot, serving.conn.generation, capacity);
         info.set_state(WorkerState::Ready);
+        // A fresh telemetry stream for each process; the last process's
+        // stream reads on until that process ends.
+        match serving.conn.transport.telemetry() {
+            Ok(feed) => telemetry::start_pump(&shared, self.setup.slot, feed),
+            Err(e) => log::debug!("{}: no telemetry stream: {e}", info.id),
+        }
         // Calls may have queued while no worker was ready.
         shared.ring_doorbell();
     }
