@@ -457,6 +457,8 @@ impl HandleEvent for Guarded {
         self.run("saturated", |h| h.saturated(e));
     }
     fn telemetry(&self, e: &crate::telemetry::TelemetryEvent) {
+        #[cfg(feature = "metrics")]
+        record::telemetry(e);
         self.run("telemetry", |h| h.telemetry(e));
     }
 }

@@ -117,6 +117,18 @@ pub fn describe() {
         "snakepit_worker_kills_total",
         "Workers killed by the pool, by reason (hung in a call, unhealthy)."
     );
+    describe_counter!(
+        "snakepit_telemetry_events_total",
+        "Telemetry events tools emitted that reached the host, by event name."
+    );
+    describe_histogram!(
+        "snakepit_telemetry_measurement",
+        "The numeric measurements of telemetry events, by event and measurement."
+    );
+    describe_counter!(
+        "snakepit_telemetry_dropped_total",
+        "Telemetry events workers dropped because the host read them too slowly."
+    );
 }
 
 /// The label of a worker state in `snakepit_workers`.
@@ -168,6 +180,7 @@ fn record_stats(stats: &PoolStats) {
     counter!("snakepit_saturated_total", "pool" => p()).absolute(stats.saturated);
     counter!("snakepit_worker_crashes_total", "pool" => p()).absolute(stats.crashes);
     counter!("snakepit_worker_restarts_total", "pool" => p()).absolute(stats.restarts);
+    counter!("snakepit_telemetry_dropped_total", "pool" => p()).absolute(stats.telemetry_dropped);
     let r = &stats.recycles;
     for (reason, n) in [
         ("max_requests", r.max_requests),

@@ -261,3 +261,54 @@ fn each_pool_of_a_set_has_its_own_series() {
     set.shutdown();
     scope.assert_no_processes();
 }
+
+#[test]
+fn telemetry_events_are_counted_by_name_and_their_measurements_sampled() {
+    let handle = exporter();
+    let scope = Scope::new("metrics-telemetry");
+    let pool = scope.builder().name("told").workers(1).build().unwrap();
+    // Events reach the host on the worker's telemetry stream, after the
+    // call's reply: wait for the host to have them all.
+    let emitted = pool
+        .execute_blocking("emit_events", json!({"n": 20, "name": "tick.metric"}))
+        .unwrap();
+    assert_eq!(emitted, json!(20));
+    assert!(
+        wait_until(LIMIT, || pool.stats().telemetry_events >= 20),
+        "{:?}",
+        pool.stats()
+    );
+    let samples = scrape(&pool, handle);
+    let labels = [
+        ("pool", "told"),
+        ("worker", "worker-0"),
+        ("event", "tick.metric"),
+    ];
+    assert_eq!(
+        value(&samples, "snakepit_telemetry_events_total", &labels),
+        20.0
+    );
+    // `i` runs 0..20: 20 samples summing to 190.
+    let measured = [
+        ("pool", "told"),
+        ("event", "tick.metric"),
+        ("measurement", "i"),
+    ];
+    assert_eq!(
+        value(&samples, "snakepit_telemetry_measurement_count", &measured),
+        20.0
+    );
+    assert_eq!(
+        value(&samples, "snakepit_telemetry_measurement_sum", &measured),
+        190.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "snakepit_telemetry_dropped_total",
+            &[("pool", "told")]
+        ),
+        0.0
+    );
+    scope.finish(&pool);
+}

@@ -7,6 +7,7 @@ use metrics::{counter, histogram};
 
 use super::CallFinished;
 use crate::error::ErrorKind;
+use crate::telemetry::{Measurement, TelemetryEvent};
 
 /// The `pool` label of an unnamed pool.
 pub(crate) const UNNAMED: &str = "default";
@@ -30,6 +31,36 @@ pub(crate) fn call_finished(e: &CallFinished) {
         .increment(1);
     histogram!("snakepit_call_duration_seconds", "pool" => pool, "tool" => e.tool.clone())
         .record(e.duration.as_secs_f64());
+}
+
+/// Records a telemetry event a tool emitted: one count per event name, and
+/// each numeric measurement as a sample of
+/// `snakepit_telemetry_measurement{event,measurement}` (text measurements
+/// are not numbers and are left out). Called for every event, before the
+/// user's event hook.
+pub(crate) fn telemetry(e: &TelemetryEvent) {
+    let (pool, worker) = labels_of(&e.worker);
+    counter!(
+        "snakepit_telemetry_events_total",
+        "pool" => pool.clone(),
+        "worker" => worker,
+        "event" => e.name.clone()
+    )
+    .increment(1);
+    for (name, measurement) in &e.measurements {
+        let value = match measurement {
+            Measurement::Int(i) => *i as f64,
+            Measurement::Float(f) => *f,
+            _ => continue,
+        };
+        histogram!(
+            "snakepit_telemetry_measurement",
+            "pool" => pool.clone(),
+            "event" => e.name.clone(),
+            "measurement" => name.clone()
+        )
+        .record(value);
+    }
 }
 
 #[cfg(test)]
