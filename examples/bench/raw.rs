@@ -3,8 +3,8 @@
 //! no JSON: one `ExecuteTool` message out, one back.
 //!
 //! The messages are the crate's own generated code, compiled into the bench
-//! (the crate keeps them private): `build.rs` writes them to `OUT_DIR` in a
-//! form `include!` accepts.
+//! (the crate keeps them private) by `tests/common/wire.rs`, which the tests
+//! that speak the wire share.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,44 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grpcio::{
-    CallOption, ChannelBuilder, Client, EnvBuilder, Environment, Marshaller, Method, MethodType,
-};
+use grpcio::{CallOption, ChannelBuilder, Client, EnvBuilder, Environment};
 use protobuf::well_known_types::any::Any;
 
-use messages::{ExecuteToolRequest, ExecuteToolResponse};
+#[path = "../../tests/common/wire.rs"]
+mod wire;
 
-/// `snakepit_bridge.proto`'s messages, as the crate compiles them; the
-/// `allow`s are the ones the generated file declares for itself.
-#[allow(
-    dead_code,
-    missing_docs,
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    trivial_casts,
-    unused_attributes,
-    unused_mut,
-    unused_results,
-    clippy::all
-)]
-mod messages {
-    include!(concat!(env!("OUT_DIR"), "/bridge_messages.rs"));
-}
-
-/// `BridgeService.ExecuteTool`, described for grpcio by hand.
-const EXECUTE_TOOL: Method<ExecuteToolRequest, ExecuteToolResponse> = Method {
-    ty: MethodType::Unary,
-    name: "/snakepit.bridge.BridgeService/ExecuteTool",
-    req_mar: Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-    resp_mar: Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-};
+use wire::messages::{ExecuteToolRequest, ExecuteToolResponse};
+use wire::EXECUTE_TOOL;
 
 /// The largest message either side takes (the pool's default).
 const MAX_MESSAGE: i32 = 128 << 20;

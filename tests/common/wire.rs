@@ -1,7 +1,10 @@
-//! The wire, for tests that must speak it without the pool: the crate's
-//! generated messages (`build.rs` writes them to `OUT_DIR`; the crate keeps
-//! them private) and the `BridgeService` methods a test needs, described for
-//! grpcio by hand.
+//! The wire, for code that must speak it without the pool (tests, and the
+//! bench's raw client, which includes this file): the crate's generated
+//! messages (`build.rs` writes them to `OUT_DIR`; the crate keeps them
+//! private) and the `BridgeService` methods they need, described for grpcio
+//! by hand.
+
+#![allow(dead_code)]
 
 use grpcio::{Marshaller, Method, MethodType};
 
@@ -23,18 +26,29 @@ pub mod messages {
     include!(concat!(env!("OUT_DIR"), "/bridge_messages.rs"));
 }
 
-use messages::{PingRequest, PingResponse};
+use messages::{ExecuteToolRequest, ExecuteToolResponse, PingRequest, PingResponse};
+
+/// A unary `BridgeService` method with protobuf messages.
+const fn unary<Req: protobuf::Message, Resp: protobuf::Message>(
+    name: &'static str,
+) -> Method<Req, Resp> {
+    Method {
+        ty: MethodType::Unary,
+        name,
+        req_mar: Marshaller {
+            ser: grpcio::pb_ser,
+            de: grpcio::pb_de,
+        },
+        resp_mar: Marshaller {
+            ser: grpcio::pb_ser,
+            de: grpcio::pb_de,
+        },
+    }
+}
 
 /// `BridgeService.Ping`, served by workers and by the host's callback server.
-pub const PING: Method<PingRequest, PingResponse> = Method {
-    ty: MethodType::Unary,
-    name: "/snakepit.bridge.BridgeService/Ping",
-    req_mar: Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-    resp_mar: Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-};
+pub const PING: Method<PingRequest, PingResponse> = unary("/snakepit.bridge.BridgeService/Ping");
+
+/// `BridgeService.ExecuteTool`, served by workers.
+pub const EXECUTE_TOOL: Method<ExecuteToolRequest, ExecuteToolResponse> =
+    unary("/snakepit.bridge.BridgeService/ExecuteTool");
