@@ -99,16 +99,18 @@ fn only_callers_with_the_pools_token_are_served_on_either_side() {
         .unwrap();
     assert_eq!(doubled, json!(42));
 
-    // The token does not leak to what tools start.
+    // The token does not leak to what tools start. Right after the spawn
+    // returns, the child may still be inside exec (vfork lets the parent
+    // run on before the new environment is in place): wait until it is.
     let child = pool.execute_blocking("spawn_child", json!({})).unwrap();
     let child = u32::try_from(child.as_u64().unwrap()).unwrap();
-    assert!(common::is_alive(child));
-    assert_eq!(common::environ(child, TOKEN_VAR), None);
-    assert_eq!(
-        common::environ(child, "SNAKEPIT_TEST_TAG").as_deref(),
-        Some(scope.tag.as_str()),
-        "the child's environment was read"
+    assert!(
+        common::wait_until(Duration::from_secs(10), || {
+            common::environ(child, "SNAKEPIT_TEST_TAG").as_deref() == Some(scope.tag.as_str())
+        }),
+        "the child's environment could not be read"
     );
+    assert_eq!(common::environ(child, TOKEN_VAR), None);
 
     scope.finish(&pool);
 }

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import grpc
 import pytest
-from conftest import SHOWCASE, RunningWorker, tool_request
+from conftest import SHOWCASE, RunningWorker, tool_request, wait_until
 
 from snakepit_bridge import pool_token, protocol, serialization
 
@@ -100,9 +100,14 @@ def test_the_token_is_presented_to_the_host_and_hidden_from_tools(start_worker: 
         # A tool's children do not inherit the secret.
         response = call(worker, "ExecuteTool", tool_request("spawn_child", seconds=30), good)
         child = serialization.decode_any(response.result)
-        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
-        assert not any(entry.startswith(pool_token.ENV_VAR.encode()) for entry in environ)
-        assert any(entry.startswith(b"SNAKEPIT_READY_FILE=") for entry in environ)
+
+        # Right after the spawn returns, the child may still be inside exec
+        # (vfork lets the parent run on first): wait for its environment.
+        def environ() -> list[bytes]:
+            return Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+
+        wait_until(lambda: any(e.startswith(b"SNAKEPIT_READY_FILE=") for e in environ()), 10, "the child's environment")
+        assert not any(entry.startswith(pool_token.ENV_VAR.encode()) for entry in environ())
     finally:
         host.stop(0).wait(5)
 
