@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use common::{wait_until, Scope};
@@ -27,6 +27,17 @@ impl log::Log for Capture {
     fn flush(&self) {}
 }
 
+/// Installs the capturing logger, once, before any test of this binary
+/// starts a pool (whose scope would otherwise install `env_logger` first:
+/// the tests run in parallel).
+fn capture_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&Capture).expect("no logger is installed before this one");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
 fn logged(a: &str, b: &str) -> bool {
     LINES
         .lock()
@@ -37,8 +48,7 @@ fn logged(a: &str, b: &str) -> bool {
 
 #[test]
 fn a_given_id_reaches_the_tool_and_its_log_and_an_absent_one_is_generated_per_call() {
-    log::set_logger(&Capture).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    capture_logs();
     let scope = Scope::new("correlation");
     let pool = scope.builder().workers(2).build().unwrap();
 
@@ -97,6 +107,7 @@ fn a_given_id_reaches_the_tool_and_its_log_and_an_absent_one_is_generated_per_ca
 
 #[test]
 fn the_socket_transport_carries_the_correlation_id_too() {
+    capture_logs();
     let scope = Scope::new("correlation-socket");
     let pool = scope
         .builder()
