@@ -253,11 +253,20 @@ fn ctrl_c_shuts_every_pool_of_the_set_down_and_exits() {
             Err(Error::SignalHandler { .. })
         ));
         println!("handler installed");
-        let _ = set
+        let interrupted = set
             .pool("compute")
             .unwrap()
             .execute_blocking("sleep", json!({"ms": 600_000}));
-        unreachable!("the call outlasts the test");
+        // Shutting the pools down ends the call with ShuttingDown before
+        // the handler has finished and exits: this thread waits for that
+        // exit, as a program's main thread would, rather than racing it.
+        assert!(
+            matches!(interrupted, Err(Error::ShuttingDown)),
+            "{interrupted:?}"
+        );
+        loop {
+            std::thread::park();
+        }
     }
 
     let scope = Scope::new("poolset-ctrl-c");

@@ -148,11 +148,25 @@ enum Failure {
     Usage(String),
     /// The command failed: exit 1.
     Failed(String),
+    /// Ctrl-C shut the pool down under the command, whose call then ended
+    /// with `ShuttingDown`: the handler exits 130 once the workers are
+    /// gone, so wait for it rather than race it with another status.
+    Interrupted(String),
 }
+
+/// How long an interrupted command waits for the Ctrl-C handler to finish
+/// the shutdown and exit; only a handler stuck past every grace period
+/// takes this long.
+const HANDLER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl From<snakepit::Error> for Failure {
     fn from(e: snakepit::Error) -> Self {
-        Failure::Failed(e.to_string())
+        // Only the Ctrl-C handler shuts a command's pool down.
+        if matches!(e, snakepit::Error::ShuttingDown) {
+            Failure::Interrupted(e.to_string())
+        } else {
+            Failure::Failed(e.to_string())
+        }
     }
 }
 
@@ -193,6 +207,11 @@ fn main() -> ExitCode {
         Err(Failure::Failed(message)) => {
             eprintln!("snakepit: {message}");
             ExitCode::FAILURE
+        }
+        Err(Failure::Interrupted(message)) => {
+            eprintln!("snakepit: {message}");
+            std::thread::sleep(HANDLER_EXIT_WAIT);
+            ExitCode::from(130)
         }
     }
 }
