@@ -34,8 +34,9 @@ use crate::stream::{StreamControl, CANCEL_POLL};
 pub(crate) struct GrpcConnector {
     env: Arc<Environment>,
     max_message_bytes: usize,
-    /// The pool's token, as request metadata sent with every call.
-    headers: Metadata,
+    /// The pool's token, sent with every call (checked at construction to
+    /// be valid as metadata).
+    token: Arc<str>,
 }
 
 impl GrpcConnector {
@@ -47,14 +48,13 @@ impl GrpcConnector {
                 .name_prefix("snakepit-grpc")
                 .build(),
         );
-        let mut headers = MetadataBuilder::with_capacity(1);
-        headers
+        MetadataBuilder::with_capacity(1)
             .add_str(pool_token::HEADER, token.as_str())
             .map_err(|e| format!("cannot put the pool token in call metadata: {e}"))?;
         Ok(GrpcConnector {
             env,
             max_message_bytes,
-            headers: headers.build(),
+            token: Arc::from(token.as_str()),
         })
     }
 }
@@ -68,7 +68,7 @@ impl Connect for GrpcConnector {
             .connect(address);
         Ok(Arc::new(GrpcTransport {
             client: Client::new(channel),
-            headers: self.headers.clone(),
+            token: self.token.clone(),
         }))
     }
 }
@@ -76,35 +76,36 @@ impl Connect for GrpcConnector {
 /// One gRPC channel to one worker process.
 pub(crate) struct GrpcTransport {
     client: Client,
-    headers: Metadata,
+    token: Arc<str>,
 }
 
 impl GrpcTransport {
-    /// The options of one call: its deadline and the pool's token.
-    fn options(&self, timeout: Duration) -> CallOption {
-        CallOption::default()
-            .timeout(grpc_timeout(timeout))
-            .headers(self.headers.clone())
+    /// The headers of one call: the pool's token and, when given, the
+    /// call's correlation id.
+    fn headers(&self, correlation_id: Option<&str>) -> Metadata {
+        let mut headers = MetadataBuilder::with_capacity(2);
+        // Checked when the connector was made.
+        let _ = headers.add_str(pool_token::HEADER, &self.token);
+        if let Some(id) = correlation_id {
+            // Checked by the pool to be printable ASCII; were it refused,
+            // the id still travels in the request's metadata.
+            let _ = headers.add_str(CORRELATION_HEADER, id);
+        }
+        headers.build()
     }
 
-    /// The options of a tool call: [`options`](Self::options), plus the
-    /// call's correlation id (from the request's metadata) as a header.
-    fn call_options(&self, req: &ExecuteToolRequest, timeout: Duration) -> CallOption {
-        let Some(id) = req.metadata.get(CORRELATION_HEADER) else {
-            return self.options(timeout);
-        };
-        let mut headers = MetadataBuilder::with_capacity(self.headers.len() + 1);
-        for (key, value) in self.headers.iter() {
-            // Copied from text metadata that was valid when built
-            // (`add_bytes` is only for `-bin` keys).
-            let _ = headers.add_str(key, &String::from_utf8_lossy(value));
-        }
-        // Checked by the pool to be printable ASCII; were it refused, the
-        // id still travels in the request's metadata.
-        let _ = headers.add_str(CORRELATION_HEADER, id);
+    /// The options of one call: its deadline and its [`headers`](Self::headers).
+    fn options(&self, timeout: Duration, correlation_id: Option<&str>) -> CallOption {
         CallOption::default()
             .timeout(grpc_timeout(timeout))
-            .headers(headers.build())
+            .headers(self.headers(correlation_id))
+    }
+
+    /// The options of a tool call: the correlation id is in the request's
+    /// metadata.
+    fn call_options(&self, req: &ExecuteToolRequest, timeout: Duration) -> CallOption {
+        let id = req.metadata.get(CORRELATION_HEADER).map(String::as_str);
+        self.options(timeout, id)
     }
 }
 
@@ -174,7 +175,7 @@ impl Transport for GrpcTransport {
             force: true,
             ..Default::default()
         };
-        let opt = self.options(timeout);
+        let opt = self.options(timeout, None);
         self.client
             .unary_call(&service::CLEANUP_SESSION, &req, opt)
             .map(|_| ())
@@ -182,7 +183,7 @@ impl Transport for GrpcTransport {
     }
 
     fn describe(&self, timeout: Duration) -> Result<InitializeSessionResponse, TransportError> {
-        let opt = self.options(timeout);
+        let opt = self.options(timeout, None);
         self.client
             .unary_call(
                 &service::INITIALIZE_SESSION,
@@ -194,7 +195,7 @@ impl Transport for GrpcTransport {
 
     fn telemetry(&self) -> Result<Arc<dyn TelemetryFeed>, TransportError> {
         // No deadline: the stream lasts as long as the process.
-        let opt = CallOption::default().headers(self.headers.clone());
+        let opt = CallOption::default().headers(self.headers(None));
         let (sender, receiver) = self
             .client
             .duplex_streaming(&service::STREAM_TELEMETRY, opt)
@@ -215,7 +216,7 @@ impl Transport for GrpcTransport {
             message: from.to_owned(),
             ..Default::default()
         };
-        let opt = self.options(timeout).wait_for_ready(wait_for_ready);
+        let opt = self.options(timeout, None).wait_for_ready(wait_for_ready);
         self.client
             .unary_call(&service::PING, &req, opt)
             .map(|_| ())
