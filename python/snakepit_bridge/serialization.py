@@ -318,16 +318,12 @@ def encode_chunk(value: Any, limit: int | None = None) -> bytes:
     return encode_json(value, limit)
 
 
-BINARY_ARGUMENT_TYPES = (bytes, bytearray, memoryview)
-"""Host tool argument types sent as raw bytes (``binary_parameters``) rather than JSON."""
-
-
 def host_tool_request(session_id: str, tool_name: str, arguments: dict[str, Any]) -> DynamicMessage:
     """An ``ExecuteElixirToolRequest``: bytes-like arguments raw in
     ``binary_parameters``, the others as JSON ``parameters``."""
     request = protocol.ExecuteElixirToolRequest(session_id=session_id, tool_name=tool_name)
     for name, value in arguments.items():
-        if isinstance(value, BINARY_ARGUMENT_TYPES):
+        if is_binary(value):
             request.binary_parameters[name] = bytes(value)
         else:
             request.parameters[name].CopyFrom(parameter_any(value))
