@@ -443,12 +443,9 @@ impl Pool {
         let timeout = self.shared().config().call_timeout;
         let mut tools = Vec::new();
         for (worker, conn) in self.live_connections().unwrap_or_default() {
-            conn.in_flight
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let described = conn.transport.describe(timeout);
-            conn.in_flight
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            let Ok(resp) = described else { continue };
+            let Ok(resp) = conn.describe(timeout) else {
+                continue;
+            };
             let mut specs: Vec<_> = resp.available_tools.into_iter().collect();
             specs.sort_by(|a, b| a.0.cmp(&b.0));
             tools.extend(specs.into_iter().map(|(key, spec)| RegisteredTool {

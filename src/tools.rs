@@ -6,8 +6,6 @@
 //! path (no slot is taken, and a process-profile worker answers it even
 //! while a tool runs).
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use serde_json::Value;
 
 use crate::error::Error;
@@ -128,10 +126,7 @@ impl Pool {
         // A worker may be recycled or die under the request: try the next.
         let timeout = shared.config().call_timeout;
         for (worker, conn) in connections {
-            conn.in_flight.fetch_add(1, Relaxed);
-            let result = conn.transport.describe(timeout);
-            conn.in_flight.fetch_sub(1, Relaxed);
-            match result {
+            match conn.describe(timeout) {
                 Ok(resp) if resp.success => return Ok(decode_tools(resp.available_tools)),
                 Ok(resp) => return Err(value::decode_error("", &resp.error_message)),
                 Err(e) => {

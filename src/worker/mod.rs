@@ -32,10 +32,11 @@ use crate::events::{
     ExitReason, RecycleReason, WorkerExited, WorkerReady, WorkerRecycled, WorkerStarted,
 };
 use crate::launcher::{Launcher, Process, Target};
+use crate::protocol::messages::InitializeSessionResponse;
 use crate::shared::Shared;
 use crate::stats::{Counters, WorkerState};
 use crate::supervisor::{self, Backoff, Jitter, Schedule};
-use crate::transport::{Connect, Transport};
+use crate::transport::{Connect, Transport, TransportError};
 use crate::work::{Command, Work};
 use lane::Lane;
 
@@ -56,6 +57,17 @@ pub(crate) struct Connection {
     /// Set when the pool stops this process to shut down: a call it loses
     /// then ends in `ShuttingDown`, not as a crash.
     pub stopping: AtomicBool,
+}
+
+impl Connection {
+    /// Asks the process for its tools, outside the call path: counted in
+    /// flight while it runs, so a drain waits for it.
+    pub fn describe(&self, timeout: Duration) -> Result<InitializeSessionResponse, TransportError> {
+        self.in_flight.fetch_add(1, Relaxed);
+        let described = self.transport.describe(timeout);
+        self.in_flight.fetch_sub(1, Relaxed);
+        described
+    }
 }
 
 /// What a worker's own thread is told.
