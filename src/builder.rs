@@ -111,12 +111,14 @@ impl PoolBuilder {
     /// Number of worker processes. Default: the number of CPUs.
     pub fn workers(mut self, n: usize) -> Self {
         self.config.workers = n;
+        self.config.explicit.workers = true;
         self
     }
 
     /// The worker profile. Default: [`Profile::Process`].
     pub fn profile(mut self, profile: Profile) -> Self {
         self.config.profile = profile;
+        self.config.explicit.profile = true;
         self
     }
 
@@ -178,6 +180,7 @@ impl PoolBuilder {
     /// first timed-out call, rather than killed at once. Default: true.
     pub fn kill_hung_workers(mut self, kill: bool) -> Self {
         self.config.kill_hung_workers = kill;
+        self.config.explicit.kill_hung_workers = true;
         self
     }
 
@@ -508,6 +511,40 @@ impl PoolBuilder {
         self
     }
 
+    /// Use workers that run elsewhere (started by Kubernetes, say, with
+    /// `snakepit-worker serve`) instead of starting local processes: see
+    /// [`Remote`](crate::Remote) and the README's "Running workers on
+    /// Kubernetes". Default: none (local workers).
+    ///
+    /// The pool has one slot per endpoint, up to
+    /// [`Remote::max_endpoints`](crate::Remote::max_endpoints); each
+    /// endpoint's capacity is what its worker reports, and the adapter it
+    /// reports must be this pool's [`adapter`](PoolBuilder::adapter).
+    /// Options about local processes make no sense here and `build`
+    /// refuses them with [`Error::InvalidConfig`]: `python`, `python_path`,
+    /// `workers`, `profile`, `env`, `kill_hung_workers`, `max_requests`,
+    /// `max_lifetime`, `max_memory`, `adapter_per_worker`, `worker_script`,
+    /// host tools and [`Transport::Socket`]. Timeouts, the queue, sessions,
+    /// affinity, streaming, telemetry and events work as for local
+    /// workers.
+    ///
+    /// ```
+    /// use snakepit::{Error, Pool, Remote};
+    ///
+    /// // Checked before anything connects: a remote pool has no `workers`.
+    /// let err = Pool::builder()
+    ///     .adapter("my_models.Model")
+    ///     .workers(4)
+    ///     .remote(Remote::endpoints(["10.0.0.7:50051"]))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::InvalidConfig { option: "workers", .. }));
+    /// ```
+    pub fn remote(mut self, remote: crate::remote::Remote) -> Self {
+        self.config.remote = Some(remote);
+        self
+    }
+
     /// Starts every worker concurrently and blocks until all are ready.
     ///
     /// Fails with [`Error::InvalidConfig`] for an option that cannot work
@@ -533,6 +570,34 @@ impl PoolBuilder {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let c = &self.config;
         let invalid = |option, message: String| Err(Error::InvalidConfig { option, message });
+        if let Some(remote) = &c.remote {
+            remote.validate()?;
+            let local_only: [(&'static str, bool); 13] = [
+                ("python", c.python.is_some()),
+                ("python_path", !c.python_path.is_empty()),
+                ("workers", c.explicit.workers),
+                ("profile", c.explicit.profile),
+                ("env", !c.env.is_empty()),
+                ("kill_hung_workers", c.explicit.kill_hung_workers),
+                ("max_requests", c.max_requests.is_some()),
+                ("max_lifetime", c.max_lifetime.is_some()),
+                ("max_memory", c.max_memory.is_some()),
+                ("adapter_per_worker", c.adapter_per_worker),
+                ("worker_script", c.worker_script.is_some()),
+                ("host_tool", !c.host_tools.is_empty()),
+                ("transport", c.transport == Transport::Socket),
+            ];
+            if let Some((option, _)) = local_only.iter().find(|(_, set)| *set) {
+                return invalid(
+                    option,
+                    format!(
+                        "`{option}` is about local worker processes and does not apply to \
+                         remote workers (the remote side sets it: see `snakepit-worker serve \
+                         --help`); remove it, or drop `.remote(..)`"
+                    ),
+                );
+            }
+        }
         if let Err(Error::InvalidArgument { message, .. }) =
             crate::telemetry::check_sampling_rate(c.telemetry.sampling_rate)
         {

@@ -466,7 +466,10 @@ impl Reader<'_> {
                     ),
                 })
             }
-            (Some((false, _)), None) | (None, None) => builder.profile(Profile::Process),
+            (Some((false, _)), None) => builder.profile(Profile::Process),
+            // Left at its default, so that a remote pool (which has no
+            // profile of its own) is not refused for setting one.
+            (None, None) => builder,
         };
         for (var, val) in env {
             builder = builder.env(var, val);
@@ -631,6 +634,48 @@ mod tests {
                 ("LEVEL".into(), "defaults".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_remote_table_is_read_into_the_pools_builder() {
+        let config = parse(
+            r#"
+            [pools.models]
+            adapter = "pkg.mod.Model"
+            call_timeout = "20s"
+            [pools.models.remote]
+            endpoints = ["10.0.0.5:50051", "10.0.0.6:50051"]
+            max_endpoints = 8
+            resolve_every = "5s"
+            keepalive = { interval = "1s", timeout = "2s" }
+            max_calls_per_endpoint = 4
+            "#,
+        )
+        .unwrap();
+        let builder = config.pool("models").unwrap().builder();
+        let remote = builder.settings().remote.as_ref().expect("a remote pool");
+        match &remote.source {
+            crate::remote::Source::Endpoints(list) => {
+                assert_eq!(list, &["10.0.0.5:50051", "10.0.0.6:50051"])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(remote.max_endpoints, 8);
+        assert_eq!(remote.resolve_every, Duration::from_secs(5));
+        assert_eq!(remote.keepalive, Duration::from_secs(1));
+        assert_eq!(remote.keepalive_timeout, Duration::from_secs(2));
+        assert_eq!(remote.max_calls_per_endpoint, 4);
+        // Nothing about local processes was set by reading the file, so the
+        // pool is not refused for it.
+        builder.validate().unwrap();
+
+        let pool = |body: &str| format!("[pools.p]\nadapter = \"pkg.mod.A\"\n{body}\n");
+        let m = error(&pool("remote = { dns = \"w.svc:1\", max_endpoint = 3 }"), "remote");
+        assert!(m.contains("did you mean `max_endpoints`"), "{m}");
+        let m = error(&pool("remote = { max_endpoints = 3 }"), "remote");
+        assert!(m.contains("exactly one of dns"), "{m}");
+        let m = error(&pool("remote = { dns = \"w.svc:1\", tls = { cert_file = \"c\" } }"), "remote");
+        assert!(m.contains("ca_file"), "{m}");
     }
 
     #[test]

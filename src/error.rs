@@ -66,6 +66,9 @@ pub enum Error {
         exit: Option<Exit>,
         /// The last lines the process wrote to stderr.
         stderr_tail: Vec<String>,
+        /// For a remote worker, the endpoint (`ip:port`) whose connection
+        /// broke (it has no exit status or stderr the host can see).
+        endpoint: Option<String>,
     },
     /// The adapter has no tool of that name.
     ToolNotFound {
@@ -188,6 +191,26 @@ pub enum Error {
         /// What panicked, with the panic message.
         message: String,
     },
+    /// A remote worker's TLS handshake failed: the worker's certificate is
+    /// not signed by the CA given to [`Tls`](crate::Tls), does not carry
+    /// the expected name ([`Tls::authority`](crate::Tls::authority)), or
+    /// the worker wants a client certificate that was not presented or
+    /// that it does not trust. Fix the certificates or the names.
+    Tls {
+        /// The endpoint, `ip:port`.
+        endpoint: String,
+        /// What the handshake said.
+        message: String,
+    },
+    /// A remote worker refused the pool's token (`UNAUTHENTICATED`): the
+    /// token file given to [`Remote::token_file`](crate::Remote::token_file)
+    /// is missing, or differs from the worker's `--token-file`.
+    Unauthenticated {
+        /// The endpoint, `ip:port`.
+        endpoint: String,
+        /// What the worker said.
+        message: String,
+    },
 }
 
 impl Error {
@@ -221,6 +244,8 @@ impl Error {
             Error::NoWorkerServing => ErrorKind::NoWorkerServing,
             Error::SignalHandler { .. } => ErrorKind::SignalHandler,
             Error::Internal { .. } => ErrorKind::Internal,
+            Error::Tls { .. } => ErrorKind::Tls,
+            Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
         }
     }
 
@@ -273,8 +298,16 @@ impl fmt::Display for Error {
                 worker,
                 exit,
                 stderr_tail,
+                endpoint,
             } => {
-                write!(f, "{worker} crashed during the call")?;
+                match endpoint {
+                    Some(endpoint) => write!(
+                        f,
+                        "{worker} (endpoint {endpoint}) crashed during the call: the \
+                         connection to it broke"
+                    )?,
+                    None => write!(f, "{worker} crashed during the call")?,
+                }
                 if let Some(exit) = exit {
                     write!(f, " ({exit})")?;
                 }
@@ -350,6 +383,12 @@ impl fmt::Display for Error {
                 f,
                 "internal error (a pool thread panicked; please report it): {message}"
             ),
+            Error::Tls { endpoint, message } => {
+                write!(f, "TLS handshake with {endpoint} failed: {message}")
+            }
+            Error::Unauthenticated { endpoint, message } => {
+                write!(f, "{endpoint} refused the pool's token: {message}")
+            }
         }
     }
 }
@@ -413,6 +452,10 @@ pub enum ErrorKind {
     SignalHandler,
     /// [`Error::Internal`].
     Internal,
+    /// [`Error::Tls`].
+    Tls,
+    /// [`Error::Unauthenticated`].
+    Unauthenticated,
 }
 
 impl ErrorKind {
@@ -442,6 +485,8 @@ impl ErrorKind {
             ErrorKind::NoWorkerServing => "no_worker_serving",
             ErrorKind::SignalHandler => "signal_handler",
             ErrorKind::Internal => "internal",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -95,6 +95,9 @@ pub enum ExitReason {
     /// The worker's own thread in the pool panicked (a bug: please report
     /// it); the process was killed and a new one starts after the backoff.
     Internal,
+    /// A remote endpoint vanished from discovery, or said it is stopping
+    /// (SIGTERM): it was drained, and its slot waits for an endpoint.
+    Withdrawn,
 }
 
 impl fmt::Display for ExitReason {
@@ -106,6 +109,7 @@ impl fmt::Display for ExitReason {
             ExitReason::Unhealthy => f.write_str("killed: failed a health check"),
             ExitReason::Shutdown => f.write_str("stopped: pool shut down"),
             ExitReason::Internal => f.write_str("killed: the pool's thread for it panicked"),
+            ExitReason::Withdrawn => f.write_str("withdrawn: the endpoint left"),
         }
     }
 }
@@ -142,8 +146,11 @@ impl fmt::Display for ExitReason {
 pub struct WorkerStarted {
     /// The worker, e.g. `"worker-0"`.
     pub worker: String,
-    /// The new process.
+    /// The new process (0 for a remote endpoint).
     pub pid: u32,
+    /// The remote endpoint (`ip:port`) it is, for a remote pool; `None`
+    /// for a local process (which has its pid).
+    pub endpoint: Option<String>,
 }
 
 /// A worker's process is ready and takes calls.
@@ -173,8 +180,11 @@ pub struct WorkerStarted {
 pub struct WorkerReady {
     /// The worker.
     pub worker: String,
-    /// The process.
+    /// The process (0 for a remote endpoint).
     pub pid: u32,
+    /// The remote endpoint (`ip:port`) it is, for a remote pool; `None`
+    /// for a local process (which has its pid).
+    pub endpoint: Option<String>,
     /// From launch to ready.
     pub startup: Duration,
 }
@@ -186,8 +196,11 @@ pub struct WorkerReady {
 pub struct WorkerExited {
     /// The worker.
     pub worker: String,
-    /// The process that ended.
+    /// The process that ended (0 for a remote endpoint).
     pub pid: u32,
+    /// The remote endpoint (`ip:port`) it is, for a remote pool; `None`
+    /// for a local process (which has its pid).
+    pub endpoint: Option<String>,
     /// Why.
     pub reason: ExitReason,
 }

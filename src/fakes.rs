@@ -15,13 +15,13 @@ use serde_json::Value;
 
 use crate::error::Exit;
 use crate::events::{ExitReason, HandleEvent, WorkerExited};
-use crate::launcher::{ExitWatch, Launcher, OnExit, Process, Target};
+use crate::launcher::{ExitWatch, Launcher, OnExit, OnWithdraw, Process, Target};
 use crate::protocol::messages::{
     ExecuteToolRequest, ExecuteToolResponse, InitializeSessionResponse, ToolChunk,
 };
 use crate::protocol::value;
 use crate::stream::StreamControl;
-use crate::transport::{Connect, Transport, TransportError};
+use crate::transport::{Connect, PingInfo, Transport, TransportError};
 
 /// A fake worker process: it ends when told to (or killed), reports the
 /// memory and health it is given, and has no pid, like a remote endpoint.
@@ -146,7 +146,12 @@ pub(crate) struct FakeLauncher {
 }
 
 impl Launcher for FakeLauncher {
-    fn launch(&self, target: Target<'_>, on_exit: OnExit) -> Result<Arc<dyn Process>, String> {
+    fn launch(
+        &self,
+        target: Target<'_>,
+        on_exit: OnExit,
+        _on_withdraw: OnWithdraw,
+    ) -> Result<Arc<dyn Process>, String> {
         let launch = {
             let mut n = self.launches.lock();
             *n += 1;
@@ -275,10 +280,10 @@ impl Transport for FakeTransport {
         })
     }
 
-    fn ping(&self, _from: &str, _timeout: Duration, _wait: bool) -> Result<(), TransportError> {
+    fn ping(&self, _from: &str, _timeout: Duration, _wait: bool) -> Result<PingInfo, TransportError> {
         self.alive()?;
         if self.process.healthy.load(SeqCst) {
-            Ok(())
+            Ok(PingInfo::default())
         } else {
             Err(TransportError::DeadlineExceeded)
         }

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::events::{ExitReason, RecycleReason};
 use crate::fakes::{self, Exits, FakeProcess, StartFault};
 use crate::options::{Config, Profile};
-use crate::pool::{Pool, Resources, Seams};
+use crate::pool::{Pool, Resources, Seams, WaitFor};
 use crate::transport::TransportError;
 
 /// How long any one expected event may take before the test fails.
@@ -55,7 +55,7 @@ fn start(
         launcher: Arc::new(launcher),
         connector: Arc::new(connector),
     };
-    match Pool::start_with(config, seams, Resources::default()) {
+    match Pool::start_with(config, seams, Resources::default(), WaitFor::All) {
         Ok(pool) => {
             let seen = launched.try_iter().collect();
             Ok(Fixture {
@@ -962,7 +962,7 @@ fn an_event_handler_that_panics_is_ignored_and_the_pool_serves_on() {
         events: Arc::new(PanickingEvents),
         ..config(1)
     };
-    let pool = Pool::start_with(config, seams, Resources::default()).expect("the pool starts");
+    let pool = Pool::start_with(config, seams, Resources::default(), WaitFor::All).expect("the pool starts");
     let first = launched.recv_timeout(PATIENCE).unwrap();
     assert_eq!(pool.execute_blocking("which", json!({})).unwrap(), json!(1));
     pool.recycle_worker("worker-0").unwrap();

@@ -139,17 +139,19 @@ fn state_label(state: WorkerState) -> &'static str {
         WorkerState::Draining => "draining",
         WorkerState::BackingOff => "backing_off",
         WorkerState::Stopped => "stopped",
+        WorkerState::Unbound => "unbound",
     }
 }
 
 /// Every state `snakepit_workers` reports, zeros included, so that a state
 /// the workers left does not keep its last count.
-const STATES: [WorkerState; 5] = [
+const STATES: [WorkerState; 6] = [
     WorkerState::Starting,
     WorkerState::Ready,
     WorkerState::Draining,
     WorkerState::BackingOff,
     WorkerState::Stopped,
+    WorkerState::Unbound,
 ];
 
 /// Writes a [`PoolStats`] snapshot as the gauges and counters listed in

@@ -107,6 +107,19 @@ pub(crate) struct Config {
     pub worker_script: Option<PathBuf>,
     pub telemetry: crate::telemetry::Settings,
     pub transport: Transport,
+    /// Workers elsewhere, found by discovery, instead of local processes.
+    pub remote: Option<crate::remote::Remote>,
+    /// Options the user set, where the default cannot tell (refused for a
+    /// remote pool).
+    pub explicit: Explicit,
+}
+
+/// Which options with a default were set on purpose.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Explicit {
+    pub workers: bool,
+    pub profile: bool,
+    pub kill_hung_workers: bool,
 }
 
 /// Default of [`PoolBuilder::host_tool_threads`].
@@ -147,6 +160,8 @@ impl Default for Config {
             worker_script: None,
             telemetry: crate::telemetry::Settings::default(),
             transport: Transport::Grpc,
+            remote: None,
+            explicit: Explicit::default(),
         }
     }
 }

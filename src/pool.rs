@@ -18,6 +18,8 @@ use crate::dispatcher::Dispatcher;
 use crate::error::Error;
 use crate::host_server::{HostServer, HostSession, HostState, RegisteredTool};
 use crate::launcher::local::{LaunchSpec, LocalLauncher};
+use crate::launcher::remote::{Endpoints, RemoteLauncher};
+use crate::launcher::resolver::{self, Resolver};
 use crate::launcher::Launcher;
 use crate::options::{worker_id, Config, Profile, Transport};
 use crate::pool_token::PoolToken;
@@ -90,6 +92,18 @@ pub(crate) struct Resources {
     pub socket_dir: Option<PathBuf>,
     /// Set to the pool once it exists, for host tools that take it.
     late: LatePool,
+    /// A remote pool's discovery thread, stopped before the workers.
+    pub resolver: Option<Resolver>,
+}
+
+/// Which workers a pool's start waits for.
+pub(crate) enum WaitFor {
+    /// Every worker must become ready; the first failure fails the start.
+    All,
+    /// A remote pool: the slots bound at start. One ready is enough; when
+    /// all fail, the first failure fails the start; none at all starts the
+    /// pool degraded.
+    Endpoints(Vec<usize>),
 }
 
 /// The threads and files a running pool owns.
@@ -427,9 +441,14 @@ impl Pool {
     /// the host's callback server (that would import grpc at start-up):
     /// this then asks each serving worker for its tools instead, one round
     /// trip each, and lists the ones that answer.
+    ///
+    /// Remote workers have no callback server to reach either: the same
+    /// holds for a [`remote`](crate::PoolBuilder::remote) pool.
     pub fn registered_tools(&self) -> Vec<RegisteredTool> {
         let config = self.shared().config();
-        if config.transport == Transport::Socket && config.host_tools.is_empty() {
+        if (config.transport == Transport::Socket && config.host_tools.is_empty())
+            || config.remote.is_some()
+        {
             return self.described_tools();
         }
         self.inner
@@ -521,6 +540,9 @@ impl Pool {
     /// Starts a pool of local Python workers reached over gRPC: what
     /// [`PoolBuilder::build`](crate::PoolBuilder::build) does.
     pub(crate) fn start(mut config: Config) -> Result<Pool, Error> {
+        if config.remote.is_some() {
+            return Pool::start_remote(config);
+        }
         let pool_error = |message: String| Error::PoolStart { message };
         let files_dir = python::worker_files().map_err(|e| {
             pool_error(format!(
@@ -600,8 +622,49 @@ impl Pool {
             host,
             socket_dir: Some(socket_dir),
             late,
+            resolver: None,
         };
-        Pool::start_with(config, seams, resources)
+        Pool::start_with(config, seams, resources, WaitFor::All)
+    }
+
+    /// Starts a pool of remote workers: resolves the endpoints once, binds
+    /// them to slots, starts the resolver thread and the workers, and waits
+    /// for the endpoints found (see [`WaitFor::Endpoints`]).
+    fn start_remote(mut config: Config) -> Result<Pool, Error> {
+        let remote = config.remote.clone().expect("checked by the caller");
+        config.workers = remote.max_endpoints;
+        let connector = GrpcConnector::remote(config.max_message_bytes, &remote).map_err(
+            |message| Error::InvalidConfig {
+                option: "remote",
+                message,
+            },
+        )?;
+        let (endpoints, poked) = Endpoints::new(remote.max_endpoints);
+        let bound = match resolver::resolve(&remote.source) {
+            Ok(found) => endpoints.apply(&found),
+            Err(message) => {
+                log::warn!(
+                    "{message}; the pool starts with no endpoint and resolves again every {:?}",
+                    remote.resolve_every
+                );
+                Vec::new()
+            }
+        };
+        let resolver = Resolver::start(
+            remote.source.clone(),
+            remote.resolve_every,
+            endpoints.clone(),
+            poked,
+        );
+        let seams = Seams {
+            launcher: Arc::new(RemoteLauncher { endpoints }),
+            connector: Arc::new(connector),
+        };
+        let resources = Resources {
+            resolver: Some(resolver),
+            ..Resources::default()
+        };
+        Pool::start_with(config, seams, resources, WaitFor::Endpoints(bound))
     }
 
     /// Starts the dispatcher and every worker on `seams`, and blocks until
@@ -610,8 +673,10 @@ impl Pool {
         config: Config,
         seams: Seams,
         resources: Resources,
+        wait_for: WaitFor,
     ) -> Result<Pool, Error> {
         let n = config.workers;
+        let remote = matches!(wait_for, WaitFor::Endpoints(_));
         let (shared, doorbell) = Shared::new(config);
         let shared = Arc::new(shared);
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
@@ -629,7 +694,11 @@ impl Pool {
                 connector: seams.connector.clone(),
                 jobs: jobs_rx,
                 resubmit: commands_tx.clone(),
-                first_ready: Some(ready_tx.clone()),
+                first_ready: match &wait_for {
+                    WaitFor::All => Some(ready_tx.clone()),
+                    WaitFor::Endpoints(bound) => bound.contains(&slot).then(|| ready_tx.clone()),
+                },
+                retry_first_start: remote,
             }));
         }
         let lanes = parking_lot::RwLock::new(Some(job_senders.clone()));
@@ -658,18 +727,49 @@ impl Pool {
             }),
         };
         let _ = late.set(Arc::downgrade(&pool.inner));
-        // Every worker starts at once; the first failure stops them all.
-        for _ in 0..n {
-            let failure = match ready_rx.recv() {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e,
-                // A bug, not the adapter: a worker thread panicked.
-                Err(_) => Error::PoolStart {
-                    message: "a worker thread panicked during start-up".into(),
-                },
-            };
-            pool.shutdown();
-            return Err(failure);
+        let panicked = || Error::PoolStart {
+            message: "a worker thread panicked during start-up".into(),
+        };
+        match wait_for {
+            // Every worker starts at once; the first failure stops them all.
+            WaitFor::All => {
+                for _ in 0..n {
+                    let failure = match ready_rx.recv() {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => e,
+                        // A bug, not the adapter: a worker thread panicked.
+                        Err(_) => panicked(),
+                    };
+                    pool.shutdown();
+                    return Err(failure);
+                }
+            }
+            WaitFor::Endpoints(bound) => {
+                if bound.is_empty() {
+                    log::warn!("no remote endpoint found yet: calls wait in the queue");
+                }
+                let mut first_failure = None;
+                for _ in 0..bound.len() {
+                    match ready_rx.recv() {
+                        Ok(Ok(())) => {
+                            first_failure = None;
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            log::warn!("{e}");
+                            first_failure.get_or_insert(e);
+                        }
+                        Err(_) => {
+                            first_failure.get_or_insert_with(panicked);
+                            break;
+                        }
+                    }
+                }
+                if let Some(failure) = first_failure {
+                    pool.shutdown();
+                    return Err(failure);
+                }
+            }
         }
         Ok(pool)
     }
@@ -710,16 +810,21 @@ impl Inner {
         for worker in &rt.workers {
             let _ = worker.control.send(Control::Shutdown);
         }
+        // Remote slots waiting for an endpoint give up.
+        let mut resources = rt.resources;
+        if let Some(mut resolver) = resources.resolver.take() {
+            resolver.stop();
+        }
         for worker in rt.workers {
             let _ = worker.thread.join();
         }
         // Their processes gone, the telemetry streams have ended or end now.
         self.shared.telemetry().close();
         // After the workers: none of them can call back any more.
-        if let Some(mut host) = rt.resources.host {
+        if let Some(mut host) = resources.host {
             host.stop(self.shared.config().shutdown_grace);
         }
-        if let Some(dir) = &rt.resources.socket_dir {
+        if let Some(dir) = &resources.socket_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }

@@ -179,6 +179,7 @@ impl Shared {
                 WorkerStats {
                     id: w.id.clone(),
                     pid: w.pid(),
+                    endpoint: w.endpoint(),
                     state: w.state(),
                     capacity: usize::from(slot.capacity),
                     load: usize::from(slot.load),
@@ -209,7 +210,12 @@ impl Shared {
             recycles: c.recycles(),
             telemetry_events: read(&c.telemetry_events),
             telemetry_dropped: read(&c.telemetry_dropped),
-            degraded: per_worker.iter().any(|w| w.state != WorkerState::Ready),
+            // A remote pool's unbound slots are spare, not missing; with no
+            // endpoint serving at all it is degraded.
+            degraded: per_worker
+                .iter()
+                .any(|w| !matches!(w.state, WorkerState::Ready | WorkerState::Unbound))
+                || !per_worker.iter().any(|w| w.state == WorkerState::Ready),
             per_worker,
         }
     }

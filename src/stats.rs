@@ -76,7 +76,10 @@ pub struct PoolStats {
     /// (the host read them slower than the tools emitted them).
     pub telemetry_dropped: u64,
     /// True while fewer workers are ready than configured (starting,
-    /// restarting after a crash, or failing to start).
+    /// restarting after a crash, or failing to start). In a remote pool:
+    /// while an endpoint found is not serving, or none is serving at all
+    /// (slots without an endpoint are [`WorkerState::Unbound`], not
+    /// missing).
     pub degraded: bool,
     /// One entry per worker, in slot order.
     pub per_worker: Vec<WorkerStats>,
@@ -119,6 +122,8 @@ pub struct WorkerStats {
     pub id: String,
     /// The current Python process, when one is running.
     pub pid: Option<u32>,
+    /// For a remote pool, the endpoint (`ip:port`) the slot serves now.
+    pub endpoint: Option<String>,
     /// Where the worker is in its life.
     pub state: WorkerState,
     /// Calls it may run at once now (0 unless ready). Never counts a
@@ -170,6 +175,10 @@ pub enum WorkerState {
     BackingOff,
     /// Stopped for good (pool shut down).
     Stopped,
+    /// A slot of a remote pool with no endpoint: waiting for discovery to
+    /// find one. Not a fault: a pool has `max_endpoints` slots and uses as
+    /// many as there are endpoints.
+    Unbound,
 }
 
 impl WorkerState {
@@ -179,6 +188,7 @@ impl WorkerState {
             1 => WorkerState::Ready,
             2 => WorkerState::Draining,
             3 => WorkerState::BackingOff,
+            5 => WorkerState::Unbound,
             _ => WorkerState::Stopped,
         }
     }
@@ -190,6 +200,7 @@ impl WorkerState {
             WorkerState::Draining => 2,
             WorkerState::BackingOff => 3,
             WorkerState::Stopped => 4,
+            WorkerState::Unbound => 5,
         }
     }
 }
@@ -284,6 +295,7 @@ impl Recycles {
 pub(crate) struct WorkerInfo {
     pub id: String,
     pid: AtomicU32,
+    endpoint: parking_lot::Mutex<Option<String>>,
     state: AtomicU8,
     failing: AtomicBool,
     pub calls: AtomicU64,
@@ -299,6 +311,7 @@ impl WorkerInfo {
         WorkerInfo {
             id: crate::options::worker_id(pool, index),
             pid: AtomicU32::new(0),
+            endpoint: parking_lot::Mutex::new(None),
             state: AtomicU8::new(WorkerState::Starting.as_u8()),
             failing: AtomicBool::new(false),
             calls: AtomicU64::new(0),
@@ -330,5 +343,14 @@ impl WorkerInfo {
 
     pub fn pid(&self) -> Option<u32> {
         Some(self.pid.load(Relaxed)).filter(|&p| p != 0)
+    }
+
+    /// Records the remote endpoint the worker serves now.
+    pub fn set_endpoint(&self, endpoint: Option<&str>) {
+        *self.endpoint.lock() = endpoint.map(str::to_owned);
+    }
+
+    pub fn endpoint(&self) -> Option<String> {
+        self.endpoint.lock().clone()
     }
 }

@@ -14,14 +14,21 @@
 //! via `examples/bench_process_pool.py`), `memory` (host RSS with 32
 //! workers over 100,000 calls), `adapter` (an adapter instance per call or
 //! per worker), `transport` (the socket transport's pool against a bare
-//! client of the same frames) and `faults` (the fault-injection scenarios
-//! of `tests/faults.rs`, larger; only when named: `bench -- faults`).
+//! client of the same frames), `faults` (the fault-injection scenarios
+//! of `tests/faults.rs`, larger; only when named: `bench -- faults`) and
+//! `remote` (`snakepit-worker serve` workers over loopback with mutual TLS
+//! and a token, against local gRPC workers; only when named, with the
+//! `tls` feature: `cargo run --release --all-features --example bench --
+//! remote`).
 //! `payload` and `python` run the pool on both transports. Each prints a table of medians over several
 //! rounds as it finishes; the run ends with the targets and one JSON line
 //! holding every figure.
 
 mod measure;
 mod raw;
+#[cfg(feature = "tls")]
+#[path = "../../tests/common/remote.rs"]
+mod remote_kit;
 mod report;
 mod scenarios;
 
@@ -34,7 +41,7 @@ use serde_json::json;
 use report::Report;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "overhead",
     "scaling",
     "thread",
@@ -45,12 +52,13 @@ const SCENARIOS: [&str; 10] = [
     "adapter",
     "transport",
     "faults",
+    "remote",
 ];
 
 /// The scenarios a run without names leaves out: `faults` SIGKILLs
 /// workers and floods the log by design, and measures reliability rather
-/// than speed.
-const ONLY_WHEN_NAMED: [&str; 1] = ["faults"];
+/// than speed; `remote` needs the `tls` feature.
+const ONLY_WHEN_NAMED: [&str; 2] = ["faults", "remote"];
 
 /// How big a run is, and what it runs with.
 pub struct Plan {
@@ -136,6 +144,7 @@ fn main() -> ExitCode {
             "adapter" => scenarios::adapter::run(&plan, &mut report),
             "faults" => scenarios::faults::run(&plan, &mut report),
             "transport" => scenarios::transport::run(&plan, &mut report),
+            "remote" => scenarios::remote::run(&plan, &mut report),
             _ => unreachable!("checked above"),
         };
         // Other programs on the machine show here: the bench alone keeps

@@ -382,7 +382,40 @@ pub(crate) static OPTIONS: &[OptionSpec] = &[
         read: |r, w, d| d.set(PoolBuilder::telemetry_sampling_rate, r.share(w)?),
         show: |c| format!("{:?}", c.telemetry.sampling_rate),
     },
+    OptionSpec {
+        key: "remote",
+        value: "a table: `dns = \"name:port\"` or `endpoints = [\"host:port\", ...]`; optional `max_endpoints`, `resolve_every`, `token_file`, `insecure_plaintext`, `keepalive = { interval, timeout }`, `max_calls_per_endpoint` and `tls = { ca_file, cert_file, key_file, authority }` (paths relative to the file)",
+        default: "none: local workers",
+        doc: "Workers elsewhere (`snakepit-worker serve`), found by DNS or a list: see `PoolBuilder::remote` and \"Running workers on Kubernetes\".",
+        read: |r, w, d| d.set(PoolBuilder::remote, r.remote(w)?),
+        show: |c| c.remote.as_ref().map_or_else(|| quoted("none"), show_remote),
+    },
 ];
+
+/// A `remote` table as the file writes it (the TLS files are not kept,
+/// only whether TLS is on).
+fn show_remote(remote: &crate::Remote) -> String {
+    use crate::remote::Source;
+    let source = match &remote.source {
+        Source::Dns(name) => format!("dns = {}", quoted(name)),
+        Source::Endpoints(list) => format!(
+            "endpoints = [{}]",
+            list.iter().map(|a| quoted(a)).collect::<Vec<_>>().join(", ")
+        ),
+        Source::Discover(_) => "discover = (a closure)".to_owned(),
+    };
+    let mut text = format!(
+        "{{ {source}, max_endpoints = {}, resolve_every = {}, tls = {}",
+        remote.max_endpoints,
+        duration(remote.resolve_every),
+        remote.tls.is_some()
+    );
+    if let Some(token) = &remote.token_file {
+        text.push_str(&format!(", token_file = {}", path(token)));
+    }
+    text.push_str(" }");
+    text
+}
 
 /// The effective value of every option of the table for `builder`, in table
 /// order, written the way the configuration file writes it where it can be

@@ -230,6 +230,152 @@ impl Reader<'_> {
     }
 }
 
+impl Reader<'_> {
+    /// A `remote` table: where the pool's remote workers are and how to
+    /// reach them (see [`Remote`](crate::Remote)).
+    pub(super) fn remote(&self, w: &Written) -> Result<crate::Remote, Error> {
+        const KEYS: [&str; 9] = [
+            "dns",
+            "endpoints",
+            "max_endpoints",
+            "resolve_every",
+            "tls",
+            "token_file",
+            "insecure_plaintext",
+            "keepalive",
+            "max_calls_per_endpoint",
+        ];
+        let Value::Table(t) = w.value else {
+            return Err(self.invalid(
+                w,
+                "expected a table, e.g. remote = { dns = \"workers.ns.svc.cluster.local:50051\" }",
+            ));
+        };
+        let paths: Vec<(String, &Value, &str)> = t
+            .iter()
+            .map(|(k, v)| (format!("{}.{k}", w.path), v, k.as_str()))
+            .collect();
+        for (path, value, key) in &paths {
+            if !KEYS.contains(key) {
+                return Err(self.unknown("remote", path, value, &KEYS));
+            }
+        }
+        let field = |key: &str| {
+            paths
+                .iter()
+                .find(|(_, _, k)| *k == key)
+                .map(|(path, value, _)| Written {
+                    key: "remote",
+                    path,
+                    value,
+                })
+        };
+        let mut remote = match (field("dns"), field("endpoints")) {
+            (Some(dns), None) => crate::Remote::dns(self.string(&dns, false)?),
+            (None, Some(list)) => {
+                let bad = || self.invalid(&list, "expected a list of \"host:port\" strings");
+                let Value::Array(items) = list.value else {
+                    return Err(bad());
+                };
+                let addresses = items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned).ok_or_else(bad))
+                    .collect::<Result<Vec<_>, _>>()?;
+                crate::Remote::endpoints(addresses)
+            }
+            _ => {
+                return Err(self.invalid(
+                    w,
+                    "needs exactly one of dns = \"name:port\" and endpoints = [\"host:port\", ...]",
+                ))
+            }
+        };
+        if let Some(n) = field("max_endpoints") {
+            remote = remote.max_endpoints(self.int(&n, 1, 4096)? as usize);
+        }
+        if let Some(n) = field("max_calls_per_endpoint") {
+            remote = remote.max_calls_per_endpoint(self.int(&n, 1, 1024)? as usize);
+        }
+        if let Some(d) = field("resolve_every") {
+            remote = remote.resolve_every(self.duration(&d)?);
+        }
+        if let Some(path) = field("token_file") {
+            remote = remote.token_file(self.file_path(&path)?);
+        }
+        if let Some(b) = field("insecure_plaintext") {
+            if self.boolean(&b)? {
+                remote = remote.insecure_plaintext();
+            }
+        }
+        if let Some(k) = field("keepalive") {
+            let (interval, timeout) = self.pair(&k, "interval", "timeout")?;
+            remote = remote.keepalive(interval, timeout);
+        }
+        if let Some(tls) = field("tls") {
+            remote = remote.tls(self.tls(&tls)?);
+        }
+        Ok(remote)
+    }
+
+    /// A `tls` table of a `remote` table.
+    fn tls(&self, w: &Written) -> Result<crate::Tls, Error> {
+        const KEYS: [&str; 4] = ["ca_file", "cert_file", "key_file", "authority"];
+        let expected = "expected { ca_file = \"ca.crt\" } with, optionally, cert_file and \
+                        key_file (together) and authority";
+        let Value::Table(t) = w.value else {
+            return Err(self.invalid(w, expected));
+        };
+        let mut files = std::collections::HashMap::new();
+        for (key, value) in t {
+            let path = format!("{}.{key}", w.path);
+            if !KEYS.contains(&key.as_str()) {
+                return Err(self.unknown("remote", &path, value, &KEYS));
+            }
+            let written = Written {
+                key: "remote",
+                path: &path,
+                value,
+            };
+            let text = self.string(&written, false)?;
+            files.insert(key.as_str(), text);
+        }
+        let at = |key: &str| files.get(key).map(|f| self.base_dir.join(f));
+        let Some(ca) = at("ca_file") else {
+            return Err(self.invalid(w, expected));
+        };
+        let mut tls = crate::Tls::ca_file(ca)?;
+        match (at("cert_file"), at("key_file")) {
+            (Some(cert), Some(key)) => tls = tls.identity_files(cert, key)?,
+            (None, None) => {}
+            _ => return Err(self.invalid(w, expected)),
+        }
+        if let Some(authority) = files.get("authority") {
+            tls = tls.authority(authority.clone());
+        }
+        Ok(tls)
+    }
+
+    /// A table of two durations, e.g. `{ interval = "2s", timeout = "3s" }`.
+    fn pair(&self, w: &Written, first: &str, second: &str) -> Result<(Duration, Duration), Error> {
+        let expected = format!(
+            "expected {{ {first} = \"2s\", {second} = \"3s\" }} (both durations)"
+        );
+        let Value::Table(t) = w.value else {
+            return Err(self.invalid(w, &expected));
+        };
+        if t.len() != 2 {
+            return Err(self.invalid(w, &expected));
+        }
+        let read = |k: &str| {
+            t.get(k)
+                .and_then(Value::as_str)
+                .and_then(parse_duration)
+                .ok_or_else(|| self.invalid(w, &expected))
+        };
+        Ok((read(first)?, read(second)?))
+    }
+}
+
 /// What a key takes, from [`OPTIONS`].
 pub(super) fn allowed(key: &str) -> &'static str {
     OPTIONS

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{ExitWatch, Launcher, OnExit, Process, Target};
+use super::{ExitWatch, Launcher, OnExit, OnWithdraw, Process, Target};
 use crate::deadline::later;
 use crate::error::Exit;
 use crate::pool_token::{self, PoolToken};
@@ -48,7 +48,12 @@ pub(crate) struct LocalLauncher {
 }
 
 impl Launcher for LocalLauncher {
-    fn launch(&self, target: Target<'_>, on_exit: OnExit) -> Result<Arc<dyn Process>, String> {
+    fn launch(
+        &self,
+        target: Target<'_>,
+        on_exit: OnExit,
+        _on_withdraw: OnWithdraw,
+    ) -> Result<Arc<dyn Process>, String> {
         let socket = self
             .socket_dir
             .join(format!("w{}-{}.sock", target.slot, target.generation));

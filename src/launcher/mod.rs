@@ -10,6 +10,8 @@
 //! rely on them.
 
 pub(crate) mod local;
+pub(crate) mod remote;
+pub(crate) mod resolver;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,11 +35,26 @@ pub(crate) struct Target<'a> {
 /// Told once, from any thread, that a process ended and how.
 pub(crate) type OnExit = Box<dyn FnOnce(Exit) + Send>;
 
+/// Told, from any thread, that a process is to be taken out of service
+/// without being killed: its calls in flight finish, it gets no new ones
+/// (a remote endpoint that vanished from DNS, or that is stopping).
+pub(crate) type OnWithdraw = Box<dyn Fn() + Send + Sync>;
+
+/// How long a lane waits, after a call's connection failed, to learn
+/// whether the process died (which makes the failure a crash).
+pub(crate) const CRASH_CONFIRM: Duration = Duration::from_secs(1);
+
 /// Produces worker processes.
 pub(crate) trait Launcher: Send + Sync {
     /// Starts a process for `target`. `on_exit` runs once the process has
     /// ended. Fails with a message that tells the user what to do.
-    fn launch(&self, target: Target<'_>, on_exit: OnExit) -> Result<Arc<dyn Process>, String>;
+    /// `on_withdraw` may be called any number of times while it serves.
+    fn launch(
+        &self,
+        target: Target<'_>,
+        on_exit: OnExit,
+        on_withdraw: OnWithdraw,
+    ) -> Result<Arc<dyn Process>, String>;
 }
 
 /// One process a launcher produced. Shared by the worker's thread and its
@@ -74,6 +91,24 @@ pub(crate) trait Process: Send + Sync {
     /// it to close stderr (so a report holds the last words of a process
     /// that just died).
     fn stderr_tail(&self, settle: Duration) -> Vec<String>;
+
+    /// A call's connection to the process failed with the transport's
+    /// `code`: how the process ended, if that failure is its end. A local
+    /// process is given [`CRASH_CONFIRM`] to be reaped; for a remote
+    /// endpoint a broken connection is the end.
+    fn connection_lost(&self, code: &str) -> Option<Exit> {
+        let _ = code;
+        self.wait_exit(CRASH_CONFIRM)
+    }
+
+    /// The process said it is stopping and refused a call without running
+    /// it: it is taken out of service (see [`OnWithdraw`]).
+    fn stopping(&self) {}
+
+    /// Its network address, when it is a remote endpoint.
+    fn endpoint(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// How a process ended, recorded once and waited for: what a launcher's

@@ -13,12 +13,13 @@ use std::time::Duration;
 use futures_core::Stream as _;
 use futures_sink::Sink as _;
 use grpcio::{
-    CallOption, ChannelBuilder, Client, ClientDuplexReceiver, ClientDuplexSender, Environment,
+    CallOption, Channel, ChannelBuilder, Client, ConnectivityState, ClientDuplexReceiver, ClientDuplexSender, Environment,
     Metadata, MetadataBuilder, RpcStatusCode, WriteFlags,
 };
 use parking_lot::Mutex;
 
-use super::{Connect, FeedNext, TelemetryFeed, Transport, TransportError};
+use super::credentials::{self, Auth, TokenFile};
+use super::{Connect, FeedNext, PingInfo, TelemetryFeed, Transport, TransportError};
 use crate::block_on::{block_on_timeout, thread_waker};
 use crate::call::CORRELATION_HEADER;
 use crate::deadline::MAX_DURATION;
@@ -34,41 +35,99 @@ use crate::stream::{StreamControl, CANCEL_POLL};
 pub(crate) struct GrpcConnector {
     env: Arc<Environment>,
     max_message_bytes: usize,
-    /// The pool's token, sent with every call (checked at construction to
-    /// be valid as metadata).
-    token: Arc<str>,
+    /// What every call presents.
+    auth: Auth,
+    /// Remote workers only: TLS and keepalive.
+    remote: Option<RemoteChannel>,
+}
+
+/// How channels to remote workers differ from local ones.
+struct RemoteChannel {
+    #[cfg(feature = "tls")]
+    tls: Option<crate::remote::Tls>,
+    keepalive: Duration,
+    keepalive_timeout: Duration,
 }
 
 impl GrpcConnector {
-    /// A connector whose channels carry messages up to `max_message_bytes`
-    /// and present `token` with every call.
+    /// A connector to the pool's own workers, whose channels carry messages
+    /// up to `max_message_bytes` and present `token` with every call.
     pub fn new(max_message_bytes: usize, token: &PoolToken) -> Result<Self, String> {
-        let env = Arc::new(
-            grpcio::EnvBuilder::new()
-                .name_prefix("snakepit-grpc")
-                .build(),
-        );
         MetadataBuilder::with_capacity(1)
             .add_str(pool_token::HEADER, token.as_str())
             .map_err(|e| format!("cannot put the pool token in call metadata: {e}"))?;
         Ok(GrpcConnector {
-            env,
+            env: environment(),
             max_message_bytes,
-            token: Arc::from(token.as_str()),
+            auth: Auth::PoolToken(Arc::from(token.as_str())),
+            remote: None,
         })
     }
+
+    /// A connector to remote workers: TLS when `remote` has it, its bearer
+    /// token, and keepalive pings that notice a stopped endpoint.
+    pub fn remote(max_message_bytes: usize, remote: &crate::remote::Remote) -> Result<Self, String> {
+        let auth = match &remote.token_file {
+            Some(path) => Auth::Bearer(Arc::new(TokenFile::open(path)?)),
+            None => Auth::None,
+        };
+        if let Auth::Bearer(file) = &auth {
+            MetadataBuilder::with_capacity(1)
+                .add_str(credentials::AUTHORIZATION, &file.header())
+                .map_err(|e| format!("cannot put the token in call metadata: {e}"))?;
+        }
+        Ok(GrpcConnector {
+            env: environment(),
+            max_message_bytes,
+            auth,
+            remote: Some(RemoteChannel {
+                #[cfg(feature = "tls")]
+                tls: remote.tls.clone(),
+                keepalive: remote.keepalive,
+                keepalive_timeout: remote.keepalive_timeout,
+            }),
+        })
+    }
+}
+
+/// The completion-queue threads of one pool.
+fn environment() -> Arc<Environment> {
+    Arc::new(
+        grpcio::EnvBuilder::new()
+            .name_prefix("snakepit-grpc")
+            .build(),
+    )
 }
 
 impl Connect for GrpcConnector {
     fn connect(&self, address: &str) -> Result<Arc<dyn Transport>, String> {
         let max = i32::try_from(self.max_message_bytes).unwrap_or(i32::MAX);
-        let channel = ChannelBuilder::new(self.env.clone())
+        let mut builder = ChannelBuilder::new(self.env.clone())
             .max_send_message_len(max)
-            .max_receive_message_len(max)
-            .connect(address);
+            .max_receive_message_len(max);
+        if let Some(remote) = &self.remote {
+            builder = builder
+                .keepalive_time(remote.keepalive)
+                .keepalive_timeout(remote.keepalive_timeout)
+                .keepalive_permit_without_calls(true)
+                .http2_max_pings_without_data(0)
+                // Our own reconnection (the worker's backoff) decides
+                // when to try again, not gRPC's.
+                .initial_reconnect_backoff(Duration::from_millis(100))
+                .max_reconnect_backoff(Duration::from_secs(1));
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &remote.tls {
+                if let Some(authority) = &tls.authority {
+                    builder = builder.override_ssl_target(authority.clone());
+                }
+                builder = builder.set_credentials(credentials::channel_credentials(tls));
+            }
+        }
+        let channel = builder.connect(address);
         Ok(Arc::new(GrpcTransport {
-            client: Client::new(channel),
-            token: self.token.clone(),
+            client: Client::new(channel.clone()),
+            remote: self.remote.is_some().then_some(channel),
+            auth: self.auth.clone(),
         }))
     }
 }
@@ -76,7 +135,10 @@ impl Connect for GrpcConnector {
 /// One gRPC channel to one worker process.
 pub(crate) struct GrpcTransport {
     client: Client,
-    token: Arc<str>,
+    /// The channel of a remote worker, whose state tells whether a failed
+    /// call could have gone out.
+    remote: Option<Channel>,
+    auth: Auth,
 }
 
 impl GrpcTransport {
@@ -84,8 +146,7 @@ impl GrpcTransport {
     /// call's correlation id.
     fn headers(&self, correlation_id: Option<&str>) -> Metadata {
         let mut headers = MetadataBuilder::with_capacity(2);
-        // Checked when the connector was made.
-        let _ = headers.add_str(pool_token::HEADER, &self.token);
+        self.auth.add_to(&mut headers);
         if let Some(id) = correlation_id {
             // Checked by the pool to be printable ASCII; were it refused,
             // the id still travels in the request's metadata.
@@ -99,6 +160,25 @@ impl GrpcTransport {
         CallOption::default()
             .timeout(grpc_timeout(timeout))
             .headers(self.headers(correlation_id))
+    }
+
+    /// Whether a call may have reached the worker: false when the channel
+    /// to a remote worker was not connected as the call went out (its
+    /// failure then means the connection could not be made again).
+    fn connected(&self) -> bool {
+        self.remote.as_ref().is_none_or(|channel| {
+            channel.check_connectivity_state(false) == ConnectivityState::GRPC_CHANNEL_READY
+        })
+    }
+
+    /// A tool call's failure, in transport terms.
+    fn call_failure(&self, e: grpcio::Error, was_connected: bool) -> TransportError {
+        match from_grpc(e) {
+            TransportError::Failed { code, message } if code == "UNAVAILABLE" && !was_connected => {
+                TransportError::NotConnected(message)
+            }
+            other => other,
+        }
     }
 
     /// The options of a tool call: the correlation id is in the request's
@@ -116,9 +196,10 @@ impl Transport for GrpcTransport {
         timeout: Duration,
     ) -> Result<ExecuteToolResponse, TransportError> {
         let opt = self.call_options(req, timeout);
+        let connected = self.connected();
         self.client
             .unary_call(&service::EXECUTE_TOOL, req, opt)
-            .map_err(from_grpc)
+            .map_err(|e| self.call_failure(e, connected))
     }
 
     fn execute_stream(
@@ -129,10 +210,12 @@ impl Transport for GrpcTransport {
         on_chunk: &mut dyn FnMut(ToolChunk) -> ControlFlow<()>,
     ) -> Result<(), TransportError> {
         let opt = self.call_options(req, timeout);
+        let connected = self.connected();
         let mut receiver = self
             .client
             .server_streaming(&service::EXECUTE_STREAMING_TOOL, req, opt)
-            .map_err(from_grpc)?;
+            .map_err(|e| self.call_failure(e, connected))?;
+        let mut first = true;
         control.attach(thread::current());
         let waker = thread_waker();
         let mut cx = Context::from_waker(&waker);
@@ -148,9 +231,12 @@ impl Transport for GrpcTransport {
                     continue;
                 }
                 Poll::Ready(None) => return Ok(()),
+                // Before the first chunk the call may never have gone out.
+                Poll::Ready(Some(Err(e))) if first => return Err(self.call_failure(e, connected)),
                 Poll::Ready(Some(Err(e))) => return Err(from_grpc(e)),
                 Poll::Ready(Some(Ok(chunk))) => chunk,
             };
+            first = false;
             // A failure mid-stream comes as a final error chunk (asked for
             // with `snakepit.error_chunk`), since grpcio drops the chunks
             // sent ahead of an error status.
@@ -211,7 +297,7 @@ impl Transport for GrpcTransport {
         from: &str,
         timeout: Duration,
         wait_for_ready: bool,
-    ) -> Result<(), TransportError> {
+    ) -> Result<PingInfo, TransportError> {
         let req = PingRequest {
             message: from.to_owned(),
             ..Default::default()
@@ -219,7 +305,7 @@ impl Transport for GrpcTransport {
         let opt = self.options(timeout, None).wait_for_ready(wait_for_ready);
         self.client
             .unary_call(&service::PING, &req, opt)
-            .map(|_| ())
+            .map(PingInfo::from)
             .map_err(from_grpc)
     }
 }
@@ -294,6 +380,10 @@ fn from_grpc(e: grpcio::Error) -> TransportError {
         grpcio::Error::RpcFailure(status) => match status.code() {
             RpcStatusCode::DEADLINE_EXCEEDED => TransportError::DeadlineExceeded,
             RpcStatusCode::RESOURCE_EXHAUSTED => TransportError::ResourceExhausted,
+            // A remote worker told to stop: the call never ran there.
+            RpcStatusCode::UNAVAILABLE if status.message().starts_with(DRAINING) => {
+                TransportError::Draining(status.message().to_owned())
+            }
             // A streaming tool that raised, from a worker that sends its
             // JSON error payload as the status message.
             RpcStatusCode::INTERNAL if status.message().starts_with('{') => {
@@ -310,6 +400,10 @@ fn from_grpc(e: grpcio::Error) -> TransportError {
         },
     }
 }
+
+/// How a remote worker that was told to stop (SIGTERM) begins the status
+/// message with which it refuses new calls.
+pub(crate) const DRAINING: &str = "snakepit: draining";
 
 /// grpcio turns a timeout into a deadline by casting its seconds to `i64`:
 /// `Duration::MAX` would become a deadline in the past (an instant

@@ -11,6 +11,7 @@
 //! [`TransportError::into_error`] turns into the caller's [`Error`]: the
 //! one place that mapping lives.
 
+pub(crate) mod credentials;
 pub(crate) mod frame;
 pub(crate) mod grpc;
 pub(crate) mod socket;
@@ -64,7 +65,7 @@ pub(crate) trait Transport: Send + Sync {
         from: &str,
         timeout: Duration,
         wait_for_ready: bool,
-    ) -> Result<(), TransportError>;
+    ) -> Result<PingInfo, TransportError>;
 
     /// Opens the process's telemetry stream (see [`crate::telemetry`]). A
     /// transport without one says so with an error.
@@ -73,6 +74,28 @@ pub(crate) trait Transport: Send + Sync {
             code: "UNIMPLEMENTED".to_owned(),
             message: "this transport carries no telemetry".to_owned(),
         })
+    }
+}
+
+/// What a worker says of itself in answer to a ping (a Snakepit worker
+/// says nothing: zeros and empty strings).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PingInfo {
+    /// Calls it runs at once (0: not reported).
+    pub capacity: usize,
+    /// The adapter class it serves.
+    pub adapter: String,
+    /// Its `snakepit_bridge` version.
+    pub version: String,
+}
+
+impl From<crate::protocol::messages::PingResponse> for PingInfo {
+    fn from(pong: crate::protocol::messages::PingResponse) -> Self {
+        PingInfo {
+            capacity: usize::try_from(pong.capacity).unwrap_or(0),
+            adapter: pong.adapter,
+            version: pong.version,
+        }
     }
 }
 
@@ -120,6 +143,13 @@ pub(crate) enum TransportError {
     /// short, a reply to another call. The worker is at fault and is
     /// replaced.
     BadPeer(String),
+    /// A remote worker is stopping (it was sent SIGTERM) and refused the
+    /// call without running it: place it elsewhere, and stop using the
+    /// endpoint.
+    Draining(String),
+    /// The connection to a remote worker was down when the call was to go
+    /// out, and could not be made again: the call never ran.
+    NotConnected(String),
     /// Anything else: the connection broke, the process died, the worker
     /// answered with an unexpected status.
     Failed {
@@ -162,6 +192,16 @@ impl TransportError {
                 code: "BAD_PEER".to_owned(),
                 message,
             },
+            TransportError::Draining(message) => Error::Transport {
+                worker: cx.worker.to_owned(),
+                code: "DRAINING".to_owned(),
+                message,
+            },
+            TransportError::NotConnected(message) => Error::Transport {
+                worker: cx.worker.to_owned(),
+                code: "UNAVAILABLE".to_owned(),
+                message,
+            },
             TransportError::Failed { code, message } => Error::Transport {
                 worker: cx.worker.to_owned(),
                 code,
@@ -178,6 +218,8 @@ impl std::fmt::Display for TransportError {
             TransportError::ResourceExhausted => f.write_str("message too large"),
             TransportError::ToolFailed(payload) => write!(f, "tool failed: {payload}"),
             TransportError::BadPeer(message) => write!(f, "bad peer: {message}"),
+            TransportError::Draining(message) => f.write_str(message),
+            TransportError::NotConnected(message) => write!(f, "not connected: {message}"),
             TransportError::Failed { code, message } => write!(f, "{code}: {message}"),
         }
     }

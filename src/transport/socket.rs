@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use protobuf::Message;
 
 use super::frame::{self, error_code, Frame, FrameReader, Kind, ReadError};
-use super::{Connect, Transport, TransportError};
+use super::{Connect, PingInfo, Transport, TransportError};
 use crate::deadline::later;
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteToolRequest, ExecuteToolResponse,
@@ -553,7 +553,7 @@ impl Transport for SocketTransport {
         from: &str,
         timeout: Duration,
         wait_for_ready: bool,
-    ) -> Result<(), TransportError> {
+    ) -> Result<PingInfo, TransportError> {
         let deadline = later(Instant::now(), timeout);
         if wait_for_ready && self.idle.lock().is_empty() {
             // At start-up: the worker may not listen yet.
@@ -575,7 +575,7 @@ impl Transport for SocketTransport {
             ..Default::default()
         };
         self.unary::<PingResponse>(Kind::Ping, Kind::Pong, &req, deadline)
-            .map(|_| ())
+            .map(PingInfo::from)
     }
 }
 

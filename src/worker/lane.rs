@@ -27,10 +27,6 @@ use crate::supervisor;
 use crate::transport::{ErrorContext, TransportError};
 use crate::work::{Command, Job, Work};
 
-/// How long a lane waits, after a transport failure, to learn whether the
-/// process died (which makes the failure a crash).
-const CRASH_CONFIRM: Duration = Duration::from_secs(1);
-
 /// How long a lane waits for a dead process's stderr to close, so the
 /// error holds its last words.
 const STDERR_SETTLE: Duration = Duration::from_millis(500);
@@ -43,9 +39,10 @@ pub(crate) struct Lane {
     pub current: Arc<parking_lot::RwLock<Option<Arc<Connection>>>>,
     pub control: Sender<Control>,
     pub resubmit: Sender<Command>,
-    pub kill_on_timeout: bool,
-    /// The calls one process of this worker runs at once.
-    pub threads: usize,
+    /// The pool's option: a process-profile worker stuck in a call past
+    /// its timeout is killed. (Always so for a remote endpoint of capacity
+    /// 1, which exits by itself in that case.)
+    pub kill_hung_workers: bool,
     /// The capacity the job in hand holds, until given back.
     pub holding: Cell<Option<Ticket>>,
 }
@@ -121,6 +118,10 @@ impl Lane {
         let in_flight = InFlight::enter(&conn.in_flight);
         let outcome = match &req.reply {
             Replier::Unary(_) => match conn.transport.execute(&req.message, req.timeout) {
+                Err(e @ (TransportError::Draining(_) | TransportError::NotConnected(_))) => {
+                    drop(in_flight);
+                    return self.not_run(conn, Job { req, ticket }, e);
+                }
                 Ok(resp) => value::decode_response(&req.tool, worker, resp).map(|d| {
                     Some(Reply {
                         value: d.value,
@@ -140,7 +141,14 @@ impl Lane {
                 Err(e) => Err(self.call_error(conn, &req, e)),
             },
             Replier::Stream { events, control } => {
-                self.stream(conn, &req, events, control).map(|()| None)
+                match self.stream(conn, &req, events, control) {
+                    Ok(()) => Ok(None),
+                    Err(Streamed::Failed(err)) => Err(err),
+                    Err(Streamed::NotRun(e)) => {
+                        drop(in_flight);
+                        return self.not_run(conn, Job { req, ticket }, e);
+                    }
+                }
             }
         };
         drop(in_flight);
@@ -179,7 +187,7 @@ impl Lane {
         req: &Request,
         events: &Sender<StreamEvent>,
         control: &StreamControl,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Streamed> {
         let worker = &self.shared.worker(self.slot).id;
         let mut failed = None;
         let mut deliver = |chunk: ToolChunk| {
@@ -204,8 +212,11 @@ impl Lane {
             conn.transport
                 .execute_stream(&req.message, req.timeout, control, &mut deliver);
         match (streamed, failed) {
-            (Err(e), _) => Err(self.call_error(conn, req, e)),
-            (Ok(()), Some(e)) => Err(e),
+            (Err(e @ (TransportError::Draining(_) | TransportError::NotConnected(_))), _) => {
+                Err(Streamed::NotRun(e))
+            }
+            (Err(e), _) => Err(Streamed::Failed(self.call_error(conn, req, e))),
+            (Ok(()), Some(e)) => Err(Streamed::Failed(e)),
             (Ok(()), None) => Ok(()),
         }
     }
@@ -223,7 +234,9 @@ impl Lane {
         match e {
             TransportError::DeadlineExceeded => {
                 Counters::bump(&self.shared.counters().timeouts);
-                if self.kill_on_timeout {
+                let kill_on_timeout = conn.capacity == 1
+                    && (self.kill_hung_workers || conn.process.endpoint().is_some());
+                if kill_on_timeout {
                     // The process is stuck in this call and will be
                     // killed: close the slot before this call frees it,
                     // so the next call waits for the replacement.
@@ -241,7 +254,7 @@ impl Lane {
             // The pool stopped this process at shutdown, past the grace
             // period, and cut the call short: it did not crash.
             TransportError::Failed { .. } if conn.stopping.load(SeqCst) => Error::ShuttingDown,
-            TransportError::Failed { .. } => match conn.process.wait_exit(CRASH_CONFIRM) {
+            TransportError::Failed { ref code, .. } => match conn.process.connection_lost(code) {
                 Some(exit) => {
                     // Close the slot now: the worker's thread learns of the
                     // death a moment later, and until then calls (retries
@@ -249,10 +262,14 @@ impl Lane {
                     self.shared
                         .slots()
                         .retire_generation(self.slot, conn.generation);
+                    let endpoint = conn.process.endpoint().map(str::to_owned);
                     Error::WorkerCrashed {
                         worker: worker.clone(),
-                        exit: Some(exit),
+                        // A remote endpoint's end is a broken connection,
+                        // not an exit status.
+                        exit: Some(exit).filter(|_| endpoint.is_none()),
                         stderr_tail: conn.process.stderr_tail(STDERR_SETTLE),
+                        endpoint,
                     }
                 }
                 None => e.into_error(&cx),
@@ -269,6 +286,7 @@ impl Lane {
                         worker: worker.clone(),
                         exit: Some(exit),
                         stderr_tail: conn.process.stderr_tail(STDERR_SETTLE),
+                        endpoint: conn.process.endpoint().map(str::to_owned),
                     };
                 }
                 log::warn!("{worker} broke the protocol ({e}); replacing it");
@@ -277,7 +295,10 @@ impl Lane {
                 });
                 e.into_error(&cx)
             }
-            TransportError::ResourceExhausted | TransportError::ToolFailed(_) => e.into_error(&cx),
+            TransportError::ResourceExhausted
+            | TransportError::ToolFailed(_)
+            | TransportError::Draining(_)
+            | TransportError::NotConnected(_) => e.into_error(&cx),
         }
     }
 
@@ -306,9 +327,9 @@ impl Lane {
             "{}: a call ran past its timeout and its Python thread is still running it \
              ({stuck} of {} threads stuck)",
             self.shared.worker(self.slot).id,
-            self.threads
+            conn.capacity
         );
-        if stuck == self.threads {
+        if stuck == conn.capacity {
             let _ = self.control.send(Control::Recycle {
                 generation: Some(conn.generation),
                 reason: RecycleReason::StuckThreads,
@@ -349,6 +370,28 @@ impl Lane {
         }
     }
 
+    /// A remote endpoint did not run the call: it is stopping (it refused
+    /// the call), or the connection to it was down before the call went
+    /// out. The endpoint is taken out of service and the call placed
+    /// again, with its retries untouched.
+    fn not_run(&self, conn: &Connection, job: Job, e: TransportError) {
+        self.shared
+            .slots()
+            .retire_generation(self.slot, conn.generation);
+        let worker = &self.shared.worker(self.slot).id;
+        match e {
+            TransportError::Draining(_) => {
+                log::info!("{worker} ({}) is stopping; placing `{}` elsewhere", conn.process.identity(), job.req.tool);
+                conn.process.stopping();
+            }
+            _ => {
+                log::warn!("{worker} ({}) is unreachable ({e}); placing `{}` elsewhere", conn.process.identity(), job.req.tool);
+                conn.process.connection_lost("UNAVAILABLE");
+            }
+        }
+        self.hand_back(job);
+    }
+
     fn hand_back(&self, mut job: Job) {
         self.release();
         job.req.queued_since = Instant::now();
@@ -358,6 +401,14 @@ impl Lane {
             self.shared.fail(req, Error::ShuttingDown);
         }
     }
+}
+
+/// How a streaming call failed.
+enum Streamed {
+    /// It ran, and failed with this.
+    Failed(Error),
+    /// It never ran (see [`Lane::not_run`]).
+    NotRun(TransportError),
 }
 
 /// Reads one streamed item: raw bytes when the worker marked it so, JSON

@@ -54,6 +54,9 @@ pub(crate) struct Connection {
     pub stuck: AtomicUsize,
     /// Recycle after this many calls.
     pub max_requests: Option<u64>,
+    /// The calls it runs at once: the pool's profile for a local process,
+    /// what a remote worker reported for an endpoint.
+    pub capacity: usize,
     /// Set when the pool stops this process to shut down: a call it loses
     /// then ends in `ShuttingDown`, not as a crash.
     pub stopping: AtomicBool,
@@ -81,6 +84,9 @@ pub(crate) enum Control {
     /// The process of that generation broke the transport's protocol (a
     /// garbled reply): it is killed and replaced.
     Broken { generation: u32 },
+    /// Take the process of that generation out of service without a
+    /// replacement: a remote endpoint that left. Its calls finish first.
+    Withdrawn { generation: u32 },
     /// Replace the process of that generation (any, when `None`).
     Recycle {
         generation: Option<u32>,
@@ -111,6 +117,10 @@ pub(crate) struct WorkerSetup {
     /// Taken when used, so that the pool's start sees the channel
     /// disconnect once every worker has answered or died.
     pub first_ready: Option<Sender<Result<(), Error>>>,
+    /// Whether a failed first start is retried (a remote endpoint, where
+    /// one bad endpoint must not end the slot) rather than ending the
+    /// worker (a local pool's start fails as a whole).
+    pub retry_first_start: bool,
 }
 
 impl WorkerHandle {
@@ -145,6 +155,8 @@ struct Worker {
     retiring: Vec<JoinHandle<()>>,
     /// A process launched and not yet live, to kill if this thread panics.
     starting: Option<Arc<dyn Process>>,
+    /// Processes started so far (the first is not a restart).
+    starts: u64,
 }
 
 /// A process that is serving.
@@ -159,6 +171,8 @@ enum Ending {
     Crashed(Exit),
     Killed(ExitReason),
     Shutdown,
+    /// A remote endpoint left: drained, and the slot waits for another.
+    Withdrawn,
 }
 
 /// Why a start did not produce a serving process.
@@ -206,6 +220,7 @@ impl Worker {
             generation: 0,
             retiring: Vec::new(),
             starting: None,
+            starts: 0,
         }
     }
 
@@ -239,17 +254,24 @@ impl Worker {
     /// One process's life: start it, serve until it ends, then back off if
     /// it failed. `Break` ends the worker.
     fn cycle(&mut self) -> ControlFlow<()> {
-        let first = self.setup.first_ready.is_some();
-        if !first {
+        if self.starts > 0 {
             self.count_restart();
         }
+        self.starts += 1;
         self.generation = self.shared().slots().retire(self.setup.slot);
         let serving = match self.start(self.generation) {
             Ok(serving) => serving,
+            Err(_) if self.shared().is_closing() => return ControlFlow::Break(()),
             Err(failed) => {
                 if let Some(ready) = self.setup.first_ready.take() {
-                    let _ = ready.send(Err(failed.into_error()));
-                    return ControlFlow::Break(());
+                    if !self.setup.retry_first_start {
+                        let _ = ready.send(Err(failed.into_error()));
+                        return ControlFlow::Break(());
+                    }
+                    let err = failed.into_error();
+                    let _ = ready.send(Err(err.clone()));
+                    self.shared().note_start_failure(self.setup.slot, err);
+                    return self.pause_or_stop();
                 }
                 match failed {
                     StartFailed::Broken(err) => {
@@ -268,7 +290,7 @@ impl Worker {
         }
         match self.serve(serving) {
             Ending::Shutdown => ControlFlow::Break(()),
-            Ending::Killed(_) => {
+            Ending::Killed(_) | Ending::Withdrawn => {
                 self.backoff.reset();
                 ControlFlow::Continue(())
             }
@@ -309,6 +331,7 @@ impl Worker {
             shared.events().worker_exited(&WorkerExited {
                 worker: info.id.clone(),
                 pid: conn.process.pid().unwrap_or(0),
+                endpoint: conn.process.endpoint().map(str::to_owned),
                 reason: ExitReason::Internal,
             });
         }
@@ -340,22 +363,41 @@ impl Worker {
         let on_exit = Box::new(move |exit| {
             let _ = control.send(Control::Exited { generation, exit });
         });
+        let control = self.control_tx.clone();
+        let on_withdraw = Box::new(move || {
+            let _ = control.send(Control::Withdrawn { generation });
+        });
+        // A remote slot may wait here for discovery to bind it.
+        let remote = shared.config().remote.is_some();
+        if remote {
+            info.set_state(WorkerState::Unbound);
+        }
         let process = self
             .setup
             .launcher
-            .launch(target, on_exit)
+            .launch(target, on_exit, on_withdraw)
             .map_err(|m| StartFailed::Broken(startup_error(m)))?;
+        if remote {
+            info.set_state(WorkerState::Starting);
+        }
         self.starting = Some(process.clone());
         let pid = process.pid().unwrap_or(0);
+        let endpoint = process.endpoint().map(str::to_owned);
         shared.events().worker_started(&WorkerStarted {
             worker: info.id.clone(),
             pid,
+            endpoint: endpoint.clone(),
         });
         let config = shared.config();
         let ready = process
             .wait_ready(config.startup_timeout, &|| shared.is_closing())
+            .map_err(Refusal::Other)
             .and_then(|address| {
-                let transport = self.setup.connector.connect(&address)?;
+                let transport = self
+                    .setup
+                    .connector
+                    .connect(&address)
+                    .map_err(Refusal::Other)?;
                 // One round trip before taking calls: the connection is up
                 // and the service answers, so the first call pays no
                 // connection set-up.
@@ -363,24 +405,52 @@ impl Worker {
                     .startup_timeout
                     .saturating_sub(launched.elapsed())
                     .max(Duration::from_secs(1));
-                transport.ping(&info.id, remaining, true).map_err(|e| {
-                    format!("reported ready at {address} but did not answer a ping: {e}")
-                })?;
-                Ok(transport)
+                // A local process may not listen yet: its connection is
+                // waited for. A remote endpoint's first connection attempt
+                // decides, so that a refused TLS handshake reports its own
+                // message rather than a deadline (its slot tries again
+                // after the backoff).
+                let pong = transport
+                    .ping(&info.id, remaining, endpoint.is_none())
+                    .map_err(|e| Refusal::Ping(address.clone(), e))?;
+                Ok((transport, pong))
             });
-        let transport = match ready {
-            Ok(transport) => transport,
-            Err(message) => {
+        let (transport, pong) = match ready {
+            Ok(ready) => ready,
+            Err(refusal) => {
                 self.starting = None;
                 let exit = process.wait_exit(EXIT_CONFIRM);
                 process.kill();
-                let err = startup_error(message);
+                if let Refusal::Ping(_, TransportError::Draining(_)) = &refusal {
+                    // A remote endpoint that is stopping: not its fault.
+                    process.stopping();
+                    return Err(StartFailed::Killed(startup_error(refusal.to_string())));
+                }
+                let err = match (&endpoint, refusal) {
+                    (Some(endpoint), Refusal::Ping(_, e)) => remote_refusal(endpoint, e),
+                    (_, refusal) => startup_error(refusal.to_string()),
+                };
                 return Err(match exit {
                     Some(exit) if killed_from_outside(exit) && !shared.is_closing() => {
                         StartFailed::Killed(err)
                     }
                     _ => StartFailed::Broken(err),
                 });
+            }
+        };
+        let capacity = match &endpoint {
+            None => config.profile.capacity(),
+            Some(endpoint) => {
+                if !pong.adapter.is_empty() && pong.adapter != config.adapter {
+                    process.kill();
+                    self.starting = None;
+                    return Err(StartFailed::Broken(startup_error(format!(
+                        "endpoint {endpoint} serves the adapter `{}`, but this pool is for `{}`",
+                        pong.adapter, config.adapter
+                    ))));
+                }
+                let most = config.remote.as_ref().map_or(1, |r| r.max_calls_per_endpoint);
+                pong.capacity.clamp(1, most)
             }
         };
         let conn = Arc::new(Connection {
@@ -391,6 +461,7 @@ impl Worker {
             calls: AtomicU64::new(0),
             stuck: AtomicUsize::new(0),
             max_requests: supervisor::request_limit(config, &mut self.jitter),
+            capacity,
             stopping: AtomicBool::new(false),
         });
         let now = Instant::now();
@@ -398,6 +469,7 @@ impl Worker {
         shared.events().worker_ready(&WorkerReady {
             worker: info.id.clone(),
             pid,
+            endpoint,
             startup: launched.elapsed(),
         });
         Ok(Serving {
@@ -416,10 +488,12 @@ impl Worker {
         info.set_pid(serving.conn.process.pid());
         info.set_failing(false);
         info.stuck.store(0, SeqCst);
-        let capacity = shared.config().profile.capacity() as u16;
+        let capacity = serving.conn.capacity;
+        self.add_lanes(capacity);
+        info.set_endpoint(serving.conn.process.endpoint());
         shared
             .slots()
-            .install(self.setup.slot, serving.conn.generation, capacity);
+            .install(self.setup.slot, serving.conn.generation, capacity as u16);
         info.set_state(WorkerState::Ready);
         // A fresh telemetry stream for each process; the last process's
         // stream reads on until that process ends.
@@ -490,6 +564,9 @@ impl Worker {
             }
             Control::Broken { generation: g } if g == generation => {
                 Some(Verdict::End(Ending::Killed(ExitReason::Unhealthy)))
+            }
+            Control::Withdrawn { generation: g } if g == generation => {
+                Some(Verdict::End(Ending::Withdrawn))
             }
             Control::Recycle {
                 generation: g,
@@ -645,6 +722,19 @@ impl Worker {
                 process.kill();
                 reason.clone()
             }
+            Ending::Withdrawn => {
+                info.set_state(WorkerState::Draining);
+                shared.slots().drain(slot);
+                let config = shared.config();
+                let wait = config.call_timeout.saturating_add(config.shutdown_grace);
+                supervisor::wait_for(wait, || {
+                    shared.slots().state(slot).load == 0 || process.exit_status().is_some()
+                });
+                self.take_offline();
+                self.backoff.reset();
+                process.terminate(Duration::ZERO);
+                ExitReason::Withdrawn
+            }
             Ending::Shutdown => {
                 info.set_state(WorkerState::Draining);
                 shared.slots().drain(slot);
@@ -657,9 +747,11 @@ impl Worker {
             }
         };
         info.set_pid(None);
+        info.set_endpoint(None);
         shared.events().worker_exited(&WorkerExited {
             worker: info.id.clone(),
             pid: process.pid().unwrap_or(0),
+            endpoint: process.endpoint().map(str::to_owned),
             reason,
         });
         ending
@@ -698,11 +790,21 @@ impl Worker {
         }
     }
 
+    /// The lanes of a local worker, one per call its processes run at
+    /// once. A remote worker starts none: it adds them as endpoints report
+    /// their capacity.
     fn start_lanes(&mut self) {
+        if self.shared().config().remote.is_none() {
+            self.add_lanes(self.shared().config().profile.capacity());
+        }
+    }
+
+    /// Starts lanes until there are `capacity`. Lanes are never removed: a
+    /// slot whose next process runs fewer calls leaves the rest idle (the
+    /// slot's capacity, not the lane count, bounds what is placed there).
+    fn add_lanes(&mut self, capacity: usize) {
         let shared = &self.setup.shared;
-        let capacity = shared.config().profile.capacity();
-        let kill_on_timeout = capacity == 1 && shared.config().kill_hung_workers;
-        for n in 0..capacity {
+        for n in self.lanes.len()..capacity {
             let lane = Lane {
                 slot: self.setup.slot,
                 shared: shared.clone(),
@@ -710,8 +812,7 @@ impl Worker {
                 current: self.current.clone(),
                 control: self.control_tx.clone(),
                 resubmit: self.setup.resubmit.clone(),
-                kill_on_timeout,
-                threads: capacity,
+                kill_hung_workers: shared.config().kill_hung_workers,
                 holding: std::cell::Cell::new(None),
             };
             let name = format!("snakepit-{}-lane-{n}", self.id());
@@ -737,6 +838,55 @@ impl Worker {
             let _ = lane.join();
         }
     }
+}
+
+/// Why a launched process did not become ready.
+enum Refusal {
+    /// It did not answer the first ping at this address.
+    Ping(String, TransportError),
+    /// It never reported an address, or it could not be connected to.
+    Other(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Ping(address, e) => {
+                write!(f, "reported ready at {address} but did not answer a ping: {e}")
+            }
+            Refusal::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+/// The error of a remote endpoint that refused the first ping: a bad
+/// token and a failed TLS handshake get their own errors, anything else
+/// is a start-up failure naming the endpoint.
+fn remote_refusal(endpoint: &str, e: TransportError) -> Error {
+    match e {
+        TransportError::Failed { code, message } if code == "UNAUTHENTICATED" => {
+            Error::Unauthenticated {
+                endpoint: endpoint.to_owned(),
+                message,
+            }
+        }
+        TransportError::Failed { message, .. } if is_tls_failure(&message) => Error::Tls {
+            endpoint: endpoint.to_owned(),
+            message,
+        },
+        e => Error::Startup {
+            worker: format!("endpoint {endpoint}"),
+            message: format!("did not answer a ping: {e}"),
+        },
+    }
+}
+
+/// Whether gRPC's message for a failed connection is a TLS handshake's.
+fn is_tls_failure(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    ["ssl", "tls", "handshake", "certificate", "peer name"]
+        .iter()
+        .any(|needle| lower.contains(needle))
 }
 
 /// Whether `exit` is a signal someone sent the process (an operator, the
@@ -770,6 +920,7 @@ fn retire(conn: Arc<Connection>, shared: Arc<Shared>, worker: String, reason: Re
     shared.events().worker_exited(&WorkerExited {
         worker,
         pid: conn.process.pid().unwrap_or(0),
+        endpoint: conn.process.endpoint().map(str::to_owned),
         reason: ExitReason::Recycled(reason),
     });
 }

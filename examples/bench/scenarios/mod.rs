@@ -7,6 +7,7 @@ pub mod memory;
 pub mod overhead;
 pub mod payload;
 pub mod python;
+pub mod remote;
 pub mod scaling;
 pub mod startup;
 pub mod thread;
