@@ -50,7 +50,12 @@ STOP_GRACE_S = 1.0
 """How long the servers' final stop lets remaining streams (telemetry, health watches) end."""
 
 HEALTH_SERVICES = ("", protocol.SERVICE_NAME)
-"""The service names the health server reports on."""
+"""The service names whose health is SERVING once ready and NOT_SERVING from
+SIGTERM on (readiness: the pod leaves the Service while it drains)."""
+
+LIVENESS_SERVICE = "liveness"
+"""A service name that stays SERVING until the process ends, drain included
+(for a liveness probe: a draining worker must not be killed for it)."""
 
 
 # -- the bearer token
@@ -431,6 +436,7 @@ def serve(options: ServeOptions, adapter_class: Callable[[], Any], drain: Drain,
     server.start()
     health_server.start()
     _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     drain.serving()
     ready_out.write(
         f"{READY_PREFIX} listen={options.listen_host}:{listen_port} health={options.health_host}:{health_port}\n"
@@ -451,7 +457,7 @@ def serve(options: ServeOptions, adapter_class: Callable[[], Any], drain: Drain,
 
     drain.wait_requested()
 
-    health_servicer.enter_graceful_shutdown()
+    _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     drain.close()
     running = drain.in_flight
     log.info("draining: %d call(s) in flight, waiting up to %.1fs", running, options.grace_s)

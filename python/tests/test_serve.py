@@ -363,6 +363,13 @@ def test_sigterm_lets_the_running_call_finish_and_refuses_new_ones(
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert raised.value.details().startswith(DRAINING_MESSAGE)
     assert not (tmp_path / "ran").exists(), "a refused call must not run"
+    health = worker.health_stub()
+    for service, status in (
+        ("", health_pb2.HealthCheckResponse.NOT_SERVING),
+        (protocol.SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING),
+        ("liveness", health_pb2.HealthCheckResponse.SERVING),  # a drain is no reason to kill it
+    ):
+        assert health.Check(health_pb2.HealthCheckRequest(service=service), timeout=CALL_TIMEOUT_S).status == status
     assert worker.process.poll() is None, "the running call holds the process"
 
     release.touch()
