@@ -4,6 +4,8 @@ their parts point at each other (ports, labels, Secrets, grace, user)."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,13 @@ def test_the_dockerfile_runs_serve_as_a_non_root_user(deployment: dict[str, Any]
     assert 'ENTRYPOINT ["snakepit-worker", "serve"]' in instructions
     assert "EXPOSE 50051 8081" in instructions
     assert "RUN pip install /tmp/snakepit-python && rm -rf /tmp/snakepit-python" in instructions
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_kubectl_kustomize_renders_every_object() -> None:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    kinds = sorted(document["kind"] for document in yaml.safe_load_all(rendered) if document)
+    expected = ["Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Secret", "Service"]
+    assert kinds == expected
