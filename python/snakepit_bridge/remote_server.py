@@ -46,6 +46,14 @@ TOKEN_RECHECK_S = 1.0
 DEADLINE_MARGIN_S = 0.5
 """How long past its deadline a process-profile call may run before the process exits."""
 
+NO_DEADLINE_S = 365 * 24 * 3600.0
+"""Time left above which a call counts as having no deadline (grpc reports
+about 2**63 seconds for a call without one)."""
+
+WATCHDOG_WAIT_S = 3600.0
+"""The longest single wait of the watchdog thread (a condition cannot wait
+for 2**63 seconds)."""
+
 STOP_GRACE_S = 1.0
 """How long the servers' final stop lets remaining streams (telemetry, health watches) end."""
 
@@ -215,7 +223,7 @@ class DeadlineWatchdog:
                 tool, deadline = self._current
                 remaining = deadline + self.margin_s - self._clock()
                 if remaining > 0:
-                    self._changed.wait(remaining)
+                    self._changed.wait(min(remaining, WATCHDOG_WAIT_S))
                     continue
                 self._current = None
                 overdue = -remaining + self.margin_s
@@ -313,7 +321,7 @@ class CallTracking(grpc.ServerInterceptor):
             )
         if self.gate is not None:
             remaining = context.time_remaining()
-            deadline = None if remaining is None else time.monotonic() + remaining
+            deadline = None if remaining is None or remaining > NO_DEADLINE_S else time.monotonic() + remaining
             self.gate.note(getattr(request, "tool_name", ""), deadline)
 
     def _unary(self, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:

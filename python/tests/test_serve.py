@@ -398,6 +398,14 @@ def test_a_process_profile_call_past_its_deadline_ends_the_worker_with_70(
     serve: Callable[..., ServeProcess], tmp_path: Path
 ) -> None:
     worker = serve("--insecure-plaintext")
+    # A call without a deadline first (grpc reports its time left as ~2**63 s).
+    method = protocol.METHODS["ExecuteTool"]
+    without_deadline = worker.channel().unary_unary(
+        method.path,
+        request_serializer=method.request.SerializeToString,
+        response_deserializer=method.response.FromString,
+    )
+    assert result(without_deadline(tool_request("ping"))) == "pong"
     with pytest.raises(grpc.RpcError) as raised:
         unary(
             worker.channel(), "ExecuteTool", tool_request("wait_for_file", path=str(tmp_path / "never")), timeout_s=0.3
@@ -507,3 +515,18 @@ def test_addresses_are_host_colon_port() -> None:
     for bad in ("50051", "host:", ":80", "host:99999", "host:x"):
         with pytest.raises(ValueError):
             split_address(bad)
+
+
+def test_the_watchdog_survives_a_call_with_a_far_deadline() -> None:
+    fired: queue.Queue[str] = queue.Queue()
+    looked: queue.Queue[None] = queue.Queue()
+
+    def clock() -> float:
+        looked.put(None)
+        return 0.0
+
+    watchdog = DeadlineWatchdog(margin_s=0.5, on_expired=lambda tool, overdue: fired.put(tool), clock=clock)
+    watchdog.watch("far", deadline=9.2e18)  # what 'no deadline' looks like
+    looked.get(timeout=5)  # the watchdog has seen it and waits (or failed)
+    watchdog.watch("late", deadline=-1.0)
+    assert fired.get(timeout=5) == "late"
