@@ -362,6 +362,16 @@ def test_sigterm_lets_the_running_call_finish_and_refuses_new_ones(
             unary(channel, rpc, request, metadata=bearer())
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert raised.value.details().startswith(DRAINING_MESSAGE)
+    chunks = protocol.METHODS["ExecuteStreamingTool"]
+    stream = channel.unary_stream(
+        chunks.path,
+        request_serializer=chunks.request.SerializeToString,
+        response_deserializer=chunks.response.FromString,
+    )(tool_request("count_stream", n=2), timeout=CALL_TIMEOUT_S, metadata=bearer())
+    with pytest.raises(grpc.RpcError) as raised:
+        list(stream)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.details().startswith(DRAINING_MESSAGE)
     assert not (tmp_path / "ran").exists(), "a refused call must not run"
     health = worker.health_stub()
     for service, status in (
