@@ -1,7 +1,10 @@
 """snakepit_bridge: the Python side of snakepit.
 
 A worker process (``grpc_server.py`` -> :mod:`snakepit_bridge.worker`) serves
-an adapter's tools over gRPC to the Rust host. Write an adapter by
+an adapter's tools over gRPC to the Rust host. ``snakepit-worker serve``
+(:mod:`snakepit_bridge.serve`, also ``python3 -m snakepit_bridge serve``) is
+the remote worker a host reaches over the network (TLS, bearer token,
+``grpc.health.v1``). Write an adapter by
 subclassing :class:`BaseAdapter` (or :class:`ThreadSafeAdapter` for the
 thread profile) and marking methods with :func:`tool`.
 
@@ -14,11 +17,12 @@ Snakepit's Python surface is here under its module paths: ``base_adapter``,
 Importing this package needs neither grpcio nor protobuf, and neither do
 the adapter modules (``base_adapter``, ``base_adapter_threaded``,
 ``session_context``, ``telemetry``, ``logging_config``, ``zero_copy``) nor
-the worker's entry point and lifetime (``worker``, ``command_line``,
+the worker's entry point and lifetime (``worker``, ``serve``, ``command_line``,
 ``lifetime``, ``sessions``): adapters and their tests import them without.
 ``BaseAdapter.get_tools`` and ``register_with_session``, ``protocol``,
 ``serialization``, ``adapter_provider`` and ``snakepit_bridge_pb2`` need
-protobuf; ``host_client``, ``servicer`` and ``server`` need grpcio as well.
+protobuf; ``host_client``, ``servicer`` and ``server`` need grpcio as well,
+and ``remote_server`` also grpcio-health-checking.
 """
 
 from . import telemetry

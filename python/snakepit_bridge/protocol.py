@@ -48,6 +48,9 @@ _MESSAGES: dict[str, tuple[_Field, ...]] = {
     "PingResponse": (
         ("message", 1, "string"),
         ("server_time", 2, "google.protobuf.Timestamp"),
+        ("capacity", 3, "int32"),
+        ("adapter", 4, "string"),
+        ("version", 5, "string"),
     ),
     "InitializeSessionRequest": (
         ("session_id", 1, "string"),

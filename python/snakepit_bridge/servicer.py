@@ -22,7 +22,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, Protocol
 
-from . import protocol, serialization, telemetry
+from . import __version__, protocol, serialization, telemetry
 from .adapter_provider import AdapterProvider, stream_items, unary_result
 from .base_adapter import resolve_awaitable
 from .protocol import DynamicMessage
@@ -97,7 +97,14 @@ class BridgeServicer:
     """The worker's side of ``BridgeService``.
 
     ``serialize_calls`` (the process profile) makes tool calls take turns;
-    Ping and session calls never wait for them.
+    Ping and session calls never wait for them. ``gate``, when given, is
+    the context manager every tool call runs inside instead (the serve
+    mode's, which also watches the call's deadline); it must serialize
+    the calls itself when ``serialize_calls`` is set.
+
+    ``Ping`` reports ``capacity`` (calls at once: 1 in the process profile,
+    the thread count in the thread profile), ``adapter`` (the ``--adapter``
+    string) and the package version.
     """
 
     def __init__(
@@ -106,14 +113,20 @@ class BridgeServicer:
         worker_id: str,
         host: HostCallbackClient | None = None,
         serialize_calls: bool = True,
+        *,
+        capacity: int = 1,
+        adapter_name: str = "",
+        gate: contextlib.AbstractContextManager[Any] | None = None,
     ) -> None:
         self.adapters = adapters
         self.worker_id = worker_id
         self.host = host
         self.sessions = SessionRegistry()
-        self._gate: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if serialize_calls else contextlib.nullcontext()
-        )
+        if gate is None:
+            gate = threading.Lock() if serialize_calls else contextlib.nullcontext()
+        self._gate: contextlib.AbstractContextManager[Any] = gate
+        self.capacity = capacity
+        self.adapter_name = adapter_name
         self.metadata = {"worker_id": worker_id, "pid": str(os.getpid())}
 
     # -- helpers
@@ -151,8 +164,15 @@ class BridgeServicer:
     # -- rpcs
 
     def Ping(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
-        """Answers with the request's message echoed and the server time."""
-        return protocol.PingResponse(message=f"pong: {request.message}", server_time=self._now())
+        """Answers with the request's message echoed, the server time, and
+        this worker's capacity, adapter and version."""
+        return protocol.PingResponse(
+            message=f"pong: {request.message}",
+            server_time=self._now(),
+            capacity=self.capacity,
+            adapter=self.adapter_name,
+            version=__version__,
+        )
 
     def InitializeSession(self, request: DynamicMessage, context: grpc.ServicerContext) -> DynamicMessage:
         """Opens a session (unless the id is empty) and lists the adapter's tools."""

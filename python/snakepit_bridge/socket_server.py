@@ -241,7 +241,14 @@ def serve(options: WorkerOptions, worker_id: str, adapter_class: Callable[[], An
         from .server import register_tools
 
         register_tools(host, adapters, worker_id)
-    servicer = BridgeServicer(adapters, worker_id, host, serialize_calls=not options.thread_profile)
+    servicer = BridgeServicer(
+        adapters,
+        worker_id,
+        host,
+        serialize_calls=not options.thread_profile,
+        capacity=options.max_workers or 1,
+        adapter_name=options.adapter,
+    )
     calls = Calls()
     listener = listen(options.socket)
     count = 0

@@ -24,6 +24,8 @@ WITHOUT_GRPC = (
     "snakepit_bridge.command_line",
     "snakepit_bridge.lifetime",
     "snakepit_bridge.worker",
+    "snakepit_bridge.serve",
+    "snakepit_bridge.__main__",
 )
 
 
@@ -103,3 +105,13 @@ def test_bad_flags_exit_2_with_the_reason(flags: list[str], message: str, capsys
         parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_serve_without_grpcio_exits_4_naming_the_packages() -> None:
+    done = run_without_grpc(
+        "from snakepit_bridge.__main__ import main\n"
+        "main(['serve', '--adapter', 'snakepit_showcase.adapter.ShowcaseAdapter', '--insecure-plaintext',"
+        " '--listen', '127.0.0.1:0', '--health-listen', '127.0.0.1:0'])\n"
+    )
+    assert done.returncode == 4, done.stderr
+    assert "grpcio-health-checking" in done.stderr and done.stdout == ""

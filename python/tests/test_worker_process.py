@@ -27,6 +27,7 @@ from conftest import (
     wait_until,
 )
 
+import snakepit_bridge
 from snakepit_bridge import protocol, serialization
 
 StartWorker = Callable[..., RunningWorker]
@@ -40,6 +41,8 @@ def test_ping_execute_and_stream_over_a_unix_socket(start_worker: StartWorker) -
 
     pong = worker.unary("Ping", protocol.PingRequest(message="hello"))
     assert "hello" in pong.message and pong.server_time.seconds > 0
+
+    assert (pong.capacity, pong.adapter, pong.version) == (1, SHOWCASE, snakepit_bridge.__version__)
 
     response = worker.execute("add", a=2, b=40)
     assert response.success
@@ -90,6 +93,7 @@ def test_thread_profile_runs_calls_at_the_same_time(start_worker: StartWorker, s
     assert all(r.success for r in responses), [r.error_message for r in responses]
     assert [serialization.decode_any(r.result) for r in responses] == [4, 4, 4, 4]
     assert "thread profile, 4 calls at once" in worker.stderr()
+    assert worker.unary("Ping", protocol.PingRequest()).capacity == 4
 
 
 def test_process_profile_takes_every_call_but_runs_one_at_a_time(start_worker: StartWorker, short_dir: Path) -> None:
