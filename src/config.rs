@@ -670,11 +670,17 @@ mod tests {
         builder.validate().unwrap();
 
         let pool = |body: &str| format!("[pools.p]\nadapter = \"pkg.mod.A\"\n{body}\n");
-        let m = error(&pool("remote = { dns = \"w.svc:1\", max_endpoint = 3 }"), "remote");
+        let m = error(
+            &pool("remote = { dns = \"w.svc:1\", max_endpoint = 3 }"),
+            "remote",
+        );
         assert!(m.contains("did you mean `max_endpoints`"), "{m}");
         let m = error(&pool("remote = { max_endpoints = 3 }"), "remote");
         assert!(m.contains("exactly one of dns"), "{m}");
-        let m = error(&pool("remote = { dns = \"w.svc:1\", tls = { cert_file = \"c\" } }"), "remote");
+        let m = error(
+            &pool("remote = { dns = \"w.svc:1\", tls = { cert_file = \"c\" } }"),
+            "remote",
+        );
         assert!(m.contains("ca_file"), "{m}");
     }
 

@@ -532,7 +532,8 @@ impl fmt::Display for Exit {
         match (self.code, self.signal) {
             (Some(code), _) => write!(f, "exited with code {code}"),
             (None, Some(sig)) => write!(f, "killed by signal {sig} ({})", signal_name(sig)),
-            (None, None) => write!(f, "ended"),
+            // A remote endpoint: no status reaches the host.
+            (None, None) => write!(f, "lost (no exit status: the connection broke)"),
         }
     }
 }
@@ -579,6 +580,8 @@ mod tests {
             ErrorKind::NoWorkerServing,
             ErrorKind::SignalHandler,
             ErrorKind::Internal,
+            ErrorKind::Tls,
+            ErrorKind::Unauthenticated,
         ];
         for kind in all {
             match kind {
@@ -600,7 +603,9 @@ mod tests {
                 | ErrorKind::PoolStart
                 | ErrorKind::NoWorkerServing
                 | ErrorKind::SignalHandler
-                | ErrorKind::Internal => {}
+                | ErrorKind::Internal
+                | ErrorKind::Tls
+                | ErrorKind::Unauthenticated => {}
             }
         }
         all.to_vec()

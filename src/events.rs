@@ -393,22 +393,33 @@ pub struct LogEvents;
 
 const TARGET: &str = "snakepit::events";
 
+/// How the log names a process: `pid 4242`, or `endpoint 10.0.0.5:50051`.
+fn process_name(pid: u32, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(endpoint) => format!("endpoint {endpoint}"),
+        None => format!("pid {pid}"),
+    }
+}
+
 impl HandleEvent for LogEvents {
     fn worker_started(&self, e: &WorkerStarted) {
-        log::info!(target: TARGET, "{} started (pid {})", e.worker, e.pid);
+        let what = process_name(e.pid, e.endpoint.as_deref());
+        log::info!(target: TARGET, "{} started ({what})", e.worker);
     }
     fn worker_ready(&self, e: &WorkerReady) {
-        log::info!(target: TARGET, "{} ready (pid {}) in {:?}", e.worker, e.pid, e.startup);
+        let what = process_name(e.pid, e.endpoint.as_deref());
+        log::info!(target: TARGET, "{} ready ({what}) in {:?}", e.worker, e.startup);
     }
     fn worker_exited(&self, e: &WorkerExited) {
+        let what = process_name(e.pid, e.endpoint.as_deref());
         match e.reason {
             ExitReason::Crashed(_)
             | ExitReason::Hung
             | ExitReason::Unhealthy
             | ExitReason::Internal => {
-                log::warn!(target: TARGET, "{} (pid {}) {}", e.worker, e.pid, e.reason)
+                log::warn!(target: TARGET, "{} ({what}) {}", e.worker, e.reason)
             }
-            _ => log::info!(target: TARGET, "{} (pid {}) {}", e.worker, e.pid, e.reason),
+            _ => log::info!(target: TARGET, "{} ({what}) {}", e.worker, e.reason),
         }
     }
     fn worker_recycled(&self, e: &WorkerRecycled) {

@@ -280,7 +280,12 @@ impl Transport for FakeTransport {
         })
     }
 
-    fn ping(&self, _from: &str, _timeout: Duration, _wait: bool) -> Result<PingInfo, TransportError> {
+    fn ping(
+        &self,
+        _from: &str,
+        _timeout: Duration,
+        _wait: bool,
+    ) -> Result<PingInfo, TransportError> {
         self.alive()?;
         if self.process.healthy.load(SeqCst) {
             Ok(PingInfo::default())

@@ -284,6 +284,7 @@ fn a_crash_mid_call_fails_the_call_and_the_worker_restarts_after_its_backoff() {
             worker,
             exit: Some(exit),
             stderr_tail,
+            endpoint: None,
         } => {
             assert_eq!(worker, "worker-0");
             assert_eq!(exit.code, Some(3));
@@ -962,7 +963,8 @@ fn an_event_handler_that_panics_is_ignored_and_the_pool_serves_on() {
         events: Arc::new(PanickingEvents),
         ..config(1)
     };
-    let pool = Pool::start_with(config, seams, Resources::default(), WaitFor::All).expect("the pool starts");
+    let pool = Pool::start_with(config, seams, Resources::default(), WaitFor::All)
+        .expect("the pool starts");
     let first = launched.recv_timeout(PATIENCE).unwrap();
     assert_eq!(pool.execute_blocking("which", json!({})).unwrap(), json!(1));
     pool.recycle_worker("worker-0").unwrap();

@@ -633,12 +633,13 @@ impl Pool {
     fn start_remote(mut config: Config) -> Result<Pool, Error> {
         let remote = config.remote.clone().expect("checked by the caller");
         config.workers = remote.max_endpoints;
-        let connector = GrpcConnector::remote(config.max_message_bytes, &remote).map_err(
-            |message| Error::InvalidConfig {
-                option: "remote",
-                message,
-            },
-        )?;
+        let connector =
+            GrpcConnector::remote(config.max_message_bytes, &remote).map_err(|message| {
+                Error::InvalidConfig {
+                    option: "remote",
+                    message,
+                }
+            })?;
         let (endpoints, poked) = Endpoints::new(remote.max_endpoints);
         let bound = match resolver::resolve(&remote.source) {
             Ok(found) => endpoints.apply(&found),

@@ -248,11 +248,9 @@ impl Remote {
             );
         }
         if let Some(path) = &self.token_file {
-            read_token(path).map_err(|message| {
-                Error::InvalidConfig {
-                    option: "remote",
-                    message,
-                }
+            read_token(path).map_err(|message| Error::InvalidConfig {
+                option: "remote",
+                message,
             })?;
         }
         Ok(())
@@ -363,12 +361,12 @@ fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>, Error> {
         option: "remote",
         message,
     };
-    let bytes = std::fs::read(path)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
     let text = String::from_utf8_lossy(&bytes);
-    let found = text
-        .lines()
-        .any(|line| line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&format!("{label}-----")));
+    let found = text.lines().any(|line| {
+        line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&format!("{label}-----"))
+    });
     if !found {
         return Err(invalid(format!(
             "{} holds no PEM {label} block",
@@ -392,7 +390,9 @@ mod tests {
             );
         }
         Remote::dns("workers.svc:50051").validate().unwrap();
-        Remote::endpoints(["[::1]:50051", "10.0.0.1:1"]).validate().unwrap();
+        Remote::endpoints(["[::1]:50051", "10.0.0.1:1"])
+            .validate()
+            .unwrap();
     }
 
     #[test]
@@ -413,7 +413,11 @@ mod tests {
         let missing = Remote::endpoints(["127.0.0.1:1"])
             .token_file("/nonexistent/snakepit/token")
             .insecure_plaintext();
-        assert!(missing.validate().unwrap_err().to_string().contains("/nonexistent/snakepit/token"));
+        assert!(missing
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/snakepit/token"));
     }
 
     #[test]

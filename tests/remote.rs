@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use snakepit::{Affinity, CallOptions, Error, Pool, PoolBuilder, Remote, WorkerState};
 
-use common::remote::{token_file, Certs, RemoteWorker, Serve, AUTHORITY};
+use common::remote::{token_file, Certs, RemoteWorker, Serve};
 use common::{wait_until, Scope, SHOWCASE};
 
 /// How long a test waits for something the pool does on its own (a
@@ -34,8 +34,8 @@ fn builder() -> PoolBuilder {
 fn discovery(initial: Vec<String>) -> (Arc<Mutex<Vec<String>>>, Remote) {
     let set = Arc::new(Mutex::new(initial));
     let read = set.clone();
-    let remote = Remote::discover(move || Ok(read.lock().clone()))
-        .resolve_every(Duration::from_millis(100));
+    let remote =
+        Remote::discover(move || Ok(read.lock().clone())).resolve_every(Duration::from_millis(100));
     (set, remote)
 }
 
@@ -54,6 +54,8 @@ fn ready_endpoints(pool: &Pool) -> Vec<String> {
 #[cfg(feature = "tls")]
 mod tls {
     use super::*;
+    use common::remote::AUTHORITY;
+    use common::THREADED_SHOWCASE;
     use snakepit::Tls;
 
     fn tls(certs: &Certs) -> Tls {
@@ -84,6 +86,7 @@ mod tls {
         let token = token_file(&scope.dir, "token", "s3cret-token");
         let worker = mtls_worker(&scope, &certs, &token);
         let pool = builder()
+            .adapter(THREADED_SHOWCASE)
             .remote(
                 Remote::endpoints([worker.address.clone()])
                     .max_endpoints(4)
@@ -93,8 +96,9 @@ mod tls {
             .build()
             .unwrap();
         assert_eq!(
-            pool.execute_blocking("add", json!({"a": 2, "b": 3})).unwrap(),
-            json!(5.0)
+            pool.execute_blocking("add", json!({"a": 2, "b": 3}))
+                .unwrap(),
+            json!(5)
         );
         let stats = pool.stats();
         let serving: Vec<_> = stats
@@ -103,7 +107,10 @@ mod tls {
             .filter(|w| w.state == WorkerState::Ready)
             .collect();
         assert_eq!(serving.len(), 1);
-        assert_eq!(serving[0].endpoint.as_deref(), Some(worker.address.as_str()));
+        assert_eq!(
+            serving[0].endpoint.as_deref(),
+            Some(worker.address.as_str())
+        );
         assert_eq!(serving[0].capacity, 4, "the capacity the worker reported");
         assert_eq!(serving[0].pid, None);
         assert!(!stats.degraded, "spare slots are not missing workers");
@@ -114,7 +121,11 @@ mod tls {
                 s.spawn(|| pool.execute_blocking("sleep", json!({"ms": 300})).unwrap());
             }
         });
-        assert!(started.elapsed() < Duration::from_millis(1150), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1150),
+            "{:?}",
+            started.elapsed()
+        );
         pool.shutdown();
     }
 
@@ -126,6 +137,7 @@ mod tls {
         let wrong = token_file(&scope.dir, "wrong", "wrong-token");
         let worker = mtls_worker(&scope, &certs, &token);
         let err = builder()
+            .adapter(THREADED_SHOWCASE)
             .remote(
                 Remote::endpoints([worker.address.clone()])
                     .tls(tls(&certs))
@@ -152,6 +164,7 @@ mod tls {
         let worker = mtls_worker(&scope, &certs, &token);
         let client = |tls: Tls| {
             builder()
+                .adapter(THREADED_SHOWCASE)
                 .startup_timeout(Duration::from_secs(5))
                 .remote(
                     Remote::endpoints([worker.address.clone()])
@@ -242,10 +255,7 @@ fn a_worker_for_another_adapter_is_not_used() {
         .remote(Remote::endpoints([worker.address.clone()]))
         .build()
         .unwrap_err();
-    assert!(
-        err.to_string().contains("serves the adapter"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("serves the adapter"), "{err}");
 }
 
 #[test]
@@ -265,25 +275,25 @@ fn endpoints_scale_up_and_down_with_discovery() {
         "{:?}",
         pool.stats()
     );
-    // Calls reach both.
-    let pids: std::collections::BTreeSet<u64> = (0..20)
-        .map(|_| {
-            std::thread::scope(|s| {
-                let h: Vec<_> = (0..2)
-                    .map(|_| s.spawn(|| pool.execute_blocking("pid", json!({})).unwrap()))
-                    .collect();
-                h.into_iter()
-                    .map(|h| h.join().unwrap().as_u64().unwrap())
-                    .collect::<Vec<_>>()
+    // Two calls that can only finish together (a barrier) run at once:
+    // each endpoint runs one call at a time, so both serve.
+    let meeting = scope.path("meeting");
+    std::fs::create_dir_all(&meeting).unwrap();
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| pool.execute_blocking("barrier", json!({"dir": meeting, "parties": 2})))
             })
-        })
-        .flatten()
-        .collect();
-    assert_eq!(pids.len(), 2, "both endpoints served");
+            .collect();
+        for call in calls {
+            call.join().unwrap().expect("both endpoints serve");
+        }
+    });
 
     set.lock().retain(|x| *x != a.address);
     assert!(
-        wait_until(PATIENCE, || ready_endpoints(&pool) == vec![b.address.clone()]),
+        wait_until(PATIENCE, || ready_endpoints(&pool)
+            == vec![b.address.clone()]),
         "{:?}",
         pool.stats()
     );
@@ -305,7 +315,10 @@ fn a_dns_name_finds_the_worker() {
         .remote(Remote::dns(format!("localhost:{port}")))
         .build()
         .unwrap();
-    assert_eq!(pool.execute_blocking("pid", json!({})).unwrap(), json!(worker.pid()));
+    assert_eq!(
+        pool.execute_blocking("pid", json!({})).unwrap(),
+        json!(worker.pid())
+    );
     assert!(ready_endpoints(&pool).contains(&worker.address));
     pool.shutdown();
 }
@@ -462,7 +475,11 @@ fn sigterm_drains_a_worker_without_losing_a_call() {
         });
         assert!(wait_until(PATIENCE, || started.exists()));
         let busy = busy_endpoint(&pool);
-        let (draining, other) = if busy == a.address { (&a, &b) } else { (&b, &a) };
+        let (draining, other) = if busy == a.address {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
         draining.signal(libc::SIGTERM);
         // New calls go on, all to the other worker, none lost.
         for _ in 0..10 {
@@ -520,6 +537,7 @@ fn a_session_whose_endpoint_vanished_moves_or_fails_by_affinity() {
             json!({}),
             CallOptions::new().affinity(Affinity::StrictQueue),
         )
+        .map(|reply| reply.value)
     };
     let home = hinted.execute_blocking("pid", json!({})).unwrap();
     let strict_home = strict_call(&strict).unwrap();
@@ -538,5 +556,99 @@ fn a_session_whose_endpoint_vanished_moves_or_fails_by_affinity() {
     } else {
         assert_eq!(strict_call(&strict).unwrap(), strict_home);
     }
+    pool.shutdown();
+}
+
+/// A process-profile worker stuck in a call past its deadline exits (as
+/// Kubernetes would then restart it); the caller gets `Timeout`, and the
+/// pool serves again once the worker is back at the same address.
+#[test]
+fn a_hung_process_worker_exits_and_its_restart_is_picked_up() {
+    let scope = Scope::new("remote-hung");
+    let mut worker = start(&scope, None, &Serve::default());
+    let pool = builder()
+        .restart_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .remote(Remote::endpoints([worker.address.clone()]))
+        .build()
+        .unwrap();
+    let err = pool
+        .execute_blocking_with(
+            "sleep",
+            json!({"ms": 60_000}),
+            CallOptions::new().timeout(Duration::from_millis(500)),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_eq!(worker.wait_exit(PATIENCE), Some(Some(70)));
+    // Restarted where it was, as a Deployment's pod keeps its address.
+    let address = worker.address.clone();
+    drop(worker);
+    let restarted = start(
+        &scope,
+        None,
+        &Serve {
+            listen: Some(address.clone()),
+            ..Serve::default()
+        },
+    );
+    assert_eq!(restarted.address, address);
+    assert!(
+        wait_until(PATIENCE, || ready_endpoints(&pool) == vec![address.clone()]),
+        "{:?}",
+        pool.stats()
+    );
+    assert_eq!(
+        pool.execute_blocking("pid", json!({})).unwrap(),
+        json!(restarted.pid())
+    );
+    pool.shutdown();
+}
+
+/// Streams, binary payloads, sessions and the tools listing work on a
+/// remote worker as on a local one.
+#[test]
+fn streams_binary_and_tools_work_remotely() {
+    let scope = Scope::new("remote-features");
+    let worker = start(&scope, None, &Serve::default());
+    let pool = builder()
+        .remote(Remote::endpoints([worker.address.clone()]))
+        .build()
+        .unwrap();
+    let chunks: Vec<snakepit::Chunk> = pool
+        .execute_stream("count_stream", json!({"n": 50}))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<snakepit::Chunk> = (0..50)
+        .map(|i| snakepit::Chunk::Json(json!({ "i": i })))
+        .collect();
+    assert_eq!(chunks, expected);
+    let reply = pool
+        .execute_blocking_with(
+            "binary_len",
+            json!({}),
+            CallOptions::new().binary("data", vec![7u8; 100_000]),
+        )
+        .unwrap();
+    assert_eq!(reply.value, json!(100_000));
+    let session = pool.session("s1");
+    assert_eq!(
+        session
+            .execute_blocking("session_counter", json!({}))
+            .unwrap(),
+        json!(1)
+    );
+    assert_eq!(
+        session
+            .execute_blocking("session_counter", json!({}))
+            .unwrap(),
+        json!(2)
+    );
+    let tools = pool.tools().unwrap();
+    assert!(tools.iter().any(|t| t.name == "count_stream"));
+    assert!(pool
+        .registered_tools()
+        .iter()
+        .any(|t| t.name == "ping" && t.worker == "worker-0"));
     pool.shutdown();
 }

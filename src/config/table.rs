@@ -400,7 +400,10 @@ fn show_remote(remote: &crate::Remote) -> String {
         Source::Dns(name) => format!("dns = {}", quoted(name)),
         Source::Endpoints(list) => format!(
             "endpoints = [{}]",
-            list.iter().map(|a| quoted(a)).collect::<Vec<_>>().join(", ")
+            list.iter()
+                .map(|a| quoted(a))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Source::Discover(_) => "discover = (a closure)".to_owned(),
     };
@@ -599,7 +602,14 @@ mod tests {
     #[test]
     fn the_documented_defaults_are_the_real_ones() {
         let described = describe_options(&PoolBuilder::new());
-        let prose = ["adapter", "python", "worker_script", "workers", "threads"];
+        let prose = [
+            "adapter",
+            "python",
+            "worker_script",
+            "workers",
+            "threads",
+            "remote",
+        ];
         for (o, (key, value)) in OPTIONS.iter().zip(&described) {
             assert_eq!(o.key, *key);
             if !prose.contains(key) {
@@ -648,7 +658,7 @@ mod tests {
         let described = describe_options(&builder);
         let file: String = described
             .iter()
-            .filter(|(k, _)| !["python", "worker_script"].contains(k))
+            .filter(|(k, _)| !["python", "worker_script", "remote"].contains(k))
             .map(|(k, v)| format!("{k} = {v}\n"))
             .collect();
         let config = ConfigFile::parse(&format!("[pools.p]\n{file}"), Path::new("x.toml"))

@@ -270,26 +270,25 @@ impl Reader<'_> {
                     value,
                 })
         };
-        let mut remote = match (field("dns"), field("endpoints")) {
-            (Some(dns), None) => crate::Remote::dns(self.string(&dns, false)?),
-            (None, Some(list)) => {
-                let bad = || self.invalid(&list, "expected a list of \"host:port\" strings");
-                let Value::Array(items) = list.value else {
-                    return Err(bad());
-                };
-                let addresses = items
-                    .iter()
-                    .map(|item| item.as_str().map(str::to_owned).ok_or_else(bad))
-                    .collect::<Result<Vec<_>, _>>()?;
-                crate::Remote::endpoints(addresses)
-            }
-            _ => {
-                return Err(self.invalid(
+        let mut remote =
+            match (field("dns"), field("endpoints")) {
+                (Some(dns), None) => crate::Remote::dns(self.string(&dns, false)?),
+                (None, Some(list)) => {
+                    let bad = || self.invalid(&list, "expected a list of \"host:port\" strings");
+                    let Value::Array(items) = list.value else {
+                        return Err(bad());
+                    };
+                    let addresses = items
+                        .iter()
+                        .map(|item| item.as_str().map(str::to_owned).ok_or_else(bad))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    crate::Remote::endpoints(addresses)
+                }
+                _ => return Err(self.invalid(
                     w,
                     "needs exactly one of dns = \"name:port\" and endpoints = [\"host:port\", ...]",
-                ))
-            }
-        };
+                )),
+            };
         if let Some(n) = field("max_endpoints") {
             remote = remote.max_endpoints(self.int(&n, 1, 4096)? as usize);
         }
@@ -357,9 +356,8 @@ impl Reader<'_> {
 
     /// A table of two durations, e.g. `{ interval = "2s", timeout = "3s" }`.
     fn pair(&self, w: &Written, first: &str, second: &str) -> Result<(Duration, Duration), Error> {
-        let expected = format!(
-            "expected {{ {first} = \"2s\", {second} = \"3s\" }} (both durations)"
-        );
+        let expected =
+            format!("expected {{ {first} = \"2s\", {second} = \"3s\" }} (both durations)");
         let Value::Table(t) = w.value else {
             return Err(self.invalid(w, &expected));
         };

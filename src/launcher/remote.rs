@@ -106,10 +106,7 @@ impl Endpoints {
             t.cooling
                 .retain(|address, until| *until > now && found.contains(address.as_str()));
             for entry in &mut t.slots {
-                let gone = entry
-                    .address
-                    .as_deref()
-                    .is_some_and(|a| !found.contains(a));
+                let gone = entry.address.as_deref().is_some_and(|a| !found.contains(a));
                 if gone {
                     let address = entry.address.take().unwrap_or_default();
                     log::info!("endpoint {address} is no longer listed; draining it");
@@ -243,7 +240,11 @@ impl RemoteProcess {
 }
 
 impl Process for RemoteProcess {
-    fn wait_ready(&self, _timeout: Duration, _abandon: &dyn Fn() -> bool) -> Result<String, String> {
+    fn wait_ready(
+        &self,
+        _timeout: Duration,
+        _abandon: &dyn Fn() -> bool,
+    ) -> Result<String, String> {
         // Ready is the worker's first ping over the connection.
         Ok(self.address.clone())
     }
@@ -395,7 +396,10 @@ mod tests {
         assert!(process.connection_lost("UNAVAILABLE").is_some());
         process.kill();
         assert_eq!(ends.load(SeqCst), 1);
-        assert!(poked.try_recv().is_ok(), "a lost endpoint asks for a resolve");
+        assert!(
+            poked.try_recv().is_ok(),
+            "a lost endpoint asks for a resolve"
+        );
     }
 
     #[test]

@@ -157,7 +157,8 @@ mod tests {
         }));
         let (endpoints, poked) = Endpoints::new(2);
         // An hour between timed resolves: only pokes resolve again here.
-        let mut resolver = Resolver::start(source, Duration::from_secs(3600), endpoints.clone(), poked);
+        let mut resolver =
+            Resolver::start(source, Duration::from_secs(3600), endpoints.clone(), poked);
         let wait_for = |n: usize| {
             while calls.load(std::sync::atomic::Ordering::SeqCst) < n {
                 thread::sleep(Duration::from_millis(5));

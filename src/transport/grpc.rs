@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures_core::Stream as _;
 use futures_sink::Sink as _;
 use grpcio::{
-    CallOption, Channel, ChannelBuilder, Client, ConnectivityState, ClientDuplexReceiver, ClientDuplexSender, Environment,
-    Metadata, MetadataBuilder, RpcStatusCode, WriteFlags,
+    CallOption, Channel, ChannelBuilder, Client, ClientDuplexReceiver, ClientDuplexSender,
+    ConnectivityState, Environment, Metadata, MetadataBuilder, RpcStatusCode, WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -66,7 +66,10 @@ impl GrpcConnector {
 
     /// A connector to remote workers: TLS when `remote` has it, its bearer
     /// token, and keepalive pings that notice a stopped endpoint.
-    pub fn remote(max_message_bytes: usize, remote: &crate::remote::Remote) -> Result<Self, String> {
+    pub fn remote(
+        max_message_bytes: usize,
+        remote: &crate::remote::Remote,
+    ) -> Result<Self, String> {
         let auth = match &remote.token_file {
             Some(path) => Auth::Bearer(Arc::new(TokenFile::open(path)?)),
             None => Auth::None,
@@ -390,7 +393,7 @@ fn from_grpc(e: grpcio::Error) -> TransportError {
                 TransportError::ToolFailed(status.message().to_owned())
             }
             code => TransportError::Failed {
-                code: format!("{code:?}"),
+                code: status_name(code),
                 message: status.message().to_owned(),
             },
         },
@@ -398,6 +401,16 @@ fn from_grpc(e: grpcio::Error) -> TransportError {
             code: "CLIENT".to_owned(),
             message: other.to_string(),
         },
+    }
+}
+
+/// A status code's name, e.g. `UNAVAILABLE` (grpcio writes its codes as
+/// `14-UNAVAILABLE`).
+fn status_name(code: RpcStatusCode) -> String {
+    let text = format!("{code:?}");
+    match text.split_once('-') {
+        Some((number, name)) if number.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+        _ => text,
     }
 }
 

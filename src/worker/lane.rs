@@ -140,16 +140,14 @@ impl Lane {
                 }),
                 Err(e) => Err(self.call_error(conn, &req, e)),
             },
-            Replier::Stream { events, control } => {
-                match self.stream(conn, &req, events, control) {
-                    Ok(()) => Ok(None),
-                    Err(Streamed::Failed(err)) => Err(err),
-                    Err(Streamed::NotRun(e)) => {
-                        drop(in_flight);
-                        return self.not_run(conn, Job { req, ticket }, e);
-                    }
+            Replier::Stream { events, control } => match self.stream(conn, &req, events, control) {
+                Ok(()) => Ok(None),
+                Err(Streamed::Failed(err)) => Err(err),
+                Err(Streamed::NotRun(e)) => {
+                    drop(in_flight);
+                    return self.not_run(conn, Job { req, ticket }, e);
                 }
-            }
+            },
         };
         drop(in_flight);
         self.count_served(conn);
@@ -381,11 +379,19 @@ impl Lane {
         let worker = &self.shared.worker(self.slot).id;
         match e {
             TransportError::Draining(_) => {
-                log::info!("{worker} ({}) is stopping; placing `{}` elsewhere", conn.process.identity(), job.req.tool);
+                log::info!(
+                    "{worker} ({}) is stopping; placing `{}` elsewhere",
+                    conn.process.identity(),
+                    job.req.tool
+                );
                 conn.process.stopping();
             }
             _ => {
-                log::warn!("{worker} ({}) is unreachable ({e}); placing `{}` elsewhere", conn.process.identity(), job.req.tool);
+                log::warn!(
+                    "{worker} ({}) is unreachable ({e}); placing `{}` elsewhere",
+                    conn.process.identity(),
+                    job.req.tool
+                );
                 conn.process.connection_lost("UNAVAILABLE");
             }
         }

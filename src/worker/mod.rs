@@ -426,8 +426,9 @@ impl Worker {
                     process.stopping();
                     return Err(StartFailed::Killed(startup_error(refusal.to_string())));
                 }
+                let tls = config.remote.as_ref().is_some_and(|r| r.tls.is_some());
                 let err = match (&endpoint, refusal) {
-                    (Some(endpoint), Refusal::Ping(_, e)) => remote_refusal(endpoint, e),
+                    (Some(endpoint), Refusal::Ping(_, e)) => remote_refusal(endpoint, tls, e),
                     (_, refusal) => startup_error(refusal.to_string()),
                 };
                 return Err(match exit {
@@ -449,7 +450,10 @@ impl Worker {
                         pong.adapter, config.adapter
                     ))));
                 }
-                let most = config.remote.as_ref().map_or(1, |r| r.max_calls_per_endpoint);
+                let most = config
+                    .remote
+                    .as_ref()
+                    .map_or(1, |r| r.max_calls_per_endpoint);
                 pong.capacity.clamp(1, most)
             }
         };
@@ -703,12 +707,18 @@ impl Worker {
                     self.backoff.reset();
                 }
                 Counters::bump(&shared.counters().crashes);
-                log::warn!(
-                    "{} ({}) {exit}; last stderr: {}",
-                    info.id,
-                    process.identity(),
-                    process.stderr_tail(Duration::ZERO).join(" | ")
-                );
+                match process.endpoint() {
+                    Some(endpoint) => log::warn!(
+                        "{} (endpoint {endpoint}): the connection to it broke",
+                        info.id
+                    ),
+                    None => log::warn!(
+                        "{} ({}) {exit}; last stderr: {}",
+                        info.id,
+                        process.identity(),
+                        process.stderr_tail(Duration::ZERO).join(" | ")
+                    ),
+                }
                 process.kill();
                 ExitReason::Crashed(*exit)
             }
@@ -852,7 +862,10 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::Ping(address, e) => {
-                write!(f, "reported ready at {address} but did not answer a ping: {e}")
+                write!(
+                    f,
+                    "reported ready at {address} but did not answer a ping: {e}"
+                )
             }
             Refusal::Other(message) => f.write_str(message),
         }
@@ -862,7 +875,7 @@ impl std::fmt::Display for Refusal {
 /// The error of a remote endpoint that refused the first ping: a bad
 /// token and a failed TLS handshake get their own errors, anything else
 /// is a start-up failure naming the endpoint.
-fn remote_refusal(endpoint: &str, e: TransportError) -> Error {
+fn remote_refusal(endpoint: &str, tls: bool, e: TransportError) -> Error {
     match e {
         TransportError::Failed { code, message } if code == "UNAUTHENTICATED" => {
             Error::Unauthenticated {
@@ -870,10 +883,24 @@ fn remote_refusal(endpoint: &str, e: TransportError) -> Error {
                 message,
             }
         }
-        TransportError::Failed { message, .. } if is_tls_failure(&message) => Error::Tls {
+        TransportError::Failed { message, .. } if tls && is_tls_failure(&message) => Error::Tls {
             endpoint: endpoint.to_owned(),
             message,
         },
+        // The worker accepted the connection and closed it in the
+        // handshake without a word: under TLS 1.3 that is how a server that
+        // wants a client certificate refuses one it did not get (or does
+        // not trust).
+        TransportError::Failed { message, .. } if tls && message.contains("Socket closed") => {
+            Error::Tls {
+                endpoint: endpoint.to_owned(),
+                message: format!(
+                    "{message} (the worker closed the connection during the TLS handshake: \
+                     it may require a client certificate, see Tls::identity_files, or not \
+                     trust the one presented)"
+                ),
+            }
+        }
         e => Error::Startup {
             worker: format!("endpoint {endpoint}"),
             message: format!("did not answer a ping: {e}"),

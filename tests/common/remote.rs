@@ -51,14 +51,22 @@ fn openssl(dir: &Path, args: &[&str]) {
 impl Certs {
     /// Makes the certificates in `dir`.
     pub fn generate(dir: &Path) -> Certs {
-        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         for (name, cn) in [("ca", "snakepit test CA"), ("other-ca", "another CA")] {
             let mut args = vec!["req", "-x509"];
             args.extend(key);
             let keyout = format!("{name}.key");
             let out = format!("{name}.crt");
             let subj = format!("/CN={cn}");
-            args.extend(["-keyout", &keyout, "-out", &out, "-days", "2", "-subj", &subj]);
+            args.extend([
+                "-keyout", &keyout, "-out", &out, "-days", "2", "-subj", &subj,
+            ]);
             openssl(dir, &args);
         }
         std::fs::write(
@@ -80,8 +88,21 @@ impl Certs {
             openssl(
                 dir,
                 &[
-                    "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
-                    "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &ext,
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &ext,
                 ],
             );
         }
@@ -185,7 +206,9 @@ impl RemoteWorker {
             N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         ));
         cmd.stderr(std::fs::File::create(&stderr_log).unwrap());
-        let mut child = cmd.spawn().expect("starting python3 -m snakepit_bridge serve");
+        let mut child = cmd
+            .spawn()
+            .expect("starting python3 -m snakepit_bridge serve");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let ready = loop {

@@ -41,7 +41,8 @@ mod with_tls {
         let rounds = plan.pick(5, 1);
         let calls = plan.pick(2_000, 300);
         let length = Duration::from_millis(plan.pick(3_000, 800));
-        let dir = std::env::temp_dir().join(format!("snakepit-bench-remote-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("snakepit-bench-remote-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let result = measure(&dir, rounds, calls, length, report);
         let _ = std::fs::remove_dir_all(&dir);
