@@ -572,7 +572,7 @@ impl PoolBuilder {
         let invalid = |option, message: String| Err(Error::InvalidConfig { option, message });
         if let Some(remote) = &c.remote {
             remote.validate()?;
-            let local_only: [(&'static str, bool); 13] = [
+            let local_only: [(&'static str, bool); 12] = [
                 ("python", c.python.is_some()),
                 ("python_path", !c.python_path.is_empty()),
                 ("workers", c.explicit.workers),
@@ -584,9 +584,17 @@ impl PoolBuilder {
                 ("max_memory", c.max_memory.is_some()),
                 ("adapter_per_worker", c.adapter_per_worker),
                 ("worker_script", c.worker_script.is_some()),
-                ("host_tool", !c.host_tools.is_empty()),
                 ("transport", c.transport == Transport::Socket),
             ];
+            if !c.host_tools.is_empty() {
+                return invalid(
+                    "host_tool",
+                    "host tools are called back by the worker over a private socket of this \
+                     machine, which a remote worker cannot reach; remove them, or run the \
+                     pool's workers locally"
+                        .into(),
+                );
+            }
             if let Some((option, _)) = local_only.iter().find(|(_, set)| *set) {
                 return invalid(
                     option,

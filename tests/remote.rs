@@ -39,6 +39,24 @@ fn discovery(initial: Vec<String>) -> (Arc<Mutex<Vec<String>>>, Remote) {
     (set, remote)
 }
 
+/// Waits until exactly `expected` (sorted) serve; fails the test with the
+/// stats otherwise.
+fn wait_for_endpoints(pool: &Pool, expected: &[String]) {
+    assert!(
+        wait_until(PATIENCE, || ready_endpoints(pool) == expected),
+        "waiting for {expected:?}: {:?}",
+        pool.stats()
+    );
+}
+
+/// Asserts that a call runs on `worker`.
+fn assert_runs_on(pool: &Pool, worker: &RemoteWorker) {
+    assert_eq!(
+        pool.execute_blocking("pid", json!({})).unwrap(),
+        json!(worker.pid())
+    );
+}
+
 fn ready_endpoints(pool: &Pool) -> Vec<String> {
     let mut ready: Vec<String> = pool
         .stats()
@@ -227,12 +245,16 @@ fn options_about_local_processes_are_refused() {
             "transport",
             builder().transport(snakepit::Transport::Socket),
         ),
+        (
+            "host_tool",
+            builder().host_tool("double", "doubles", |v| Ok(v)),
+        ),
     ];
     for (option, b) in refused {
         match b.remote(remote()).build() {
             Err(Error::InvalidConfig { option: o, message }) => {
                 assert_eq!(o, option);
-                assert!(message.contains("remote"), "{message}");
+                assert!(message.contains("remote worker"), "{message}");
             }
             other => panic!("{option}: expected InvalidConfig, got {other:?}"),
         }
@@ -270,11 +292,7 @@ fn endpoints_scale_up_and_down_with_discovery() {
     set.lock().push(b.address.clone());
     let mut both = vec![a.address.clone(), b.address.clone()];
     both.sort();
-    assert!(
-        wait_until(PATIENCE, || ready_endpoints(&pool) == both),
-        "{:?}",
-        pool.stats()
-    );
+    wait_for_endpoints(&pool, &both);
     // Two calls that can only finish together (a barrier) run at once:
     // each endpoint runs one call at a time, so both serve.
     let meeting = scope.path("meeting");
@@ -291,17 +309,9 @@ fn endpoints_scale_up_and_down_with_discovery() {
     });
 
     set.lock().retain(|x| *x != a.address);
-    assert!(
-        wait_until(PATIENCE, || ready_endpoints(&pool)
-            == vec![b.address.clone()]),
-        "{:?}",
-        pool.stats()
-    );
+    wait_for_endpoints(&pool, std::slice::from_ref(&b.address));
     for _ in 0..5 {
-        assert_eq!(
-            pool.execute_blocking("pid", json!({})).unwrap(),
-            json!(b.pid())
-        );
+        assert_runs_on(&pool, &b);
     }
     pool.shutdown();
 }
@@ -315,10 +325,7 @@ fn a_dns_name_finds_the_worker() {
         .remote(Remote::dns(format!("localhost:{port}")))
         .build()
         .unwrap();
-    assert_eq!(
-        pool.execute_blocking("pid", json!({})).unwrap(),
-        json!(worker.pid())
-    );
+    assert_runs_on(&pool, &worker);
     assert!(ready_endpoints(&pool).contains(&worker.address));
     pool.shutdown();
 }
@@ -483,10 +490,7 @@ fn sigterm_drains_a_worker_without_losing_a_call() {
         draining.signal(libc::SIGTERM);
         // New calls go on, all to the other worker, none lost.
         for _ in 0..10 {
-            assert_eq!(
-                pool.execute_blocking("pid", json!({})).unwrap(),
-                json!(other.pid())
-            );
+            assert_runs_on(&pool, other);
         }
         std::fs::write(&release, "go").unwrap();
         assert_eq!(call.join().unwrap().unwrap(), json!(true));
@@ -592,15 +596,8 @@ fn a_hung_process_worker_exits_and_its_restart_is_picked_up() {
         },
     );
     assert_eq!(restarted.address, address);
-    assert!(
-        wait_until(PATIENCE, || ready_endpoints(&pool) == vec![address.clone()]),
-        "{:?}",
-        pool.stats()
-    );
-    assert_eq!(
-        pool.execute_blocking("pid", json!({})).unwrap(),
-        json!(restarted.pid())
-    );
+    wait_for_endpoints(&pool, std::slice::from_ref(&address));
+    assert_runs_on(&pool, &restarted);
     pool.shutdown();
 }
 

@@ -169,14 +169,7 @@ def serve(options: WorkerOptions, worker_id: str, adapter_class: Callable[[], An
     adapters = AdapterProvider(adapter_class, per_worker=options.adapter_per_worker)
     if host is not None:
         register_tools(host, adapters, worker_id)
-    servicer = BridgeServicer(
-        adapters,
-        worker_id,
-        host,
-        serialize_calls=not options.thread_profile,
-        capacity=options.max_workers or 1,
-        adapter_name=options.adapter,
-    )
+    servicer = BridgeServicer.for_local_worker(adapters, worker_id, host, options)
     server = build_server(servicer, options)
     ready = bind(server, options)
     server.start()

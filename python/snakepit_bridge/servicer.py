@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     # worker never imports it.
     import grpc
 
+    from .command_line import WorkerOptions
     from .host_client import HostCallbackClient
 
 #: Request metadata by which a host asks for a mid-stream failure as a final
@@ -128,6 +129,26 @@ class BridgeServicer:
         self.capacity = capacity
         self.adapter_name = adapter_name
         self.metadata = {"worker_id": worker_id, "pid": str(os.getpid())}
+
+    @classmethod
+    def for_local_worker(
+        cls,
+        adapters: AdapterProvider,
+        worker_id: str,
+        host: HostCallbackClient | None,
+        options: WorkerOptions,
+    ) -> BridgeServicer:
+        """The servicer of a worker the host started (either transport): one
+        call at a time in the process profile, ``--max-workers`` at once in
+        the thread profile, as its Ping reports."""
+        return cls(
+            adapters,
+            worker_id,
+            host,
+            serialize_calls=not options.thread_profile,
+            capacity=options.max_workers or 1,
+            adapter_name=options.adapter,
+        )
 
     # -- helpers
 

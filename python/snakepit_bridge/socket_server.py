@@ -241,14 +241,7 @@ def serve(options: WorkerOptions, worker_id: str, adapter_class: Callable[[], An
         from .server import register_tools
 
         register_tools(host, adapters, worker_id)
-    servicer = BridgeServicer(
-        adapters,
-        worker_id,
-        host,
-        serialize_calls=not options.thread_profile,
-        capacity=options.max_workers or 1,
-        adapter_name=options.adapter,
-    )
+    servicer = BridgeServicer.for_local_worker(adapters, worker_id, host, options)
     calls = Calls()
     listener = listen(options.socket)
     count = 0

@@ -241,6 +241,36 @@ pub(super) fn check_adapter(pool: &PoolConfig, python: &Path, files_dir: Option<
 
 /// A private socket directory can be made, and a socket with the longest
 /// name a worker uses bound in it.
+/// A remote pool: its options hold (the token file reads, TLS is built
+/// in) and its endpoints resolve. Its workers' Python is theirs, so no
+/// interpreter or adapter is checked here.
+pub(super) fn check_remote(pool: &PoolConfig) -> Check {
+    let name = format!("endpoints of pool {}", pool.name());
+    let builder = pool.builder();
+    if let Err(e) = builder.validate() {
+        return Check::fail(name, e.to_string(), "correct the pool's remote table");
+    }
+    let Some(remote) = &builder.settings().remote else {
+        return Check::fail(name, "not a remote pool", "add a remote table");
+    };
+    match crate::launcher::resolver::resolve(&remote.source) {
+        Ok(found) if found.is_empty() => Check::fail(
+            name,
+            "resolve to no endpoint",
+            "start the workers (for Kubernetes: kubectl get pods; a headless Service lists only ready pods)",
+        ),
+        Ok(found) => Check::pass(
+            name,
+            format!("{} found: {}", found.len(), found.join(", ")),
+        ),
+        Err(e) => Check::fail(
+            name,
+            e,
+            "check the name, and that this machine uses the cluster's DNS",
+        ),
+    }
+}
+
 pub(super) fn check_socket_dir() -> Check {
     let name = "socket directory";
     let fix = "set XDG_RUNTIME_DIR (or TMPDIR) to a short path of a directory you can write to";
@@ -289,6 +319,26 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("SNAKEPIT_PYTHON"));
+    }
+
+    #[test]
+    fn a_remote_pool_is_checked_by_its_endpoints() {
+        let check = |remote: &str| {
+            let text = format!("[pools.m]\nadapter = \"pkg.mod.M\"\nremote = {remote}\n");
+            let config =
+                crate::config::ConfigFile::parse(&text, Path::new("/etc/app/snakepit.toml"))
+                    .unwrap();
+            check_remote(&config.pools()[0])
+        };
+        let found = check("{ endpoints = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"] }");
+        assert!(found.passed, "{found:?}");
+        assert!(found.detail.starts_with("2 found"), "{found:?}");
+        let unknown = check("{ dns = \"no-such-host.invalid:50051\" }");
+        assert!(!unknown.passed);
+        assert!(
+            unknown.detail.contains("no-such-host.invalid"),
+            "{unknown:?}"
+        );
     }
 
     #[test]

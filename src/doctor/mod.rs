@@ -134,7 +134,13 @@ pub fn run(config: Option<&ConfigFile>, mut report: impl FnMut(&Check)) -> Vec<C
     if pools.is_empty() {
         interpreters.push((python::interpreter(None), Vec::new()));
     }
-    for pool in pools {
+    let (remote, pools): (Vec<_>, Vec<_>) = pools
+        .iter()
+        .partition(|p| p.builder().settings().remote.is_some());
+    for pool in &remote {
+        add(checks::check_remote(pool));
+    }
+    for pool in &pools {
         let python = python::interpreter(pool.builder().settings().python.as_deref());
         match interpreters.iter_mut().find(|(p, _)| *p == python) {
             Some((_, names)) => names.push(pool.name()),
@@ -153,7 +159,7 @@ pub fn run(config: Option<&ConfigFile>, mut report: impl FnMut(&Check)) -> Vec<C
         }
     }
 
-    for pool in pools {
+    for pool in &pools {
         let python = python::interpreter(pool.builder().settings().python.as_deref());
         add(if usable.contains(&python) {
             checks::check_adapter(pool, &python, files_dir.as_deref())

@@ -67,6 +67,17 @@ mod with_tls {
         let workers: Vec<RemoteWorker> = (0..4)
             .map(|_| RemoteWorker::start(&tag, dir, Some(&certs), &serve))
             .collect();
+        // The same without TLS and token: what TLS and the token check
+        // cost, apart from TCP and the serve mode.
+        let plain: Vec<RemoteWorker> = (0..4)
+            .map(|_| RemoteWorker::start(&tag, dir, None, &Serve::default()))
+            .collect();
+        let plain_pool = |addresses: Vec<String>| -> Result<Pool, snakepit::Error> {
+            Pool::builder()
+                .adapter(ADAPTER)
+                .remote(Remote::endpoints(addresses).max_endpoints(8))
+                .build()
+        };
         let tls = || -> Result<Tls, snakepit::Error> {
             Ok(Tls::ca_file(&certs.ca)?
                 .identity_files(&certs.client_cert, &certs.client_key)?
@@ -86,28 +97,36 @@ mod with_tls {
 
         // Sequential p50, one worker each, rounds alternating.
         let remote1 = remote_pool(vec![workers[0].address.clone()])?;
+        let plain1 = plain_pool(vec![plain[0].address.clone()])?;
         let local1 = pool(1, Profile::Process)?;
         sequential(calls / 10, || ping(&remote1));
+        sequential(calls / 10, || ping(&plain1));
         sequential(calls / 10, || ping(&local1));
-        let (mut local_p50, mut remote_p50) = (vec![], vec![]);
+        let (mut local_p50, mut remote_p50, mut plain_p50) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
             local_p50.push(sequential(calls, || ping(&local1)).p50());
             remote_p50.push(sequential(calls, || ping(&remote1)).p50());
+            plain_p50.push(sequential(calls, || ping(&plain1)).p50());
         }
         drop(remote1);
+        drop(plain1);
         drop(local1);
 
         // Throughput, 4 endpoints against 4 local workers.
         let remote4 = remote_pool(workers.iter().map(|w| w.address.clone()).collect())?;
+        let plain4 = plain_pool(plain.iter().map(|w| w.address.clone()).collect())?;
         let local4 = pool(4, Profile::Process)?;
         let threads = 16;
-        let (mut local_rate, mut remote_rate) = (vec![], vec![]);
+        let (mut local_rate, mut remote_rate, mut plain_rate) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
             local_rate.push(window(threads, length, |_| ping(&local4)).calls_per_sec());
             remote_rate.push(window(threads, length, |_| ping(&remote4)).calls_per_sec());
+            plain_rate.push(window(threads, length, |_| ping(&plain4)).calls_per_sec());
         }
         drop(remote4);
+        drop(plain4);
         drop(local4);
+        drop(plain);
 
         // A new endpoint: from the moment discovery lists it to its first
         // call, with a resolve interval of 1 s; and a worker's own start-up.
@@ -150,31 +169,48 @@ mod with_tls {
         drop(workers);
         before?;
 
-        let (l50, r50) = (median(&local_p50), median(&remote_p50));
-        let (lrate, rrate) = (median(&local_rate), median(&remote_rate));
+        let (l50, r50, p50) = (median(&local_p50), median(&remote_p50), median(&plain_p50));
+        let (lrate, rrate, prate) = (
+            median(&local_rate),
+            median(&remote_rate),
+            median(&plain_rate),
+        );
         let mut t = Table::new(
             format!(
                 "11. Remote workers over loopback, mutual TLS + token (median of {rounds} rounds)"
             ),
-            &["measure", "local gRPC", "remote TLS", "remote / local"],
+            &[
+                "measure",
+                "local gRPC",
+                "remote TLS + token",
+                "remote plaintext",
+                "TLS / local",
+                "plaintext / local",
+            ],
         );
         t.row(vec![
             format!("ping p50, sequential, 1 worker ({calls} calls)"),
             time_us(l50),
             time_us(r50),
+            time_us(p50),
             ratio(r50 / l50),
+            ratio(p50 / l50),
         ]);
         t.row(vec![
             format!("ping calls/s, {threads} threads, 4 workers"),
             format!("{lrate:.0}"),
             format!("{rrate:.0}"),
+            format!("{prate:.0}"),
             ratio(rrate / lrate),
+            ratio(prate / lrate),
         ]);
         t.row(vec![
             format!("new endpoint serving after listed (resolve every {interval:?})"),
             "".into(),
             format!("{:.0} ms", serving.as_secs_f64() * 1e3),
+            "".into(),
             format!("start-up {:.0} ms", startup.as_secs_f64() * 1e3),
+            "".into(),
         ]);
         t.print();
         report.target(Target {
@@ -205,6 +241,10 @@ mod with_tls {
                 "local_calls_per_sec": round(lrate, 0),
                 "remote_calls_per_sec": round(rrate, 0),
                 "ratio_rate": round(rrate / lrate, 3),
+                "plaintext_p50_us": round(p50, 1),
+                "plaintext_calls_per_sec": round(prate, 0),
+                "plaintext_ratio_p50": round(p50 / l50, 3),
+                "plaintext_ratio_rate": round(prate / lrate, 3),
                 "new_endpoint_serving_ms": round(serving.as_secs_f64() * 1e3, 1),
                 "worker_startup_ms": round(startup.as_secs_f64() * 1e3, 1),
                 "resolve_every_ms": interval.as_millis() as u64,
