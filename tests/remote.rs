@@ -245,10 +245,7 @@ fn options_about_local_processes_are_refused() {
             "transport",
             builder().transport(snakepit::Transport::Socket),
         ),
-        (
-            "host_tool",
-            builder().host_tool("double", "doubles", |v| Ok(v)),
-        ),
+        ("host_tool", builder().host_tool("double", "doubles", Ok)),
     ];
     for (option, b) in refused {
         match b.remote(remote()).build() {
@@ -647,5 +644,40 @@ fn streams_binary_and_tools_work_remotely() {
         .registered_tools()
         .iter()
         .any(|t| t.name == "ping" && t.worker == "worker-0"));
+    pool.shutdown();
+}
+
+/// An endpoint that cannot serve fails calls fast while it is the pool's
+/// only one; once it leaves, calls wait for another again.
+#[test]
+fn a_failing_endpoint_that_left_is_no_longer_the_pools_failure() {
+    let scope = Scope::new("remote-failing");
+    let wrong = start(
+        &scope,
+        None,
+        &Serve {
+            adapter: Some("snakepit_showcase.snakepit_style.SnakepitStyleAdapter".into()),
+            ..Serve::default()
+        },
+    );
+    let (set, remote) = discovery(Vec::new());
+    let pool = builder()
+        .queue_timeout(Duration::from_millis(200))
+        .restart_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .remote(remote.max_endpoints(1))
+        .build()
+        .unwrap();
+    let kind = || pool.execute_blocking("ping", json!({})).unwrap_err().kind();
+    assert_eq!(kind(), snakepit::ErrorKind::QueueTimeout);
+    set.lock().push(wrong.address.clone());
+    assert!(
+        wait_until(PATIENCE, || kind() == snakepit::ErrorKind::Startup),
+        "calls fail with the endpoint's start-up error"
+    );
+    set.lock().clear();
+    assert!(
+        wait_until(PATIENCE, || kind() == snakepit::ErrorKind::QueueTimeout),
+        "calls wait again"
+    );
     pool.shutdown();
 }

@@ -49,12 +49,21 @@ pub(crate) trait Launcher: Send + Sync {
     /// Starts a process for `target`. `on_exit` runs once the process has
     /// ended. Fails with a message that tells the user what to do.
     /// `on_withdraw` may be called any number of times while it serves.
+    /// (A remote launcher waits here until discovery gives the slot an
+    /// endpoint; see [`Launcher::is_bound`].)
     fn launch(
         &self,
         target: Target<'_>,
         on_exit: OnExit,
         on_withdraw: OnWithdraw,
     ) -> Result<Arc<dyn Process>, String>;
+
+    /// Whether a launch for `slot` has something to start now. Always for
+    /// local processes; a remote slot without an endpoint waits.
+    fn is_bound(&self, slot: usize) -> bool {
+        let _ = slot;
+        true
+    }
 }
 
 /// One process a launcher produced. Shared by the worker's thread and its

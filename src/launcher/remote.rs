@@ -81,6 +81,11 @@ impl Endpoints {
         self.changed.notify_all();
     }
 
+    /// Whether `slot` has an endpoint.
+    pub fn is_bound(&self, slot: usize) -> bool {
+        self.table.lock().slots[slot].address.is_some()
+    }
+
     /// The endpoint bound to each slot.
     #[cfg(test)]
     pub fn bound(&self) -> Vec<Option<String>> {
@@ -210,6 +215,10 @@ impl Launcher for RemoteLauncher {
             })
         })?;
         Ok(process)
+    }
+
+    fn is_bound(&self, slot: usize) -> bool {
+        self.endpoints.is_bound(slot)
     }
 }
 

@@ -367,10 +367,13 @@ impl Worker {
         let on_withdraw = Box::new(move || {
             let _ = control.send(Control::Withdrawn { generation });
         });
-        // A remote slot may wait here for discovery to bind it.
+        // A remote slot may wait here for discovery to bind it: it is
+        // spare then, and what its last endpoint did is no longer its
+        // failure (calls wait for an endpoint rather than fail with it).
         let remote = shared.config().remote.is_some();
-        if remote {
+        if remote && !self.setup.launcher.is_bound(self.setup.slot) {
             info.set_state(WorkerState::Unbound);
+            info.set_failing(false);
         }
         let process = self
             .setup
