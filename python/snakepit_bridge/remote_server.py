@@ -50,9 +50,10 @@ NO_DEADLINE_S = 365 * 24 * 3600.0
 """Time left above which a call counts as having no deadline (grpc reports
 about 2**63 seconds for a call without one)."""
 
-WATCHDOG_WAIT_S = 3600.0
-"""The longest single wait of the watchdog thread (a condition cannot wait
-for 2**63 seconds)."""
+WATCHDOG_POLL_S = 0.1
+"""How often the watchdog thread looks at the running call. It polls rather
+than being woken: a wake-up per call would cost every call two thread
+switches, and a deadline exit may come this much late."""
 
 STOP_GRACE_S = 1.0
 """How long the servers' final stop lets remaining streams (telemetry, health watches) end."""
@@ -197,37 +198,32 @@ class DeadlineWatchdog:
         self.margin_s = margin_s
         self._on_expired = on_expired or _exit_past_deadline
         self._clock = clock
-        self._changed = threading.Condition()
+        # Written by the serving thread, read by the watchdog: one attribute
+        # store or load each, which the GIL makes whole.
         self._current: tuple[str, float] | None = None
         self._thread = threading.Thread(target=self._watch, name="snakepit-deadline", daemon=True)
         self._thread.start()
 
     def watch(self, tool: str, deadline: float) -> None:
         """The call of ``tool`` runs now and must end by ``deadline`` (on the watchdog's clock)."""
-        with self._changed:
-            self._current = (tool, deadline)
-            self._changed.notify_all()
+        self._current = (tool, deadline)
 
     def clear(self) -> None:
         """No call runs now."""
-        with self._changed:
-            self._current = None
-            self._changed.notify_all()
+        self._current = None
 
     def _watch(self) -> None:
-        with self._changed:
-            while True:
-                if self._current is None:
-                    self._changed.wait()
-                    continue
-                tool, deadline = self._current
+        while True:
+            current = self._current
+            if current is not None:
+                tool, deadline = current
                 remaining = deadline + self.margin_s - self._clock()
-                if remaining > 0:
-                    self._changed.wait(min(remaining, WATCHDOG_WAIT_S))
+                # Still the same call: one that ended meanwhile is not fired for.
+                if remaining <= 0 and self._current is current:
+                    self._current = None
+                    self._on_expired(tool, -remaining + self.margin_s)
                     continue
-                self._current = None
-                overdue = -remaining + self.margin_s
-                self._on_expired(tool, overdue)
+            time.sleep(WATCHDOG_POLL_S)
 
 
 def _exit_past_deadline(tool: str, overdue_s: float) -> None:
