@@ -143,12 +143,15 @@ fn runs_every_name(profile: Profile) {
     scope.finish(&pool);
 }
 
-#[test]
+both_transports!(
+    a_snakepit_style_adapter_runs_every_name_in_the_process_profile,
+    a_snakepit_style_adapter_runs_every_name_in_the_thread_profile,
+);
+
 fn a_snakepit_style_adapter_runs_every_name_in_the_process_profile() {
     runs_every_name(Profile::Process);
 }
 
-#[test]
 fn a_snakepit_style_adapter_runs_every_name_in_the_thread_profile() {
     runs_every_name(Profile::Thread { threads: 2 });
 }

@@ -1,7 +1,7 @@
 //! Thread profile: a Python thread stuck in a call past its timeout is
 //! never counted as capacity, and a worker whose threads are all stuck is
 //! recycled (drained, then replaced) rather than left serving nothing
-//! (issue 13, item 2).
+//! (issue 13, item 2). On both transports.
 
 mod common;
 
@@ -26,7 +26,11 @@ impl HandleEvent for Exits {
 
 const THREADS: usize = 4;
 
-#[test]
+both_transports!(
+    threads_stuck_past_their_timeout_are_not_capacity_and_their_worker_is_recycled,
+    a_worker_whose_calls_all_hang_is_still_health_checked,
+);
+
 fn threads_stuck_past_their_timeout_are_not_capacity_and_their_worker_is_recycled() {
     let scope = Scope::new("stuck");
     let (exits_tx, exits) = crossbeam_channel::unbounded();
@@ -95,7 +99,6 @@ fn threads_stuck_past_their_timeout_are_not_capacity_and_their_worker_is_recycle
     scope.finish(&pool);
 }
 
-#[test]
 fn a_worker_whose_calls_all_hang_is_still_health_checked() {
     let scope = Scope::new("busyhealth");
     let (exits_tx, exits) = crossbeam_channel::unbounded();
