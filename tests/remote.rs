@@ -683,3 +683,47 @@ fn a_failing_endpoint_that_left_is_no_longer_the_pools_failure() {
     );
     pool.shutdown();
 }
+
+/// Records the telemetry events a remote worker's tools emit.
+#[derive(Debug, Default, Clone)]
+struct Telemetry(Arc<Mutex<Vec<snakepit::telemetry::TelemetryEvent>>>);
+
+impl snakepit::events::HandleEvent for Telemetry {
+    fn telemetry(&self, event: &snakepit::telemetry::TelemetryEvent) {
+        self.0.lock().push(event.clone());
+    }
+}
+
+/// A remote worker's tools stream their telemetry events to the host, as
+/// a local worker's do, with the call's correlation id.
+#[test]
+fn telemetry_arrives_from_a_remote_worker() {
+    let scope = Scope::new("remote-telemetry");
+    let worker = start(&scope, None, &Serve::default());
+    let seen = Telemetry::default();
+    let pool = builder()
+        .event_handler(seen.clone())
+        .remote(Remote::endpoints([worker.address.clone()]))
+        .build()
+        .unwrap();
+    pool.execute_blocking_with(
+        "emit_events",
+        json!({"n": 20, "name": "remote.tick"}),
+        CallOptions::new().correlation_id("remote-1"),
+    )
+    .unwrap();
+    assert!(wait_until(PATIENCE, || seen
+        .0
+        .lock()
+        .iter()
+        .filter(|e| e.name == "remote.tick")
+        .count()
+        == 20));
+    assert!(seen
+        .0
+        .lock()
+        .iter()
+        .filter(|e| e.name == "remote.tick")
+        .all(|e| e.correlation_id.as_deref() == Some("remote-1")));
+    pool.shutdown();
+}
