@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use snakepit::{Pool, Remote};
+use snakepit::{CallOptions, Pool, Remote};
 
 /// A worker process standing in for a pod; killed on drop.
 struct Worker {
@@ -98,8 +98,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..25 {
-                    pool.execute_blocking("sleep", json!({"ms": 20}))
-                        .expect("no call is lost");
+                    // Idempotent: a call that reaches the stopping worker in
+                    // the very instant its server stops is cancelled there
+                    // (see the README's table of what fails how) and runs
+                    // again on the other worker.
+                    pool.execute_blocking_with(
+                        "sleep",
+                        json!({"ms": 20}),
+                        CallOptions::new().idempotent(true),
+                    )
+                    .expect("no call is lost");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             });

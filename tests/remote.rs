@@ -354,18 +354,10 @@ fn a_worker_killed_mid_call_fails_that_call_naming_the_endpoint() {
         .remote(Remote::endpoints([worker.address.clone()]))
         .build()
         .unwrap();
-    let started = scope.path("started");
-    let release = scope.path("release");
     let err = std::thread::scope(|s| {
-        let call = s.spawn(|| {
-            pool.execute_blocking(
-                "record_then_wait",
-                json!({"record_path": started, "wait_path": release}),
-            )
-        });
-        assert!(wait_until(PATIENCE, || started.exists()));
+        let held = HeldCall::start(s, &pool, &scope, CallOptions::new());
         worker.signal(libc::SIGKILL);
-        call.join().unwrap().unwrap_err()
+        held.outcome().unwrap_err()
     });
     match &err {
         Error::WorkerCrashed { endpoint, exit, .. } => {
@@ -392,26 +384,53 @@ fn an_idempotent_call_moves_to_another_endpoint_when_its_worker_dies() {
         .unwrap();
     // Occupy one worker so the idempotent call lands on the other; kill
     // the one it runs on.
-    let started = scope.path("started");
-    let release = scope.path("release");
     let answer = std::thread::scope(|s| {
-        let call = s.spawn(|| {
-            pool.execute_blocking_with(
-                "record_then_wait",
-                json!({"record_path": started, "wait_path": release, "value": "x"}),
-                CallOptions::new().idempotent(true),
-            )
-        });
-        assert!(wait_until(PATIENCE, || started.exists()));
+        let held = HeldCall::start(s, &pool, &scope, CallOptions::new().idempotent(true));
         // Whichever worker runs it: kill it, and let the retry through.
         let busy = busy_endpoint(&pool);
         let victim = if busy == a.address { &a } else { &b };
         victim.signal(libc::SIGKILL);
-        std::fs::write(&release, "go").unwrap();
-        call.join().unwrap()
+        held.release();
+        held.outcome()
     });
-    assert_eq!(answer.unwrap().value, json!(true));
+    assert_eq!(answer.unwrap(), json!(true));
     pool.shutdown();
+}
+
+/// A call held on its worker until the test writes `release`.
+struct HeldCall<'scope> {
+    call: std::thread::ScopedJoinHandle<'scope, Result<serde_json::Value, Error>>,
+    release: std::path::PathBuf,
+}
+
+impl HeldCall<'_> {
+    /// Starts `record_then_wait` on `pool` (with `options`) on a thread of
+    /// `s`, and returns once the worker runs it.
+    fn start<'scope, 'env>(
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        pool: &'env Pool,
+        scope: &Scope,
+        options: CallOptions,
+    ) -> HeldCall<'scope> {
+        let started = scope.path("started");
+        let release = scope.path("release");
+        let args = json!({"record_path": started, "wait_path": release});
+        let call = s.spawn(move || {
+            pool.execute_blocking_with("record_then_wait", args, options)
+                .map(|reply| reply.value)
+        });
+        assert!(wait_until(PATIENCE, || started.exists()), "the call runs");
+        HeldCall { call, release }
+    }
+
+    /// Lets the call finish.
+    fn release(&self) {
+        std::fs::write(&self.release, "go").unwrap();
+    }
+
+    fn outcome(self) -> Result<serde_json::Value, Error> {
+        self.call.join().unwrap()
+    }
 }
 
 /// The endpoint running a call now (the test runs one at a time there).
@@ -435,19 +454,11 @@ fn a_stopped_worker_is_detected_by_keepalive_and_its_call_fails() {
         )
         .build()
         .unwrap();
-    let started = scope.path("started");
-    let release = scope.path("release");
     let (err, took) = std::thread::scope(|s| {
-        let call = s.spawn(|| {
-            pool.execute_blocking(
-                "record_then_wait",
-                json!({"record_path": started, "wait_path": release}),
-            )
-        });
-        assert!(wait_until(PATIENCE, || started.exists()));
+        let held = HeldCall::start(s, &pool, &scope, CallOptions::new());
         let stopped = Instant::now();
         worker.signal(libc::SIGSTOP);
-        let err = call.join().unwrap().unwrap_err();
+        let err = held.outcome().unwrap_err();
         (err, stopped.elapsed())
     });
     assert!(
@@ -469,17 +480,9 @@ fn sigterm_drains_a_worker_without_losing_a_call() {
         .remote(Remote::endpoints([a.address.clone(), b.address.clone()]))
         .build()
         .unwrap();
-    let started = scope.path("started");
-    let release = scope.path("release");
     let drained = std::thread::scope(|s| {
         // A call in flight; then SIGTERM the worker running it.
-        let call = s.spawn(|| {
-            pool.execute_blocking(
-                "record_then_wait",
-                json!({"record_path": started, "wait_path": release}),
-            )
-        });
-        assert!(wait_until(PATIENCE, || started.exists()));
+        let held = HeldCall::start(s, &pool, &scope, CallOptions::new());
         let busy = busy_endpoint(&pool);
         let (draining, other) = if busy == a.address {
             (&a, &b)
@@ -491,8 +494,8 @@ fn sigterm_drains_a_worker_without_losing_a_call() {
         for _ in 0..10 {
             assert_runs_on(&pool, other);
         }
-        std::fs::write(&release, "go").unwrap();
-        assert_eq!(call.join().unwrap().unwrap(), json!(true));
+        held.release();
+        assert_eq!(held.outcome().unwrap(), json!(true));
         busy
     });
     // The drained worker exits 0 once its call is done.

@@ -55,6 +55,11 @@ WATCHDOG_POLL_S = 0.1
 than being woken: a wake-up per call would cost every call two thread
 switches, and a deadline exit may come this much late."""
 
+DRAIN_LINGER_S = 1.0
+"""How long a drained worker goes on refusing calls before it stops its
+server, so that calls sent just before the hosts learnt it is stopping are
+refused as draining (and placed elsewhere) instead of cancelled."""
+
 STOP_GRACE_S = 1.0
 """How long the servers' final stop lets remaining streams (telemetry, health watches) end."""
 
@@ -467,6 +472,10 @@ def serve(options: ServeOptions, adapter_class: Callable[[], Any], drain: Drain,
     log.info("draining: %d call(s) in flight, waiting up to %.1fs", running, options.grace_s)
     if drain.wait_idle(options.grace_s):
         log.info("drained: no call in flight")
+        # Calls already on their way get the draining refusal (their host
+        # places them elsewhere and stops using this worker) rather than a
+        # cancel from the stopping server.
+        time.sleep(DRAIN_LINGER_S)
     else:
         log.warning(
             "grace of %.1fs ran out with %d call(s) still running; stopping anyway", options.grace_s, drain.in_flight

@@ -292,9 +292,11 @@ impl Process for RemoteProcess {
     }
 
     /// A broken connection is the end of a remote endpoint, as far as the
-    /// host can tell; the resolver looks again at once.
+    /// host can tell; so is a call the endpoint cancelled (the host cancels
+    /// none that it then reports: a server that stops cancels the calls it
+    /// holds). The resolver looks again at once.
     fn connection_lost(&self, code: &str) -> Option<Exit> {
-        if code != "UNAVAILABLE" && code != "CLIENT" {
+        if !matches!(code, "UNAVAILABLE" | "CANCELLED" | "CLIENT") {
             return None;
         }
         self.end();
@@ -402,6 +404,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(process.connection_lost("INTERNAL"), None);
+        assert_eq!(process.connection_lost("DEADLINE_EXCEEDED"), None);
         assert!(process.connection_lost("UNAVAILABLE").is_some());
         process.kill();
         assert_eq!(ends.load(SeqCst), 1);
