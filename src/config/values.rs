@@ -134,24 +134,38 @@ impl Reader<'_> {
     }
 
     pub(super) fn backoff(&self, w: &Written) -> Result<(Duration, Duration), Error> {
-        let expected = "expected { min = \"100ms\", max = \"10s\" } (both durations)";
+        self.pair(w, ("min", "100ms"), ("max", "10s"))
+    }
+
+    /// A table of exactly two durations, e.g. `{ min = "100ms", max = "10s" }`
+    /// (each key with the example its error message shows).
+    fn pair(
+        &self,
+        w: &Written,
+        first: (&str, &str),
+        second: (&str, &str),
+    ) -> Result<(Duration, Duration), Error> {
+        let expected = format!(
+            "expected {{ {} = \"{}\", {} = \"{}\" }} (both durations)",
+            first.0, first.1, second.0, second.1
+        );
         let Value::Table(t) = w.value else {
-            return Err(self.invalid(w, expected));
+            return Err(self.invalid(w, &expected));
         };
         if t.len() != 2 {
-            return Err(self.invalid(w, expected));
+            return Err(self.invalid(w, &expected));
         }
         let read = |k: &str| {
             t.get(k)
                 .and_then(Value::as_str)
                 .and_then(parse_duration)
-                .ok_or_else(|| self.invalid(w, expected))
+                .ok_or_else(|| self.invalid(w, &expected))
                 .and_then(|d| {
                     check_duration(d).map_err(|message| self.invalid(w, &message))?;
                     Ok(d)
                 })
         };
-        Ok((read("min")?, read("max")?))
+        Ok((read(first.0)?, read(second.0)?))
     }
 
     /// A path as written, relative to the file's directory.
@@ -245,31 +259,12 @@ impl Reader<'_> {
             "keepalive",
             "max_calls_per_endpoint",
         ];
-        let Value::Table(t) = w.value else {
-            return Err(self.invalid(
-                w,
-                "expected a table, e.g. remote = { dns = \"workers.ns.svc.cluster.local:50051\" }",
-            ));
-        };
-        let paths: Vec<(String, &Value, &str)> = t
-            .iter()
-            .map(|(k, v)| (format!("{}.{k}", w.path), v, k.as_str()))
-            .collect();
-        for (path, value, key) in &paths {
-            if !KEYS.contains(key) {
-                return Err(self.unknown("remote", path, value, &KEYS));
-            }
-        }
-        let field = |key: &str| {
-            paths
-                .iter()
-                .find(|(_, _, k)| *k == key)
-                .map(|(path, value, _)| Written {
-                    key: "remote",
-                    path,
-                    value,
-                })
-        };
+        let fields = self.subtable(
+            w,
+            &KEYS,
+            "expected a table, e.g. remote = { dns = \"workers.ns.svc.cluster.local:50051\" }",
+        )?;
+        let field = |key: &str| fields.get(key);
         let mut remote =
             match (field("dns"), field("endpoints")) {
                 (Some(dns), None) => crate::Remote::dns(self.string(&dns, false)?),
@@ -307,7 +302,7 @@ impl Reader<'_> {
             }
         }
         if let Some(k) = field("keepalive") {
-            let (interval, timeout) = self.pair(&k, "interval", "timeout")?;
+            let (interval, timeout) = self.pair(&k, ("interval", "2s"), ("timeout", "3s"))?;
             remote = remote.keepalive(interval, timeout);
         }
         if let Some(tls) = field("tls") {
@@ -321,56 +316,62 @@ impl Reader<'_> {
         const KEYS: [&str; 4] = ["ca_file", "cert_file", "key_file", "authority"];
         let expected = "expected { ca_file = \"ca.crt\" } with, optionally, cert_file and \
                         key_file (together) and authority";
-        let Value::Table(t) = w.value else {
-            return Err(self.invalid(w, expected));
-        };
-        let mut files = std::collections::HashMap::new();
-        for (key, value) in t {
-            let path = format!("{}.{key}", w.path);
-            if !KEYS.contains(&key.as_str()) {
-                return Err(self.unknown("remote", &path, value, &KEYS));
-            }
-            let written = Written {
-                key: "remote",
-                path: &path,
-                value,
-            };
-            let text = self.string(&written, false)?;
-            files.insert(key.as_str(), text);
-        }
-        let at = |key: &str| files.get(key).map(|f| self.base_dir.join(f));
-        let Some(ca) = at("ca_file") else {
+        let fields = self.subtable(w, &KEYS, expected)?;
+        let at = |key: &str| fields.get(key).map(|f| self.file_path(&f)).transpose();
+        let Some(ca) = at("ca_file")? else {
             return Err(self.invalid(w, expected));
         };
         let mut tls = crate::Tls::ca_file(ca)?;
-        match (at("cert_file"), at("key_file")) {
+        match (at("cert_file")?, at("key_file")?) {
             (Some(cert), Some(key)) => tls = tls.identity_files(cert, key)?,
             (None, None) => {}
             _ => return Err(self.invalid(w, expected)),
         }
-        if let Some(authority) = files.get("authority") {
-            tls = tls.authority(authority.clone());
+        if let Some(authority) = fields.get("authority") {
+            tls = tls.authority(self.string(&authority, false)?);
         }
         Ok(tls)
     }
 
-    /// A table of two durations, e.g. `{ interval = "2s", timeout = "3s" }`.
-    fn pair(&self, w: &Written, first: &str, second: &str) -> Result<(Duration, Duration), Error> {
-        let expected =
-            format!("expected {{ {first} = \"2s\", {second} = \"3s\" }} (both durations)");
+    /// A table option's own keys, each as a value of the option it belongs
+    /// to (`remote`), written at `PATH.key`; a key not in `keys` is an
+    /// error with a "did you mean" hint, and anything but a table is
+    /// `expected`.
+    fn subtable<'w>(
+        &self,
+        w: &Written<'w>,
+        keys: &[&str],
+        expected: &str,
+    ) -> Result<Fields<'w>, Error> {
         let Value::Table(t) = w.value else {
-            return Err(self.invalid(w, &expected));
+            return Err(self.invalid(w, expected));
         };
-        if t.len() != 2 {
-            return Err(self.invalid(w, &expected));
+        let mut fields = Vec::with_capacity(t.len());
+        for (key, value) in t {
+            let path = format!("{}.{key}", w.path);
+            if !keys.contains(&key.as_str()) {
+                return Err(self.unknown(w.key, &path, value, keys));
+            }
+            fields.push((key.as_str(), path, value));
         }
-        let read = |k: &str| {
-            t.get(k)
-                .and_then(Value::as_str)
-                .and_then(parse_duration)
-                .ok_or_else(|| self.invalid(w, &expected))
-        };
-        Ok((read(first)?, read(second)?))
+        Ok(Fields(fields))
+    }
+}
+
+/// The keys of a table option, read by [`Reader::subtable`].
+struct Fields<'w>(Vec<(&'w str, String, &'w Value)>);
+
+impl Fields<'_> {
+    /// The value written under `key`, if any, as its option's value.
+    fn get(&self, key: &str) -> Option<Written<'_>> {
+        self.0
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, path, value)| Written {
+                key: "remote",
+                path,
+                value,
+            })
     }
 }
 

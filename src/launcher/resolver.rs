@@ -45,7 +45,8 @@ pub(crate) struct Resolver {
 
 impl Resolver {
     /// Starts resolving `source` every `every` into `endpoints`; `poked`
-    /// asks for a resolve now.
+    /// asks for a resolve now. The first resolve is the caller's: this
+    /// thread's first comes after `every`, or when poked.
     pub fn start(
         source: Source,
         every: Duration,
@@ -91,6 +92,20 @@ fn run(
 ) {
     let mut last_error: Option<String> = None;
     loop {
+        // The first resolve is the pool's start's, which needs its answer
+        // at once: this thread's come after.
+        crossbeam_channel::select! {
+            recv(stopped) -> _ => return,
+            recv(poked) -> _ => {
+                // Asked for by a failure: give the next few a moment to
+                // arrive, so they share one resolve.
+                match stopped.recv_timeout(MIN_RESOLVE_GAP) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            }
+            default(every) => {}
+        }
         match resolve(source) {
             Ok(found) => {
                 if last_error.take().is_some() {
@@ -105,18 +120,6 @@ fn run(
                 }
                 last_error = Some(message);
             }
-        }
-        crossbeam_channel::select! {
-            recv(stopped) -> _ => return,
-            recv(poked) -> _ => {
-                // Asked for by a failure: give the next few a moment to
-                // arrive, so they share one resolve.
-                match stopped.recv_timeout(MIN_RESOLVE_GAP) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => return,
-                }
-            }
-            default(every) => {}
         }
     }
 }
@@ -164,6 +167,7 @@ mod tests {
                 thread::sleep(Duration::from_millis(5));
             }
         };
+        endpoints.poke();
         wait_for(1);
         *answer.lock() = Err("registry down".into());
         endpoints.poke();

@@ -70,15 +70,11 @@ impl GrpcConnector {
         max_message_bytes: usize,
         remote: &crate::remote::Remote,
     ) -> Result<Self, String> {
+        // A token file is read as printable ASCII, which metadata carries.
         let auth = match &remote.token_file {
             Some(path) => Auth::Bearer(Arc::new(TokenFile::open(path)?)),
             None => Auth::None,
         };
-        if let Auth::Bearer(file) = &auth {
-            MetadataBuilder::with_capacity(1)
-                .add_str(credentials::AUTHORIZATION, &file.header())
-                .map_err(|e| format!("cannot put the token in call metadata: {e}"))?;
-        }
         Ok(GrpcConnector {
             env: environment(),
             max_message_bytes,

@@ -85,8 +85,6 @@ pub(crate) struct PingInfo {
     pub capacity: usize,
     /// The adapter class it serves.
     pub adapter: String,
-    /// Its `snakepit_bridge` version.
-    pub version: String,
 }
 
 impl From<crate::protocol::messages::PingResponse> for PingInfo {
@@ -94,7 +92,6 @@ impl From<crate::protocol::messages::PingResponse> for PingInfo {
         PingInfo {
             capacity: usize::try_from(pong.capacity).unwrap_or(0),
             adapter: pong.adapter,
-            version: pong.version,
         }
     }
 }
@@ -173,6 +170,16 @@ pub(crate) struct ErrorContext<'a> {
 }
 
 impl TransportError {
+    /// Whether the call certainly did not run on the worker (a remote one
+    /// refused it while stopping, or it never left the host), so it may be
+    /// placed elsewhere whatever its retries.
+    pub fn never_ran(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Draining(_) | TransportError::NotConnected(_)
+        )
+    }
+
     /// The error the caller gets. (Whether a failure was really the
     /// process dying is the lane's question: it asks the launcher.)
     pub fn into_error(self, cx: &ErrorContext<'_>) -> Error {

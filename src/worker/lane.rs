@@ -39,10 +39,6 @@ pub(crate) struct Lane {
     pub current: Arc<parking_lot::RwLock<Option<Arc<Connection>>>>,
     pub control: Sender<Control>,
     pub resubmit: Sender<Command>,
-    /// The pool's option: a process-profile worker stuck in a call past
-    /// its timeout is killed. (Always so for a remote endpoint of capacity
-    /// 1, which exits by itself in that case.)
-    pub kill_hung_workers: bool,
     /// The capacity the job in hand holds, until given back.
     pub holding: Cell<Option<Ticket>>,
 }
@@ -118,7 +114,7 @@ impl Lane {
         let in_flight = InFlight::enter(&conn.in_flight);
         let outcome = match &req.reply {
             Replier::Unary(_) => match conn.transport.execute(&req.message, req.timeout) {
-                Err(e @ (TransportError::Draining(_) | TransportError::NotConnected(_))) => {
+                Err(e) if e.never_ran() => {
                     drop(in_flight);
                     return self.not_run(conn, Job { req, ticket }, e);
                 }
@@ -210,9 +206,7 @@ impl Lane {
             conn.transport
                 .execute_stream(&req.message, req.timeout, control, &mut deliver);
         match (streamed, failed) {
-            (Err(e @ (TransportError::Draining(_) | TransportError::NotConnected(_))), _) => {
-                Err(Streamed::NotRun(e))
-            }
+            (Err(e), _) if e.never_ran() => Err(Streamed::NotRun(e)),
             (Err(e), _) => Err(Streamed::Failed(self.call_error(conn, req, e))),
             (Ok(()), Some(e)) => Err(Streamed::Failed(e)),
             (Ok(()), None) => Ok(()),
@@ -232,8 +226,12 @@ impl Lane {
         match e {
             TransportError::DeadlineExceeded => {
                 Counters::bump(&self.shared.counters().timeouts);
+                // A process-profile worker stuck in a call is killed when
+                // the pool says so; a remote one (of capacity 1) exits by
+                // itself, so its connection is dropped all the same.
                 let kill_on_timeout = conn.capacity == 1
-                    && (self.kill_hung_workers || conn.process.endpoint().is_some());
+                    && (self.shared.config().kill_hung_workers
+                        || conn.process.endpoint().is_some());
                 if kill_on_timeout {
                     // The process is stuck in this call and will be
                     // killed: close the slot before this call frees it,

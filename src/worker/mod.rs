@@ -736,24 +736,19 @@ impl Worker {
                 reason.clone()
             }
             Ending::Withdrawn => {
-                info.set_state(WorkerState::Draining);
-                shared.slots().drain(slot);
                 let config = shared.config();
-                let wait = config.call_timeout.saturating_add(config.shutdown_grace);
-                supervisor::wait_for(wait, || {
-                    shared.slots().state(slot).load == 0 || process.exit_status().is_some()
-                });
-                self.take_offline();
+                // A remote endpoint that ended meanwhile finishes nothing more.
+                self.drain_in_place(
+                    config.call_timeout.saturating_add(config.shutdown_grace),
+                    || process.exit_status().is_some(),
+                );
                 self.backoff.reset();
                 process.terminate(Duration::ZERO);
                 ExitReason::Withdrawn
             }
             Ending::Shutdown => {
-                info.set_state(WorkerState::Draining);
-                shared.slots().drain(slot);
                 let grace = shared.config().shutdown_grace;
-                supervisor::wait_for(grace, || shared.slots().state(slot).load == 0);
-                self.take_offline();
+                self.drain_in_place(grace, || false);
                 conn.stopping.store(true, SeqCst);
                 process.terminate(grace);
                 ExitReason::Shutdown
@@ -768,6 +763,19 @@ impl Worker {
             reason,
         });
         ending
+    }
+
+    /// Takes the serving process out of service without a replacement:
+    /// no new call is placed on it, and the calls on it get up to `within`
+    /// to finish (or until `gone` says nothing more will), then the slot
+    /// goes offline.
+    fn drain_in_place(&mut self, within: Duration, gone: impl Fn() -> bool) {
+        let shared = self.setup.shared.clone();
+        let slot = self.setup.slot;
+        shared.worker(slot).set_state(WorkerState::Draining);
+        shared.slots().drain(slot);
+        supervisor::wait_for(within, || shared.slots().state(slot).load == 0 || gone());
+        self.take_offline();
     }
 
     /// No new call reaches the current process.
@@ -825,7 +833,6 @@ impl Worker {
                 current: self.current.clone(),
                 control: self.control_tx.clone(),
                 resubmit: self.setup.resubmit.clone(),
-                kill_hung_workers: shared.config().kill_hung_workers,
                 holding: std::cell::Cell::new(None),
             };
             let name = format!("snakepit-{}-lane-{n}", self.id());
