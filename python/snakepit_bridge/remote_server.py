@@ -25,6 +25,7 @@ from . import protocol
 from .adapter_provider import AdapterProvider
 from .lifetime import EXIT_BIND, end_process, exit_with
 from .serve import DRAINING_MESSAGE, EXIT_DEADLINE, READY_PREFIX, UNAUTHENTICATED_MESSAGE, Drain, ServeOptions
+from .server import refusing_handler
 from .servicer import BridgeServicer
 
 log = logging.getLogger("snakepit.worker")
@@ -141,21 +142,6 @@ class TokenFile:
         return accepted
 
 
-def _refusing(handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str) -> Any:
-    """A handler of ``handler``'s kind that ends every call with ``code`` and ``message``."""
-
-    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(code, message)
-
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refuse)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse)
-    return grpc.unary_unary_rpc_method_handler(refuse)
-
-
 class BearerTokenInterceptor(grpc.ServerInterceptor):
     """Lets through only calls whose ``authorization`` metadata is
     ``Bearer <token>``; the rest end with ``UNAUTHENTICATED`` and
@@ -174,7 +160,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or self.token.accepts(handler_call_details.invocation_metadata):
             return handler
-        refusal: grpc.RpcMethodHandler[Any, Any] = _refusing(
+        refusal: grpc.RpcMethodHandler[Any, Any] = refusing_handler(
             handler, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE
         )
         return refusal

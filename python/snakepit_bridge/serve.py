@@ -304,9 +304,9 @@ def parse_serve_args(argv: list[str] | None = None) -> ServeOptions:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Runs ``serve`` until SIGTERM or SIGINT (then drains and exits 0). Never returns."""
-    from .lifetime import EXIT_ADAPTER, EXIT_DEPENDENCIES, exit_with, route_stdout_to_stderr
+    from .lifetime import EXIT_DEPENDENCIES, exit_with, route_stdout_to_stderr
     from .logging_config import configure_logging
-    from .worker import import_adapter
+    from .worker import import_adapter, require_thread_safe
 
     options = parse_serve_args(sys.argv[1:] if argv is None else argv)
     # The ready line goes to the real stdout; anything a tool prints, to stderr.
@@ -330,10 +330,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
             f"grpcio protobuf grpcio-health-checking (or pip install the snakepit_bridge package)\n",
         )
     adapter_class = import_adapter(options.adapter)
-    if options.thread_profile and not getattr(adapter_class, "__thread_safe__", False):
-        exit_with(
-            EXIT_ADAPTER,
-            f"snakepit worker: adapter {options.adapter} is not marked thread-safe (__thread_safe__ = True); "
-            "use ThreadSafeAdapter or the process profile (no --threads)\n",
-        )
+    if options.thread_profile:
+        require_thread_safe(adapter_class, options.adapter, "--threads")
     serve(options, adapter_class, drain, ready_out)

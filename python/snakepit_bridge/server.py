@@ -137,17 +137,27 @@ class TokenCheck(grpc.GenericRpcHandler):
         handler = self._inner.service(handler_call_details)
         if handler is None or presented(handler_call_details.invocation_metadata, self._token):
             return handler
-        refuse = _refusal(handler_call_details.method)
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(refuse)
-        return grpc.unary_unary_rpc_method_handler(refuse)
+        refusal: grpc.RpcMethodHandler[Any, Any] = refusing_handler(
+            handler,
+            grpc.StatusCode.UNAUTHENTICATED,
+            f"{handler_call_details.method}: this worker serves only the pool that started it",
+        )
+        return refusal
 
 
-def _refusal(method: str) -> Callable[[Any, grpc.ServicerContext], Any]:
+def refusing_handler(handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str) -> Any:
+    """A handler of ``handler``'s kind that ends every call with ``code`` and ``message``."""
+
     def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{method}: this worker serves only the pool that started it")
+        context.abort(code, message)
 
-    return refuse
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 def _profile(options: WorkerOptions) -> str:

@@ -101,6 +101,17 @@ def import_server(transport: str = "grpc") -> Callable[[WorkerOptions, str, Call
     return serve
 
 
+def require_thread_safe(adapter_class: Callable[[], Any], spec: str, threads_flag: str) -> None:
+    """Exits 3 unless ``adapter_class`` is marked thread-safe, as the thread
+    profile (asked for with ``threads_flag``) needs."""
+    if not getattr(adapter_class, "__thread_safe__", False):
+        exit_with(
+            EXIT_ADAPTER,
+            f"snakepit worker: adapter {spec} is not marked thread-safe (__thread_safe__ = True); "
+            f"use ThreadSafeAdapter or the process profile (no {threads_flag})\n",
+        )
+
+
 def import_adapter(spec: str) -> Callable[[], Any]:
     """Imports ``module.Class``; exits 3 with the traceback on failure."""
     module_name, _, class_name = spec.rpartition(".")
@@ -139,10 +150,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     serve = import_server(options.transport)
     adapter_class = import_adapter(options.adapter)
-    if options.thread_profile and not getattr(adapter_class, "__thread_safe__", False):
-        exit_with(
-            EXIT_ADAPTER,
-            f"snakepit worker: adapter {options.adapter} is not marked thread-safe (__thread_safe__ = True); "
-            "use ThreadSafeAdapter or the process profile (no --max-workers)\n",
-        )
+    if options.thread_profile:
+        require_thread_safe(adapter_class, options.adapter, "--max-workers")
     serve(options, worker_id, adapter_class, stop)
