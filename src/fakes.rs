@@ -21,7 +21,7 @@ use crate::protocol::messages::{
 };
 use crate::protocol::value;
 use crate::stream::StreamControl;
-use crate::transport::{Connect, PingInfo, Transport, TransportError};
+use crate::transport::{Buffers, Connect, PingInfo, Transport, TransportError};
 
 /// A fake worker process: it ends when told to (or killed), reports the
 /// memory and health it is given, and has no pid, like a remote endpoint.
@@ -230,8 +230,9 @@ impl FakeTransport {
 impl Transport for FakeTransport {
     fn execute(
         &self,
-        req: &ExecuteToolRequest,
+        req: &mut ExecuteToolRequest,
         _timeout: Duration,
+        _buffers: Buffers,
     ) -> Result<ExecuteToolResponse, TransportError> {
         self.alive()?;
         let result = (self.answer)(&req.tool_name, &self.process)?;

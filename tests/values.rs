@@ -104,6 +104,59 @@ fn a_64_mib_binary_round_trip_succeeds() {
     scope.finish(&pool);
 }
 
+/// Results larger, smaller and the same size as the call's binary
+/// arguments, one after another on one worker, come back exact, whether
+/// the call may run again (idempotent: its arguments are kept) or not
+/// (the socket transport may receive the result into the arguments'
+/// memory, and the worker reuses the buffers of earlier calls).
+fn binary_results_of_any_size_after_binary_arguments_come_back_exact() {
+    let scope = Scope::new("resize");
+    let pool = scope.builder().workers(1).build().unwrap();
+    let pattern = |n: usize, seed: usize| -> Vec<u8> {
+        (0..n).map(|i| ((i * 13 + seed) % 256) as u8).collect()
+    };
+    let cases = [
+        (1 << 20, 3 << 20),
+        (3 << 20, 1 << 20),
+        (1 << 20, 10),
+        (200 << 10, 200 << 10),
+        (200 << 10, 150 << 10),
+        (10, 2 << 20),
+    ];
+    for idempotent in [false, true] {
+        for (seed, &(given, wanted)) in cases.iter().enumerate() {
+            let data = pattern(given, seed);
+            let expected: Vec<u8> = data.iter().copied().cycle().take(wanted).collect();
+            let reply = pool
+                .execute_blocking_with(
+                    "binary_resize",
+                    json!({"n": wanted}),
+                    CallOptions::new()
+                        .binary("data", data)
+                        .idempotent(idempotent),
+                )
+                .unwrap();
+            assert!(
+                reply.binary.as_deref() == Some(&expected[..]),
+                "{given} bytes in, {wanted} out (idempotent: {idempotent}): bytes changed"
+            );
+            // The echo's result is the worker's receive buffer itself.
+            let data = pattern(wanted, seed + 1);
+            let reply = pool
+                .execute_blocking_with(
+                    "binary_echo",
+                    json!({}),
+                    CallOptions::new()
+                        .binary("data", data.clone())
+                        .idempotent(idempotent),
+                )
+                .unwrap();
+            assert!(reply.binary == Some(data), "echo of {wanted} bytes changed");
+        }
+    }
+    scope.finish(&pool);
+}
+
 fn oversized_payloads_fail_at_once_and_the_pool_goes_on() {
     let scope = Scope::new("oversize");
     let limit = 1 << 20;
@@ -236,6 +289,7 @@ both_transports!(
     what_json_cannot_carry_fails_clearly_or_becomes_a_marker,
     exception_chains_are_kept_in_the_traceback,
     a_64_mib_binary_round_trip_succeeds,
+    binary_results_of_any_size_after_binary_arguments_come_back_exact,
     oversized_payloads_fail_at_once_and_the_pool_goes_on,
     adapters_are_per_call_unless_kept_per_worker,
     a_snakepit_style_adapter_runs_unchanged,

@@ -27,6 +27,7 @@ import re
 import threading
 import types
 import typing
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
@@ -473,48 +474,101 @@ def describe_tool(tool_name: str, method: Callable[..., Any], meta: ToolMeta) ->
     )
 
 
+@dataclass(frozen=True)
+class _Binder:
+    """What :func:`bind_arguments` needs of one tool's signature, worked out
+    once: ``inspect.signature`` and ``typing.get_type_hints`` cost tens of
+    microseconds each, more than a short tool call itself."""
+
+    signature: inspect.Signature
+    keyword_names: frozenset[str]
+    required: tuple[str, ...]
+    accepts_any_keyword: bool
+    needs_bind: bool
+    hints: dict[str, Any]
+
+    @classmethod
+    def of(cls, func: Callable[..., Any]) -> _Binder:
+        signature = inspect.signature(func)
+        parameters = signature.parameters
+        keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        keyword_names = frozenset(name for name, p in parameters.items() if p.kind in keyword_kinds)
+        return cls(
+            signature=signature,
+            keyword_names=keyword_names,
+            required=tuple(
+                name for name, p in parameters.items() if name in keyword_names and p.default is inspect.Parameter.empty
+            ),
+            accepts_any_keyword=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()),
+            # Only positional-only parameters can fail a binding that the
+            # name checks above let through.
+            needs_bind=any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in parameters.values()),
+            hints={name: hint for name, hint in resolved_hints(func).items() if name in parameters},
+        )
+
+
+_BINDERS: weakref.WeakKeyDictionary[Any, _Binder] = weakref.WeakKeyDictionary()
+"""Binders of plain functions, by function."""
+
+_METHOD_BINDERS: weakref.WeakKeyDictionary[Any, _Binder] = weakref.WeakKeyDictionary()
+"""Binders of bound methods (whose signature drops ``self``), by function."""
+
+
+def _binder_of(func: Callable[..., Any]) -> _Binder:
+    """``func``'s binder, from the cache when ``func`` is a function or a
+    method bound to one (anything else, e.g. a ``functools.partial``, is
+    worked out each time)."""
+    function = getattr(func, "__func__", None)
+    cache = _METHOD_BINDERS
+    if function is None:
+        function, cache = func, _BINDERS
+    if not isinstance(function, types.FunctionType):
+        return _Binder.of(func)
+    binder = cache.get(function)
+    if binder is None:
+        binder = _Binder.of(func)
+        cache[function] = binder
+    return binder
+
+
 def bind_arguments(tool_name: str, func: Callable[..., Any], arguments: dict[str, Any]) -> dict[str, Any]:
     """Checks ``arguments`` against ``func``'s signature before it runs.
 
-    Missing and unknown arguments are found with ``inspect.signature().bind``;
-    values whose hint is a plain builtin (int, float, str, bool, list, dict,
-    bytes) are type checked, ints being accepted for floats. Raises
-    :class:`InvalidArgumentsError`; returns the arguments unchanged.
+    Missing and unknown arguments are found by name (and with
+    ``inspect.signature().bind`` when the tool has positional-only
+    parameters); values whose hint is a plain builtin (int, float, str,
+    bool, list, dict, bytes) are type checked, ints being accepted for
+    floats. Raises :class:`InvalidArgumentsError`; returns the arguments
+    unchanged. A function's signature and hints are read once, at its
+    first call.
     """
-    signature = inspect.signature(func)
-    parameters = signature.parameters
-    accepts_any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    keyword_names = {
-        name
-        for name, p in parameters.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
+    binder = _binder_of(func)
 
     def fail(message: str, argument: str | None) -> InvalidArgumentsError:
         return InvalidArgumentsError(message, tool_name, argument, signature_text(tool_name, func))
 
-    if not accepts_any_keyword:
+    if not binder.accepts_any_keyword:
         for name in arguments:
-            if name not in keyword_names:
+            if name not in binder.keyword_names:
                 raise fail(f"{tool_name}() got an unexpected argument {name!r}", name)
-    for name, p in parameters.items():
-        if name in keyword_names and p.default is inspect.Parameter.empty and name not in arguments:
+    for name in binder.required:
+        if name not in arguments:
             raise fail(f"{tool_name}() is missing the required argument {name!r}", name)
-    try:
-        signature.bind(**arguments)
-    except TypeError as error:
-        raise fail(f"{tool_name}(): {error}", None) from None
-    hints = resolved_hints(func)
-    for name, value in arguments.items():
-        hint = hints.get(name)
-        if hint is None or name not in parameters:
-            continue
-        if _accepts(hint, value) is False:
-            raise fail(
-                f"{tool_name}() argument {name!r} must be {_hint_text(hint)}, "
-                f"got {type(value).__name__} ({_short_repr(value)})",
-                name,
-            )
+    if binder.needs_bind:
+        try:
+            binder.signature.bind(**arguments)
+        except TypeError as error:
+            raise fail(f"{tool_name}(): {error}", None) from None
+    hints = binder.hints
+    if hints:
+        for name, value in arguments.items():
+            hint = hints.get(name)
+            if hint is not None and _accepts(hint, value) is False:
+                raise fail(
+                    f"{tool_name}() argument {name!r} must be {_hint_text(hint)}, "
+                    f"got {type(value).__name__} ({_short_repr(value)})",
+                    name,
+                )
     return arguments
 
 
@@ -526,6 +580,10 @@ def _short_repr(value: Any, limit: int = 60) -> str:
 # ---------------------------------------------------------------- async
 
 
+_NEVER_AWAITABLE = frozenset({type(None), bool, int, float, str, bytes, bytearray, list, dict, tuple})
+"""Result types that cannot be awaited: answered without the ABC check."""
+
+
 def resolve_awaitable(value: Any) -> Any:
     """Runs ``value`` to completion when it is awaitable, else returns it.
 
@@ -533,7 +591,7 @@ def resolve_awaitable(value: Any) -> Any:
     event loop, so a fresh one runs the coroutine. Called from inside a
     running loop, the coroutine runs on a helper thread instead.
     """
-    if not inspect.isawaitable(value):
+    if type(value) in _NEVER_AWAITABLE or not inspect.isawaitable(value):
         return value
 
     async def wait() -> Any:

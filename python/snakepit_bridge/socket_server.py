@@ -121,6 +121,8 @@ class Connection:
                     return
                 with self.calls:
                     self.dispatch(frame)
+                self.reader.recycle(frame.segments)
+                del frame
         finally:
             with contextlib.suppress(OSError):
                 self.sock.close()

@@ -214,8 +214,15 @@ class ShowcaseTools:
 
     @tool(description="Returns the bytes it was given")
     def binary_echo(self, data: bytes) -> bytes:
-        """Returns ``data`` (travels raw in binary_result)."""
-        return bytes(data)
+        """Returns ``data`` itself (travels raw in binary_result; no copy)."""
+        return data
+
+    @tool(description="The bytes it was given, repeated or cut to n bytes")
+    def binary_resize(self, data: bytes, n: int) -> bytes:
+        """``n`` bytes: ``data`` repeated as often as needed, then cut."""
+        if not data:
+            return bytes(n)
+        return (bytes(data) * (n // len(data) + 1))[:n]
 
     @tool(description="Length of the bytes it was given")
     def binary_len(self, data: bytes) -> int:

@@ -36,6 +36,42 @@ def test_a_frame_round_trips_with_its_segments_in_buffers_of_their_own() -> None
     assert all(type(data) is bytearray for data in frame.segments.values())
 
 
+def _receive(reader: frames.FrameReader, sock: socket.socket, data: bytes) -> frames.Frame:
+    sender = threading.Thread(target=frames.send_frame, args=(sock, frames.EXECUTE, 1, b"", [("data", data)]))
+    sender.start()
+    frame = reader.read()
+    sender.join()
+    return frame
+
+
+def test_a_buffer_nothing_holds_any_more_receives_the_next_segment() -> None:
+    a, b = _pair()
+    with a, b:
+        reader = frames.FrameReader(b, 1 << 22)
+        size = 1 << 20
+        frame = _receive(reader, a, b"a" * size)
+        first_id = id(frame.segments["data"])
+        reader.recycle(frame.segments)  # answered; the tool kept nothing
+        frame = _receive(reader, a, b"b" * (size - 10))
+        assert id(frame.segments["data"]) == first_id and frame.segments["data"] == b"b" * (size - 10)
+        # Kept by the tool (here: by the test), a buffer is not reused, and
+        # what it holds stays as it was.
+        kept = frame.segments["data"]
+        reader.recycle(frame.segments)
+        frame = _receive(reader, a, b"c" * (size - 10))
+        assert frame.segments["data"] is not kept and kept == b"b" * (size - 10)
+        # A view of it keeps it from being reused too.
+        view = memoryview(frame.segments["data"])
+        reader.recycle(frame.segments)
+        frame = _receive(reader, a, b"d" * (size - 10))
+        assert view.tobytes() == b"c" * (size - 10) and frame.segments["data"] == b"d" * (size - 10)
+        # Much smaller than the spare: a buffer of its own, not the spare
+        # with most of its memory unused.
+        reader.recycle(frame.segments)
+        frame = _receive(reader, a, b"e" * 1000)
+        assert frame.segments["data"] == b"e" * 1000 and frame.segments["data"].__alloc__() < 4096
+
+
 def test_a_frame_past_the_limit_is_refused_from_its_header() -> None:
     a, b = _pair()
     with a, b:

@@ -31,6 +31,10 @@ const SEGMENT_HEADER_LEN: usize = 8;
 /// The most segments one frame may carry (a request's binary arguments).
 pub(crate) const MAX_SEGMENTS: u32 = 4096;
 
+/// The smallest segment read into a [`FrameReader::spare`] (a small one
+/// costs few page faults in new memory).
+const SPARE_MIN: usize = 64 * 1024;
+
 /// The longest segment name (an argument name).
 const MAX_NAME_LEN: u32 = 4096;
 
@@ -122,6 +126,10 @@ pub(crate) struct FrameReader<'a, R> {
     /// The largest message plus segment data accepted.
     pub limit: usize,
     pub keep_waiting: &'a mut dyn FnMut(&R) -> bool,
+    /// Memory the first binary segment is read into instead of a new
+    /// buffer (grown if it is too small): memory already touched costs no
+    /// page faults.
+    pub spare: Option<Vec<u8>>,
 }
 
 impl<R: Read> FrameReader<'_, R> {
@@ -192,10 +200,21 @@ impl<R: Read> FrameReader<'_, R> {
         Ok(())
     }
 
-    /// `n` bytes in a new buffer, read into its spare capacity: a large
-    /// binary segment is neither zeroed first nor copied after.
+    /// `n` bytes in a buffer of their own (the spare, else a new one),
+    /// read into its spare capacity: a large binary segment is neither
+    /// zeroed first nor copied after.
     fn fill_new(&mut self, n: usize) -> Result<Vec<u8>, ReadError> {
-        let mut data = Vec::with_capacity(n);
+        // Only a large segment, and not one that would leave most of the
+        // spare unused in the buffer handed on.
+        let fits = |buf: &Vec<u8>| n >= SPARE_MIN && n >= buf.capacity() / 2;
+        let mut data = match self.spare.take().filter(fits) {
+            Some(mut buf) => {
+                buf.clear();
+                buf.reserve_exact(n);
+                buf
+            }
+            None => Vec::with_capacity(n),
+        };
         while data.len() < n {
             let want = (n - data.len()) as u64;
             match (&mut self.stream).take(want).read_to_end(&mut data) {
@@ -339,6 +358,7 @@ mod tests {
             stream: bytes,
             limit,
             keep_waiting: &mut give_up,
+            spare: None,
         }
         .read()
     }
@@ -360,6 +380,37 @@ mod tests {
             frame.segments,
             vec![("a".into(), b"12345".to_vec()), (String::new(), Vec::new())]
         );
+    }
+
+    fn read_with_spare(bytes: &[u8], spare: Vec<u8>) -> Frame {
+        let mut give_up = |_: &&[u8]| false;
+        FrameReader {
+            stream: bytes,
+            limit: 1 << 24,
+            keep_waiting: &mut give_up,
+            spare: Some(spare),
+        }
+        .read()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_large_segment_is_read_into_the_spare_a_small_one_is_not() {
+        let big = vec![7u8; 1 << 20];
+        let spare = vec![1u8; (1 << 20) + 100];
+        let at = spare.as_ptr();
+        let frame = read_with_spare(&written(b"", &[("", &big)]), spare);
+        let (_, data) = &frame.segments[0];
+        assert_eq!(data, &big);
+        assert_eq!(data.as_ptr(), at, "read into the spare's memory");
+
+        // A segment far smaller than the spare gets a buffer of its own,
+        // so the caller is not handed mostly unused memory.
+        let small = vec![9u8; 100 << 10];
+        let frame = read_with_spare(&written(b"", &[("", &small)]), vec![0u8; 1 << 20]);
+        let (_, data) = &frame.segments[0];
+        assert_eq!(data, &small);
+        assert!(data.capacity() < 1 << 20, "{}", data.capacity());
     }
 
     #[test]

@@ -18,8 +18,8 @@ use grpcio::{
 };
 use parking_lot::Mutex;
 
-use super::credentials::{self, Auth, TokenFile};
-use super::{Connect, FeedNext, PingInfo, TelemetryFeed, Transport, TransportError};
+use super::credentials::{Auth, TokenFile};
+use super::{Buffers, Connect, FeedNext, PingInfo, TelemetryFeed, Transport, TransportError};
 use crate::block_on::{block_on_timeout, thread_waker};
 use crate::call::CORRELATION_HEADER;
 use crate::deadline::MAX_DURATION;
@@ -119,7 +119,7 @@ impl Connect for GrpcConnector {
                 if let Some(authority) = &tls.authority {
                     builder = builder.override_ssl_target(authority.clone());
                 }
-                builder = builder.set_credentials(credentials::channel_credentials(tls));
+                builder = builder.set_credentials(super::credentials::channel_credentials(tls));
             }
         }
         let channel = builder.connect(address);
@@ -191,9 +191,11 @@ impl GrpcTransport {
 impl Transport for GrpcTransport {
     fn execute(
         &self,
-        req: &ExecuteToolRequest,
+        req: &mut ExecuteToolRequest,
         timeout: Duration,
+        _buffers: Buffers,
     ) -> Result<ExecuteToolResponse, TransportError> {
+        let req = &*req;
         let opt = self.call_options(req, timeout);
         let connected = self.connected();
         self.client

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use protobuf::Message;
 
 use super::frame::{self, error_code, Frame, FrameReader, Kind, ReadError};
-use super::{Connect, PingInfo, Transport, TransportError};
+use super::{Buffers, Connect, PingInfo, Transport, TransportError};
 use crate::deadline::later;
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteToolRequest, ExecuteToolResponse,
@@ -216,7 +216,8 @@ impl Conn {
     }
 
     /// Reads the reply to call `id`, waiting until `deadline`, and while
-    /// `go_on` says so (asked at least every `poll`).
+    /// `go_on` says so (asked at least every `poll`). A binary segment is
+    /// read into `spare` when it suits ([`FrameReader::spare`]).
     fn receive(
         &mut self,
         id: u32,
@@ -224,6 +225,7 @@ impl Conn {
         poll: Duration,
         limit: usize,
         go_on: &dyn Fn() -> bool,
+        spare: Option<Vec<u8>>,
     ) -> Result<Frame, Stop> {
         let slice = |now: Instant| deadline.saturating_duration_since(now).min(poll);
         self.wait_at_most(slice(Instant::now()))
@@ -249,6 +251,7 @@ impl Conn {
             stream: &mut self.reader,
             limit,
             keep_waiting: &mut keep_waiting,
+            spare,
         }
         .read();
         let frame = match read {
@@ -286,7 +289,7 @@ impl Conn {
         limit: usize,
     ) -> Result<Frame, TransportError> {
         let id = self.send(kind, message, segments, deadline, limit)?;
-        self.receive(id, deadline, WAIT_SLICE, limit, &|| true)
+        self.receive(id, deadline, WAIT_SLICE, limit, &|| true, None)
             .map_err(Stop::into_error)
     }
 }
@@ -428,6 +431,17 @@ fn request_head(req: &ExecuteToolRequest) -> Result<Vec<u8>, TransportError> {
     head.write_to_bytes().map_err(encode_failed)
 }
 
+/// Takes the largest binary argument out of a request that has been sent,
+/// for the result to be received into its memory.
+fn largest_argument(req: &mut ExecuteToolRequest) -> Option<Vec<u8>> {
+    let name = req
+        .binary_parameters
+        .iter()
+        .max_by_key(|(_, data)| data.capacity())
+        .map(|(name, _)| name.clone())?;
+    req.binary_parameters.remove(&name)
+}
+
 fn binary_segments(req: &ExecuteToolRequest) -> Vec<(&str, &[u8])> {
     req.binary_parameters
         .iter()
@@ -438,17 +452,32 @@ fn binary_segments(req: &ExecuteToolRequest) -> Vec<(&str, &[u8])> {
 impl Transport for SocketTransport {
     fn execute(
         &self,
-        req: &ExecuteToolRequest,
+        req: &mut ExecuteToolRequest,
         timeout: Duration,
+        buffers: Buffers,
     ) -> Result<ExecuteToolResponse, TransportError> {
         let deadline = later(Instant::now(), timeout);
         let head = request_head(req)?;
-        let segments = binary_segments(req);
         self.with_conn(|conn| {
-            let frame = match conn.round_trip(Kind::Execute, &head, &segments, deadline, self.limit)
-            {
-                Ok(frame) => frame,
+            let sent = conn.send(
+                Kind::Execute,
+                &head,
+                &binary_segments(req),
+                deadline,
+                self.limit,
+            );
+            let id = match sent {
+                Ok(id) => id,
                 Err(e) => return (Err(e), Reuse::No),
+            };
+            let spare = match buffers {
+                Buffers::Recycle => largest_argument(req),
+                Buffers::Keep => None,
+            };
+            let received = conn.receive(id, deadline, WAIT_SLICE, self.limit, &|| true, spare);
+            let frame = match received {
+                Ok(frame) => frame,
+                Err(e) => return (Err(e.into_error()), Reuse::No),
             };
             match reply::<ExecuteToolResponse>(frame, Kind::Result) {
                 Ok((mut resp, segments)) => {
@@ -489,7 +518,8 @@ impl Transport for SocketTransport {
             };
             let go_on = || !control.is_cancelled();
             loop {
-                let frame = match conn.receive(id, deadline, CANCEL_POLL, self.limit, &go_on) {
+                let frame = match conn.receive(id, deadline, CANCEL_POLL, self.limit, &go_on, None)
+                {
                     Ok(frame) => frame,
                     // Closing the connection cancels the call on the worker.
                     Err(Stop::Cancelled) => return (Ok(()), Reuse::No),
@@ -628,7 +658,7 @@ mod tests {
             tool_name: "ping".into(),
             ..Default::default()
         };
-        t.execute(&req, Duration::from_secs(5))
+        t.execute(&mut req.clone(), Duration::from_secs(5), Buffers::Keep)
     }
 
     fn bad_peer(result: Result<ExecuteToolResponse, TransportError>, what: &str) {
@@ -684,7 +714,7 @@ mod tests {
     fn a_silent_worker_times_the_call_out() {
         let (t, server) = fake_worker(Vec::new(), false);
         let req = ExecuteToolRequest::new();
-        let result = t.execute(&req, Duration::from_millis(100));
+        let result = t.execute(&mut req.clone(), Duration::from_millis(100), Buffers::Keep);
         assert_eq!(result.unwrap_err(), TransportError::DeadlineExceeded);
         drop(t);
         server.join().unwrap();

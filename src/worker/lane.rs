@@ -24,12 +24,17 @@ use crate::slots::Ticket;
 use crate::stats::Counters;
 use crate::stream::{Chunk, StreamControl, StreamEvent, CANCEL_POLL};
 use crate::supervisor;
-use crate::transport::{ErrorContext, TransportError};
+use crate::transport::{Buffers, ErrorContext, TransportError};
 use crate::work::{Command, Job, Work};
 
 /// How long a lane waits for a dead process's stderr to close, so the
 /// error holds its last words.
 const STDERR_SETTLE: Duration = Duration::from_millis(500);
+
+fn lane_spin() -> Duration {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| crate::handoff::spin_from_env("SNAKEPIT_LANE_SPIN_US", Duration::ZERO))
+}
 
 /// One thread making calls to its worker's current process.
 pub(crate) struct Lane {
@@ -66,7 +71,8 @@ impl Lane {
     /// [`Error::Internal`], its capacity is given back, and the lane goes
     /// on with the next job.
     pub fn run(self) {
-        while let Ok(work) = self.jobs.recv() {
+        let spin = lane_spin();
+        while let Ok(work) = crate::handoff::recv(&self.jobs, spin) {
             let conn = self.current.read().clone();
             let worked = crate::panics::catch(|| match work {
                 Work::Call(job) => {
@@ -113,7 +119,16 @@ impl Lane {
         let worker = &self.shared.worker(self.slot).id;
         let in_flight = InFlight::enter(&conn.in_flight);
         let outcome = match &req.reply {
-            Replier::Unary(_) => match conn.transport.execute(&req.message, req.timeout) {
+            Replier::Unary(_) => match conn.transport.execute(
+                &mut req.message,
+                req.timeout,
+                // A call that may run again keeps its arguments intact.
+                if req.retries > 0 {
+                    Buffers::Keep
+                } else {
+                    Buffers::Recycle
+                },
+            ) {
                 Err(e) if e.never_ran() => {
                     drop(in_flight);
                     return self.not_run(conn, Job { req, ticket }, e);

@@ -13,7 +13,7 @@ use snakepit::{Pool, Profile};
 use super::TRANSPORTS;
 
 use super::Outcome;
-use crate::measure::{median, sequential, window};
+use crate::measure::{median, process_cpu, sequential, window};
 use crate::report::{per_sec, ratio, round, time_us, Report, Table, Target};
 use crate::Plan;
 
@@ -23,7 +23,7 @@ const THREADS: usize = 16;
 const TOOLS: [(&str, &str); 2] = [("ping", "ping"), ("cpu_burn 1 ms", "cpu_burn_1ms")];
 
 /// The figures compared, as (label, path in a round's JSON).
-const FIGURES: [(&str, &str, &str); 7] = [
+const FIGURES: [(&str, &str, &str); 8] = [
     ("p50 latency, sequential", "sequential", "p50_us"),
     ("p99 latency, sequential", "sequential", "p99_us"),
     ("calls/s, 16 caller threads", "threads", "calls_per_sec"),
@@ -39,6 +39,11 @@ const FIGURES: [(&str, &str, &str); 7] = [
         "cpu_per_call_us",
     ),
     ("host CPU per call, executor.map", "map", "cpu_per_call_us"),
+    (
+        "Python workers' CPU per call, 16 threads",
+        "threads",
+        "workers_cpu_per_call_us",
+    ),
 ];
 
 pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
@@ -69,7 +74,12 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             let mut this = serde_json::Map::new();
             for (_, tool) in TOOLS {
                 let seq = sequential(calls, || call(pool, tool));
+                let pids = pool.stats().pids();
+                let workers_cpu = || pids.iter().map(|&p| process_cpu(p)).sum::<Duration>();
+                let before = workers_cpu();
                 let win = window(THREADS, length, |_| call(pool, tool));
+                let workers_cpu_us =
+                    (workers_cpu() - before).as_secs_f64() * 1e6 / win.calls.max(1) as f64;
                 this.insert(
                     tool.into(),
                     json!({
@@ -81,6 +91,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
                         "threads": {
                             "calls_per_sec": win.calls_per_sec(),
                             "cpu_per_call_us": win.cpu_per_call_us(),
+                            "workers_cpu_per_call_us": workers_cpu_us,
                         },
                     }),
                 );
@@ -162,7 +173,7 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         let theirs = median_of(&python_rounds, tool, theirs_part, key)?;
         Some(ours / theirs)
     };
-    let targets: [(&'static str, Option<f64>, &'static str, bool); 4] = [
+    let targets: [(&'static str, Option<f64>, &'static str, bool); 5] = [
         (
             "socket ping p50 / executor p50, sequential",
             versus("ping", "sequential", "p50_us", "sequential"),
@@ -180,6 +191,13 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             versus("cpu_burn_1ms", "threads", "calls_per_sec", "map"),
             ">= 0.95",
             true,
+        ),
+        (
+            "socket Python CPU per 1 ms cpu_burn call, ms (16 callers)",
+            median_of(socket, "cpu_burn_1ms", "threads", "workers_cpu_per_call_us")
+                .map(|us| us / 1000.0),
+            "<= 1.1",
+            false,
         ),
         (
             "socket host CPU per ping / executor's (16 threads)",
