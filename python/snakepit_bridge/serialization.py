@@ -248,9 +248,14 @@ def to_jsonable(value: Any, limit: int | None = None) -> Any:
     return _Converter(max_elements() if limit is None else limit).convert(value, "$")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""Made once: ``json.dumps`` with options builds an encoder per call. An
+encoder holds no state between calls, so threads share it."""
+
+
 def dumps(value: Any) -> str:
     """Compact JSON text of an already converted value (no NaN allowed)."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def encode_json(value: Any, limit: int | None = None) -> bytes:
@@ -285,11 +290,21 @@ def is_binary(value: Any) -> bool:
     return isinstance(value, _BINARY)
 
 
+_SCALAR_KINDS = {type(None): "null", bool: "boolean", int: "integer", str: "string"}
+"""The kinds of the exact types that convert to themselves (the commonest
+results: answered without walking them)."""
+
+
 def json_any(value: Any, limit: int | None = None) -> DynamicMessage:
     """A result ``Any``: ``type.googleapis.com/snakepit.<kind>`` holding JSON text."""
-    converted = to_jsonable(value, limit)
+    kind = _SCALAR_KINDS.get(type(value))
+    if kind is not None and (limit is None or limit >= 1):
+        converted = value
+    else:
+        converted = to_jsonable(value, limit)
+        kind = kind_of(converted)
     return protocol.Any(
-        type_url=f"{TYPE_URL_PREFIX}snakepit.{kind_of(converted)}",
+        type_url=f"{TYPE_URL_PREFIX}snakepit.{kind}",
         value=dumps(converted).encode("utf-8"),
     )
 
