@@ -92,7 +92,6 @@ mod error;
 pub mod events;
 #[cfg(test)]
 mod fakes;
-mod handoff;
 mod host_server;
 mod host_tool;
 mod interrupt;

@@ -169,11 +169,8 @@ impl Pool {
         // Every request is answered exactly once; a closed channel means
         // the pool was torn down around it, or a pool thread panicked
         // while it held the call.
-        static SPIN: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
-        let spin = *SPIN.get_or_init(|| {
-            crate::handoff::spin_from_env("SNAKEPIT_CALLER_SPIN_US", std::time::Duration::ZERO)
-        });
-        crate::handoff::recv(&reply_rx, spin)
+        reply_rx
+            .recv()
             .unwrap_or_else(|_| Err(self.inner.shared.unanswered()))
     }
 

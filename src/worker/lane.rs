@@ -31,11 +31,6 @@ use crate::work::{Command, Job, Work};
 /// error holds its last words.
 const STDERR_SETTLE: Duration = Duration::from_millis(500);
 
-fn lane_spin() -> Duration {
-    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| crate::handoff::spin_from_env("SNAKEPIT_LANE_SPIN_US", Duration::ZERO))
-}
-
 /// One thread making calls to its worker's current process.
 pub(crate) struct Lane {
     pub slot: usize,
@@ -71,8 +66,7 @@ impl Lane {
     /// [`Error::Internal`], its capacity is given back, and the lane goes
     /// on with the next job.
     pub fn run(self) {
-        let spin = lane_spin();
-        while let Ok(work) = crate::handoff::recv(&self.jobs, spin) {
+        while let Ok(work) = self.jobs.recv() {
             let conn = self.current.read().clone();
             let worked = crate::panics::catch(|| match work {
                 Work::Call(job) => {

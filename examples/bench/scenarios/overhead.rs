@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 use serde_json::json;
 use snakepit::{CallOptions, Profile};
 
@@ -93,19 +93,28 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     let pool_s = Summary::of(&pool_batches);
     drop(raw_worker);
 
-    let pool = super::pool(1, Profile::Process)?;
-    sequential(warm_up, || super::ping(&pool));
-    let stages = stages(&pool, calls);
-    drop(pool);
+    // The stages on each transport: on the socket transport the call is
+    // short, so the two hand-offs are a larger share of it.
+    let mut by_transport = Vec::new();
+    for (name, transport) in super::TRANSPORTS {
+        let pool = super::pool_on(transport, 1, Profile::Process)?;
+        sequential(warm_up, || super::ping(&pool));
+        by_transport.push((name, stages(&pool, calls)));
+    }
     let model_calls = plan.pick(3_000, 500);
-    let model = |hops| {
+    let model = |hops, spin| {
         Summary::of(
             &(0..rounds)
-                .map(|_| handoff_model(hops, model_calls))
+                .map(|_| handoff_model(hops, model_calls, spin))
                 .collect::<Vec<_>>(),
         )
     };
-    let (no_hop, one_hop, two_hops) = (model(0), model(1), model(2));
+    let (no_hop, one_hop, two_hops) = (
+        model(0, Duration::ZERO),
+        model(1, Duration::ZERO),
+        model(2, Duration::ZERO),
+    );
+    let one_hop_spinning = model(1, MODEL_SPIN);
 
     let mut t = Table::new(
         format!(
@@ -176,19 +185,22 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
     t.print();
 
     let mut t = Table::new(
-        format!("1c. Where a pool call's time goes (median over {calls} calls)"),
-        &["stage", "time"],
+        format!("1c. Where a pool call's time goes, by transport (median over {calls} calls)"),
+        &["stage", "gRPC", "socket"],
     );
-    for (name, us) in [
+    let rows: [(&str, StageOf); 4] = [
         (
-            "request sent -> lane starts the gRPC call (1 hand-off: caller to lane)",
-            stages.to_lane,
+            "request sent -> lane starts the call (1 hand-off: caller to lane)",
+            |s| s.to_lane,
         ),
-        ("gRPC call + decode, on the lane", stages.on_lane),
-        ("encode + lane -> caller reply (1 hand-off)", stages.back),
-        ("whole call, as the caller sees it", stages.total),
-    ] {
-        t.row(vec![name.into(), time_us(us)]);
+        ("the call + decode, on the lane", |s| s.on_lane),
+        ("encode + lane -> caller reply (1 hand-off)", |s| s.back),
+        ("whole call, as the caller sees it", |s| s.total),
+    ];
+    for (name, stage) in rows {
+        let mut row = vec![name.to_owned()];
+        row.extend(by_transport.iter().map(|(_, s)| time_us(stage(s))));
+        t.row(row);
     }
     t.print();
 
@@ -199,9 +211,16 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
         &["path", "p50", "p99", "host CPU per round trip", "thread blocks"],
     );
     for (name, s) in [
-        ("caller -> lane -> caller", &one_hop),
         (
-            "caller -> dispatcher -> lane -> caller (the pool)",
+            "caller -> lane -> caller (the pool, when no call waits)",
+            &one_hop,
+        ),
+        (
+            "caller -> lane -> caller, both spinning up to 50 µs before parking",
+            &one_hop_spinning,
+        ),
+        (
+            "caller -> dispatcher -> lane -> caller (a call that queued)",
             &two_hops,
         ),
     ] {
@@ -240,16 +259,25 @@ pub fn run(plan: &Plan, report: &mut Report) -> Outcome {
             "ratio_p99": round(pool_s.p99 / raw_s.p99, 3),
             "ratio_cpu": round(cpu_ratio, 3),
             "cpu_per_call_by_thread": by_thread,
-            "stages_us": {
-                "to_lane": round(stages.to_lane, 1),
-                "on_lane": round(stages.on_lane, 1),
-                "back": round(stages.back, 1),
-                "total": round(stages.total, 1),
-            },
+            "stages_us": by_transport
+                .iter()
+                .map(|(name, s)| {
+                    (
+                        name.to_string(),
+                        json!({
+                            "to_lane": round(s.to_lane, 1),
+                            "on_lane": round(s.on_lane, 1),
+                            "back": round(s.back, 1),
+                            "total": round(s.total, 1),
+                        }),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>(),
             "handoff_model": {
                 "calls_per_round": model_calls,
                 "no_hop_baseline": no_hop.json(),
                 "one_hop": one_hop.json(),
+                "one_hop_spinning_50us": one_hop_spinning.json(),
                 "two_hops": two_hops.json(),
             },
         }),
@@ -278,6 +306,9 @@ fn thread_role(name: &str) -> &'static str {
         _ => "gRPC core's own threads (executor, timers)",
     }
 }
+
+/// Reads one stage of [`Stages`].
+type StageOf = fn(&Stages) -> f64;
 
 /// Medians of a pool call's stages, in microseconds.
 struct Stages {
@@ -312,19 +343,39 @@ fn stages(pool: &snakepit::Pool, calls: usize) -> Stages {
     }
 }
 
+/// How long the spinning variant of the hand-off model checks for its
+/// message before it parks.
+const MODEL_SPIN: Duration = Duration::from_micros(50);
+
+/// Receives from `rx`, checking for up to `spin` before parking.
+fn recv_spinning<T>(rx: &Receiver<T>, spin: Duration) -> Option<T> {
+    let until = Instant::now() + spin;
+    while Instant::now() < until {
+        match rx.try_recv() {
+            Ok(message) => return Some(message),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    rx.recv().ok()
+}
+
 /// Round trips through the pool's hand-off pattern with nothing else:
 /// `hops` = 0 is the caller alone; 1 sends each request on an unbounded
 /// channel to a lane thread that answers on the request's own bounded(1)
 /// channel; 2 puts a dispatcher thread in between, as the pool does. After
 /// each round trip the caller sleeps `GAP` (not timed), so every thread
 /// has parked when the next request comes, as in the pool, where they wait
-/// out a whole gRPC call. Host CPU per round trip includes that sleep;
-/// subtract the 0-hop figure.
-fn handoff_model(hops: usize, calls: usize) -> Batch {
+/// out a whole gRPC call. With `spin`, the lane and the caller check for
+/// their message for up to that long before parking (the lane's spin
+/// starts when it has answered, so it has ended by the next request; the
+/// caller's covers the round trip). Host CPU per round trip includes the
+/// sleep; subtract the 0-hop figure.
+fn handoff_model(hops: usize, calls: usize, spin: Duration) -> Batch {
     const GAP: Duration = Duration::from_micros(300);
     let (lane_tx, lane_rx) = unbounded::<Sender<()>>();
     let lane = thread::spawn(move || {
-        for reply in lane_rx {
+        while let Some(reply) = recv_spinning(&lane_rx, spin) {
             let _ = reply.send(());
         }
     });
@@ -346,7 +397,7 @@ fn handoff_model(hops: usize, calls: usize) -> Batch {
         if hops > 0 {
             let (tx, rx) = bounded(1);
             entry.send(tx).expect("model is up");
-            rx.recv().expect("answered");
+            recv_spinning(&rx, spin).expect("answered");
         }
         latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
         thread::sleep(GAP);
