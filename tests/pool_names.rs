@@ -24,7 +24,6 @@ impl HandleEvent for Started {
     }
 }
 
-#[test]
 fn a_named_pools_worker_ids_carry_its_name_everywhere() {
     let scope = Scope::new("names");
     let started = Started::default();
@@ -82,7 +81,6 @@ fn a_named_pools_worker_ids_carry_its_name_everywhere() {
     scope.finish(&pool);
 }
 
-#[test]
 fn a_pool_set_names_each_pool_after_its_entry_unless_it_has_a_name() {
     let scope = Scope::new("setnames");
     let set = PoolSet::start([
@@ -96,3 +94,8 @@ fn a_pool_set_names_each_pool_after_its_entry_unless_it_has_a_name() {
     set.shutdown();
     scope.assert_no_processes();
 }
+
+both_transports!(
+    a_named_pools_worker_ids_carry_its_name_everywhere,
+    a_pool_set_names_each_pool_after_its_entry_unless_it_has_a_name,
+);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use common::{wait_until, Scope};
@@ -36,29 +36,33 @@ fn seen(needle: &str) -> bool {
         .any(|(target, line)| target == "snakepit::worker" && line.contains(needle))
 }
 
-#[test]
 fn printed_and_logged_lines_reach_the_host_log_tagged_with_the_worker() {
-    log::set_logger(&Capture).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
     let scope = Scope::new("logs");
     let pool = scope.builder().workers(1).build().unwrap();
+    // Each transport's variant says something of its own: the log is shared.
+    let message = format!("hello from python over {:?}", scope.transport);
 
     assert_eq!(
-        pool.execute_blocking("say", json!({"message": "hello from python"}))
+        pool.execute_blocking("say", json!({ "message": message }))
             .unwrap(),
         json!(true)
     );
-    assert!(wait_until(Duration::from_secs(30), || seen(
-        "[worker-0] printed: hello from python"
-    )));
-    assert!(wait_until(Duration::from_secs(30), || seen(
-        "logged: hello from python"
-    )));
+    assert!(wait_until(Duration::from_secs(30), || seen(&format!(
+        "[worker-0] printed: {message}"
+    ))));
+    assert!(wait_until(Duration::from_secs(30), || seen(&format!(
+        "logged: {message}"
+    ))));
     let line = LINES
         .lock()
         .unwrap()
         .iter()
-        .find(|(_, l)| l.contains("logged: hello from python"))
+        .find(|(_, l)| l.contains(&format!("logged: {message}")))
         .cloned()
         .unwrap();
     assert!(line.1.starts_with("[worker-0]"), "{line:?}");
@@ -70,3 +74,5 @@ fn printed_and_logged_lines_reach_the_host_log_tagged_with_the_worker() {
     );
     scope.finish(&pool);
 }
+
+both_transports!(printed_and_logged_lines_reach_the_host_log_tagged_with_the_worker);
