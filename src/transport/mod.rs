@@ -95,7 +95,9 @@ pub(crate) enum Buffers {
     /// after a crash): its arguments stay as they are.
     Keep,
     /// The request is not sent again: once it is on the wire, its binary
-    /// arguments' memory may hold the result.
+    /// arguments' memory may hold the result. (A transport that took them
+    /// must not then report the call as never run: it could not be placed
+    /// again whole.)
     Recycle,
 }
 
