@@ -233,11 +233,7 @@ fn by_outcome_in(s: &BTreeMap<Sample, f64>, pool: &str, outcome: &str) -> f64 {
     value(
         s,
         "snakepit_calls_total",
-        &[
-            ("pool", pool),
-            ("worker", "worker-0"),
-            ("outcome", outcome),
-        ],
+        &[("pool", pool), ("worker", "worker-0"), ("outcome", outcome)],
     )
 }
 

@@ -391,7 +391,10 @@ mod tests {
         // The numbers between them and Error stay unknown.
         let mut unknown = encode_head(Kind::Event, 0, 0, b"", &[]);
         unknown[2] = 14;
-        assert!(matches!(read_all(&unknown, 1 << 20), Err(ReadError::Bad(_))));
+        assert!(matches!(
+            read_all(&unknown, 1 << 20),
+            Err(ReadError::Bad(_))
+        ));
     }
 
     #[test]

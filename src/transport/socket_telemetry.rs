@@ -114,9 +114,8 @@ impl SocketTelemetry {
             .map_err(|e| unavailable(&e))?;
         let deadline = Instant::now() + FRAME_WAIT;
         let ended = &self.ended;
-        let mut keep_waiting = |_: &&mut BufReader<UnixStream>| {
-            Instant::now() < deadline && !ended.load(SeqCst)
-        };
+        let mut keep_waiting =
+            |_: &&mut BufReader<UnixStream>| Instant::now() < deadline && !ended.load(SeqCst);
         let read = FrameReader {
             stream: &mut inbound.reader,
             limit: self.limit,
@@ -181,10 +180,12 @@ impl TelemetryFeed for SocketTelemetry {
     }
 
     fn send(&self, control: TelemetryControl, timeout: Duration) -> Result<(), TransportError> {
-        let message = control.write_to_bytes().map_err(|e| TransportError::Failed {
-            code: "INTERNAL".into(),
-            message: format!("encoding a telemetry control: {e}"),
-        })?;
+        let message = control
+            .write_to_bytes()
+            .map_err(|e| TransportError::Failed {
+                code: "INTERNAL".into(),
+                message: format!("encoding a telemetry control: {e}"),
+            })?;
         if message.len() > self.limit {
             return Err(TransportError::Failed {
                 code: "INVALID_ARGUMENT".into(),
