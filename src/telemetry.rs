@@ -3,9 +3,10 @@
 //! A tool reports what it measured with `telemetry.emit(...)` or
 //! `telemetry.span(...)` in Python. The worker keeps the events in a
 //! bounded buffer that drops the oldest when full (so a tool never waits
-//! on telemetry), and serves them on the `StreamTelemetry` rpc. The pool
-//! opens that stream to each worker process it starts, on a thread of its
-//! own per process, and hands each event, in order, to the event hook
+//! on telemetry), and serves them on its telemetry stream (the
+//! `StreamTelemetry` rpc on gRPC, a connection of event and control frames
+//! on the socket transport). The pool opens that stream to each worker
+//! process it starts, on a thread of its own per process, and hands each event, in order, to the event hook
 //! ([`HandleEvent::telemetry`](crate::events::HandleEvent::telemetry)) as a
 //! [`TelemetryEvent`]. A recycled or restarted worker's new process gets a
 //! fresh stream; events still buffered in a process that ends are lost.

@@ -8,7 +8,8 @@
 //!
 //! The tests run one at a time (a lock): the host's descriptor and thread
 //! counts are read around each scenario and must be its own, and the crash
-//! storm SIGKILLs any child process of this test binary.
+//! storm SIGKILLs any child process of this test binary. Every scenario runs
+//! on both transports (`grpc::` and `socket::`).
 
 mod common;
 mod fault_kit;
@@ -17,6 +18,7 @@ use std::sync::{Mutex, MutexGuard, Once};
 
 use common::Scope;
 use fault_kit::{Scale, Tally};
+use snakepit::Transport;
 
 /// Growth of the host's resident memory one scenario may leave: allocator
 /// arenas of the caller threads and gRPC's buffers, which a second run
@@ -24,14 +26,19 @@ use fault_kit::{Scale, Tally};
 /// pass it: `garbage_output` writes three times as much.
 const RSS_BOUND: i64 = 8 << 20;
 
-/// Runs `name` alone, with a warmed-up gRPC, in a fresh scope; checks what
+/// Runs `name` alone, with the variant's transport warmed up (gRPC's
+/// process-wide threads and allocations), in a fresh scope; checks what
 /// every scenario promises, and returns its tally for the test's own checks.
 fn run(name: &'static str) -> Tally {
     static SERIAL: Mutex<()> = Mutex::new(());
-    static WARM: Once = Once::new();
+    static WARM: [Once; 2] = [Once::new(), Once::new()];
     let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let scope = Scope::new(name);
-    WARM.call_once(|| fault_kit::warm_up(scope.builder()).expect("warm-up"));
+    let warm = match scope.transport {
+        Transport::Socket => &WARM[1],
+        _ => &WARM[0],
+    };
+    warm.call_once(|| fault_kit::warm_up(scope.builder()).expect("warm-up"));
 
     let tally =
         fault_kit::run(name, scope.builder(), Scale::SMALL).unwrap_or_else(|e| panic!("{e}"));
@@ -63,7 +70,6 @@ fn run(name: &'static str) -> Tally {
     tally
 }
 
-#[test]
 fn a_crash_storm_fails_only_plain_calls_and_only_as_crashes() {
     let tally = run("crash_storm");
     assert!(tally.extra["kills"] > 0 && tally.extra["crashes_counted"] > 0);
@@ -76,13 +82,11 @@ fn a_crash_storm_fails_only_plain_calls_and_only_as_crashes() {
     );
 }
 
-#[test]
 fn a_frozen_worker_is_a_hang_not_a_crash() {
     let tally = run("stop_and_continue");
     assert_eq!(tally.failures(), 0, "{tally:?}");
 }
 
-#[test]
 fn a_connection_cut_mid_reply_fails_that_call_only() {
     let tally = run("cut_connection");
     // The cut calls failed (transport or crash, checked by the kit); every
@@ -90,7 +94,6 @@ fn a_connection_cut_mid_reply_fails_that_call_only() {
     assert_eq!(tally.failures(), tally.extra["cuts"], "{tally:?}");
 }
 
-#[test]
 fn garbage_on_a_worker_output_costs_the_host_nothing() {
     let tally = run("garbage_output");
     assert_eq!(tally.failures(), 0, "{tally:?}");
@@ -99,14 +102,12 @@ fn garbage_on_a_worker_output_costs_the_host_nothing() {
     );
 }
 
-#[test]
 fn recycling_while_streaming_loses_no_chunk() {
     let tally = run("recycle_while_streaming");
     assert_eq!(tally.failures(), 0, "{tally:?}");
     assert!(tally.extra["recycles"] > 0);
 }
 
-#[test]
 fn shutdown_while_streaming_finishes_short_streams_and_ends_long_ones() {
     let tally = run("shutdown_while_streaming");
     let long_streams = 2 * u64::from(Scale::SMALL.rounds);
@@ -117,3 +118,12 @@ fn shutdown_while_streaming_finishes_short_streams_and_ends_long_ones() {
     );
     assert_eq!(tally.failures(), long_streams, "{tally:?}");
 }
+
+both_transports!(
+    a_crash_storm_fails_only_plain_calls_and_only_as_crashes,
+    a_frozen_worker_is_a_hang_not_a_crash,
+    a_connection_cut_mid_reply_fails_that_call_only,
+    garbage_on_a_worker_output_costs_the_host_nothing,
+    recycling_while_streaming_loses_no_chunk,
+    shutdown_while_streaming_finishes_short_streams_and_ends_long_ones,
+);

@@ -1,5 +1,8 @@
 //! Feature `metrics`: a pool's calls and stats reach an installed `metrics`
-//! exporter under the documented Prometheus names, labels and values.
+//! exporter under the documented Prometheus names, labels and values. Every
+//! test runs on both transports (`grpc::` and `socket::`): the recorder is
+//! the process's, but metrics are labelled per pool, so each variant names
+//! its pools apart ([`pool_name`]).
 
 mod common;
 
@@ -10,7 +13,7 @@ use std::time::Duration;
 use common::{wait_until, Scope, SHOWCASE};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-use snakepit::{CallOptions, ErrorKind, Pool, PoolSet};
+use snakepit::{CallOptions, ErrorKind, Pool, PoolSet, Transport};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -28,6 +31,21 @@ fn exporter() -> &'static PrometheusHandle {
             .install_recorder()
             .unwrap()
     })
+}
+
+/// The transport of this test variant, as the configuration file spells it.
+fn transport_key() -> &'static str {
+    match common::transport() {
+        Transport::Socket => "socket",
+        _ => "grpc",
+    }
+}
+
+/// The name of this variant's pool `base`, e.g. `metered_socket`: the two
+/// variants of a test share the recorder, so their series must differ by
+/// their `pool` label.
+fn pool_name(base: &str) -> String {
+    format!("{base}_{}", transport_key())
 }
 
 /// One sample of a scrape: its name and labels (sorted, whatever order the
@@ -87,11 +105,12 @@ fn value(samples: &BTreeMap<Sample, f64>, name: &str, labels: &[(&str, &str)]) -
         .unwrap_or_else(|| panic!("no {key:?} in the scrape: {:#?}", samples.keys()))
 }
 
-#[test]
 fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
     let handle = exporter();
     let scope = Scope::new("metrics");
-    let pool = scope.builder().name("metered").workers(1).build().unwrap();
+    let metered = pool_name("metered");
+    let metered = metered.as_str();
+    let pool = scope.builder().name(metered).workers(1).build().unwrap();
     // Calls that succeed, raise in Python, time out (the hung process is
     // killed) and crash their worker.
     for i in 0..3 {
@@ -122,27 +141,27 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
     }));
 
     let s = scrape(&pool, handle);
-    assert_eq!(by_outcome_in(&s, "ok"), 3.0);
-    assert_eq!(by_outcome_in(&s, "python"), 1.0);
-    assert_eq!(by_outcome_in(&s, "timeout"), 1.0);
-    assert_eq!(by_outcome_in(&s, "worker_crashed"), 1.0);
+    assert_eq!(by_outcome_in(&s, metered, "ok"), 3.0);
+    assert_eq!(by_outcome_in(&s, metered, "python"), 1.0);
+    assert_eq!(by_outcome_in(&s, metered, "timeout"), 1.0);
+    assert_eq!(by_outcome_in(&s, metered, "worker_crashed"), 1.0);
 
     // The duration histogram, as a true Prometheus histogram per tool.
-    let add = [("pool", "metered"), ("tool", "add")];
+    let add = [("pool", metered), ("tool", "add")];
     assert_eq!(value(&s, "snakepit_call_duration_seconds_count", &add), 3.0);
     let sum = value(&s, "snakepit_call_duration_seconds_sum", &add);
     assert!(sum > 0.0, "sum {sum}");
-    let all = [("pool", "metered"), ("tool", "add"), ("le", "+Inf")];
+    let all = [("pool", metered), ("tool", "add"), ("le", "+Inf")];
     assert_eq!(
         value(&s, "snakepit_call_duration_seconds_bucket", &all),
         3.0
     );
-    let sleep = [("pool", "metered"), ("tool", "sleep")];
+    let sleep = [("pool", metered), ("tool", "sleep")];
     let slept = value(&s, "snakepit_call_duration_seconds_sum", &sleep);
     assert!(slept >= 0.3, "the timed-out call took {slept}s");
 
     // The stats snapshot: the pool's counters, as PoolStats has them.
-    let pool_only = [("pool", "metered")];
+    let pool_only = [("pool", metered)];
     let stats = pool.stats();
     assert_eq!(value(&s, "snakepit_call_timeouts_total", &pool_only), 1.0);
     assert_eq!(value(&s, "snakepit_worker_crashes_total", &pool_only), 1.0);
@@ -155,7 +174,7 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
         value(
             &s,
             "snakepit_worker_kills_total",
-            &[("pool", "metered"), ("reason", reason)],
+            &[("pool", metered), ("reason", reason)],
         )
     };
     assert_eq!((kills("hung"), kills("unhealthy")), (1.0, 0.0));
@@ -163,7 +182,7 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
         value(
             &s,
             "snakepit_worker_recycles_total",
-            &[("pool", "metered"), ("reason", reason)],
+            &[("pool", metered), ("reason", reason)],
         )
     };
     assert_eq!((recycles("manual"), recycles("memory")), (1.0, 0.0));
@@ -173,7 +192,7 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
         value(
             &s,
             "snakepit_workers",
-            &[("pool", "metered"), ("state", state)],
+            &[("pool", metered), ("state", state)],
         )
     };
     assert_eq!((workers("ready"), workers("starting")), (1.0, 0.0));
@@ -204,54 +223,51 @@ fn calls_workers_and_queue_are_scraped_with_prometheus_names() {
     let s = scrape(&pool, handle);
     assert_eq!(value(&s, "snakepit_queue_depth", &pool_only), 0.0);
     assert_eq!(value(&s, "snakepit_calls_in_flight", &pool_only), 0.0);
-    assert_eq!(by_outcome_in(&s, "ok"), 5.0);
+    assert_eq!(by_outcome_in(&s, metered, "ok"), 5.0);
 
     scope.finish(&pool);
 }
 
-/// `snakepit_calls_total` of the test's one worker for `outcome`.
-fn by_outcome_in(s: &BTreeMap<Sample, f64>, outcome: &str) -> f64 {
+/// `snakepit_calls_total` of pool `pool`'s one worker for `outcome`.
+fn by_outcome_in(s: &BTreeMap<Sample, f64>, pool: &str, outcome: &str) -> f64 {
     value(
         s,
         "snakepit_calls_total",
-        &[
-            ("pool", "metered"),
-            ("worker", "worker-0"),
-            ("outcome", outcome),
-        ],
+        &[("pool", pool), ("worker", "worker-0"), ("outcome", outcome)],
     )
 }
 
-#[test]
 fn each_pool_of_a_set_has_its_own_series() {
     let handle = exporter();
     let scope = Scope::new("metrics-set");
     let path = scope.path("snakepit.toml");
+    let (set_a, set_b) = (pool_name("set_a"), pool_name("set_b"));
     let pool = |name: &str| format!("[pools.{name}]\nadapter = \"{SHOWCASE}\"\nworkers = 1\n");
     let config = format!(
-        "[defaults]\nstartup_timeout = \"60s\"\nenv = {{ SNAKEPIT_TEST_TAG = \"{}\" }}\n\n{}{}",
+        "[defaults]\nstartup_timeout = \"60s\"\ntransport = \"{}\"\nenv = {{ SNAKEPIT_TEST_TAG = \"{}\" }}\n\n{}{}",
+        transport_key(),
         scope.tag,
-        pool("set_a"),
-        pool("set_b")
+        pool(&set_a),
+        pool(&set_b)
     );
     std::fs::write(&path, config).unwrap();
     let set = PoolSet::from_config_file(&path).unwrap();
     assert!(set.failures().is_empty(), "{:?}", set.failures());
 
     for _ in 0..2 {
-        set.pool("set_a")
+        set.pool(&set_a)
             .unwrap()
             .execute_blocking("ping", json!({}))
             .unwrap();
     }
-    set.pool("set_b")
+    set.pool(&set_b)
         .unwrap()
         .execute_blocking("ping", json!({}))
         .unwrap();
     set.record_metrics();
     let s = render(handle);
 
-    for (name, calls) in [("set_a", 2.0), ("set_b", 1.0)] {
+    for (name, calls) in [(set_a.as_str(), 2.0), (set_b.as_str(), 1.0)] {
         let ok = [("pool", name), ("worker", "worker-0"), ("outcome", "ok")];
         assert_eq!(value(&s, "snakepit_calls_total", &ok), calls, "{name}");
         let ready = [("pool", name), ("state", "ready")];
@@ -262,11 +278,12 @@ fn each_pool_of_a_set_has_its_own_series() {
     scope.assert_no_processes();
 }
 
-#[test]
 fn telemetry_events_are_counted_by_name_and_their_measurements_sampled() {
     let handle = exporter();
     let scope = Scope::new("metrics-telemetry");
-    let pool = scope.builder().name("told").workers(1).build().unwrap();
+    let told = pool_name("told");
+    let told = told.as_str();
+    let pool = scope.builder().name(told).workers(1).build().unwrap();
     // Events reach the host on the worker's telemetry stream, after the
     // call's reply: wait for the host to have them all.
     let emitted = pool
@@ -280,7 +297,7 @@ fn telemetry_events_are_counted_by_name_and_their_measurements_sampled() {
     );
     let samples = scrape(&pool, handle);
     let labels = [
-        ("pool", "told"),
+        ("pool", told),
         ("worker", "worker-0"),
         ("event", "tick.metric"),
     ];
@@ -290,7 +307,7 @@ fn telemetry_events_are_counted_by_name_and_their_measurements_sampled() {
     );
     // `i` runs 0..20: 20 samples summing to 190.
     let measured = [
-        ("pool", "told"),
+        ("pool", told),
         ("event", "tick.metric"),
         ("measurement", "i"),
     ];
@@ -306,9 +323,15 @@ fn telemetry_events_are_counted_by_name_and_their_measurements_sampled() {
         value(
             &samples,
             "snakepit_telemetry_dropped_total",
-            &[("pool", "told")]
+            &[("pool", told)]
         ),
         0.0
     );
     scope.finish(&pool);
 }
+
+both_transports!(
+    calls_workers_and_queue_are_scraped_with_prometheus_names,
+    each_pool_of_a_set_has_its_own_series,
+    telemetry_events_are_counted_by_name_and_their_measurements_sampled,
+);

@@ -1,7 +1,8 @@
 //! Telemetry from the tools reaches the host: in order per worker, with
 //! the call's correlation id, through the event hook; switched and sampled
 //! by the host; and a tool that floods it neither waits nor makes the host
-//! hold more than a bounded buffer.
+//! hold more than a bounded buffer. Every test runs on both transports
+//! (`grpc::` and `socket::`).
 
 mod common;
 
@@ -64,7 +65,6 @@ impl HandleEvent for Hook {
     }
 }
 
-#[test]
 fn events_emitted_in_a_tool_arrive_in_order_with_their_correlation_id() {
     let scope = Scope::new("telemetry-order");
     let recorder = Recorder::keeping();
@@ -115,7 +115,6 @@ fn events_emitted_in_a_tool_arrive_in_order_with_their_correlation_id() {
     scope.finish(&pool);
 }
 
-#[test]
 fn the_host_switches_telemetry_off_and_on_and_sets_the_sampling_rate() {
     let scope = Scope::new("telemetry-controls");
     let recorder = Recorder::keeping();
@@ -170,7 +169,6 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
-#[test]
 fn a_tool_flooding_telemetry_completes_while_the_host_reads_nothing_and_drops_are_counted() {
     let scope = Scope::new("telemetry-flood");
     // Not reading at all until the tool is done: only the worker's bounded
@@ -215,7 +213,6 @@ fn a_tool_flooding_telemetry_completes_while_the_host_reads_nothing_and_drops_ar
     scope.finish(&pool);
 }
 
-#[test]
 fn thread_profile_workers_stream_their_tools_events_too() {
     let scope = Scope::new("telemetry-threads");
     let recorder = Recorder::keeping();
@@ -259,3 +256,10 @@ fn thread_profile_workers_stream_their_tools_events_too() {
     }
     scope.finish(&pool);
 }
+
+both_transports!(
+    events_emitted_in_a_tool_arrive_in_order_with_their_correlation_id,
+    the_host_switches_telemetry_off_and_on_and_sets_the_sampling_rate,
+    a_tool_flooding_telemetry_completes_while_the_host_reads_nothing_and_drops_are_counted,
+    thread_profile_workers_stream_their_tools_events_too,
+);

@@ -52,8 +52,29 @@ EXECUTE_STREAM, CHUNK = 5, 6
 CLEANUP, CLEANUP_DONE = 7, 8
 DESCRIBE, DESCRIBED = 9, 10
 ERROR = 15
+# The telemetry stream's kinds, which are no request and reply: the host
+# opens the stream on a connection of its own with TELEMETRY_OPEN (an empty
+# message, or a first TelemetryControl); the worker then writes one EVENT
+# frame per TelemetryEvent and the host one CONTROL frame per
+# TelemetryControl.
+TELEMETRY_OPEN, EVENT, CONTROL = 11, 12, 13
 KINDS = frozenset(
-    {PING, PONG, EXECUTE, RESULT, EXECUTE_STREAM, CHUNK, CLEANUP, CLEANUP_DONE, DESCRIBE, DESCRIBED, ERROR}
+    {
+        PING,
+        PONG,
+        EXECUTE,
+        RESULT,
+        EXECUTE_STREAM,
+        CHUNK,
+        CLEANUP,
+        CLEANUP_DONE,
+        DESCRIBE,
+        DESCRIBED,
+        ERROR,
+        TELEMETRY_OPEN,
+        EVENT,
+        CONTROL,
+    }
 )
 
 # The flags of an ERROR frame.

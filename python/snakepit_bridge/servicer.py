@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Generator, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping, Protocol
 
 from . import __version__, protocol, serialization, telemetry
 from .adapter_provider import AdapterProvider, stream_items, unary_result
@@ -392,15 +392,7 @@ class BridgeServicer:
         threading.Thread(
             target=_apply_controls, args=(request_iterator, buffer), name="snakepit-telemetry", daemon=True
         ).start()
-        reported = buffer.dropped
-        while context.is_active():
-            events = buffer.drain(TELEMETRY_BATCH, TELEMETRY_POLL_S)
-            dropped = buffer.dropped
-            if dropped > reported:
-                yield _dropped_message(dropped - reported)
-                reported = dropped
-            for event in events:
-                yield _event_message(event)
+        yield from telemetry_messages(buffer, context.is_active)
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         """The grpc handler that routes ``BridgeService`` paths to this object."""
@@ -429,18 +421,41 @@ class BridgeServicer:
         return grpc.method_handlers_generic_handler(protocol.SERVICE_NAME, handlers)
 
 
+def telemetry_messages(buffer: telemetry.EventBuffer, is_active: Callable[[], bool]) -> Iterator[DynamicMessage]:
+    """The telemetry stream's messages, whatever carries them: ``buffer``'s
+    events as wire ``TelemetryEvent`` messages, in order, as they come, each batch
+    preceded by a :data:`DROPPED_EVENT` when the buffer dropped events since
+    the last one; until ``is_active()`` says the host is gone (asked at least
+    every :data:`TELEMETRY_POLL_S`)."""
+    reported = buffer.dropped
+    while is_active():
+        events = buffer.drain(TELEMETRY_BATCH, TELEMETRY_POLL_S)
+        dropped = buffer.dropped
+        if dropped > reported:
+            yield _dropped_message(dropped - reported)
+            reported = dropped
+        for event in events:
+            yield _event_message(event)
+
+
+def apply_control(control: DynamicMessage, buffer: telemetry.EventBuffer) -> None:
+    """Applies one of the host's telemetry controls (on/off, sampling rate)
+    to ``buffer``; a kind it does not know is ignored."""
+    which = control.WhichOneof("control")
+    if which == "toggle":
+        buffer.enabled = bool(control.toggle.enabled)
+        log.debug("telemetry %s", "on" if buffer.enabled else "off")
+    elif which == "sampling":
+        buffer.sampling_rate = min(1.0, max(0.0, float(control.sampling.sampling_rate)))
+        log.debug("telemetry sampling rate %s", buffer.sampling_rate)
+
+
 def _apply_controls(controls: Iterator[DynamicMessage], buffer: telemetry.EventBuffer) -> None:
     """Applies the host's telemetry controls to ``buffer`` until the host
     stops sending them."""
     try:
         for control in controls:
-            which = control.WhichOneof("control")
-            if which == "toggle":
-                buffer.enabled = bool(control.toggle.enabled)
-                log.debug("telemetry %s", "on" if buffer.enabled else "off")
-            elif which == "sampling":
-                buffer.sampling_rate = min(1.0, max(0.0, float(control.sampling.sampling_rate)))
-                log.debug("telemetry sampling rate %s", buffer.sampling_rate)
+            apply_control(control, buffer)
     except Exception as error:  # noqa: BLE001 - the stream ended: nothing more to apply
         log.debug("telemetry controls ended: %s", error)
 

@@ -12,6 +12,10 @@ Nothing here imports grpc: a worker on this transport starts without it,
 unless host tools are in use (``--elixir-address``), whose callback client
 stays on gRPC.
 
+A connection that opens with a TELEMETRY_OPEN frame is the host's
+telemetry stream (:class:`TelemetryStream`): events out, controls in, until
+the host closes it.
+
 A cancel is the host closing the connection: a streaming call notices it
 before each item and closes the tool's generator. A host that sends bytes
 that are not a frame (garbage, a frame past the size limit) is not our host
@@ -33,12 +37,12 @@ import threading
 import time
 from typing import Any, Callable, NoReturn
 
-from . import frames, protocol
+from . import frames, protocol, telemetry
 from .adapter_provider import AdapterProvider
 from .command_line import WorkerOptions
 from .lifetime import EXIT_BIND, StopSignals, end_process, exit_with, write_ready_file
 from .protocol import DynamicMessage
-from .servicer import ERROR_CHUNK_KEY, BridgeServicer
+from .servicer import ERROR_CHUNK_KEY, TELEMETRY_POLL_S, BridgeServicer, apply_control, telemetry_messages
 
 SHUTDOWN_GRACE_S = 1.0
 """How long SIGTERM lets calls in flight finish."""
@@ -118,6 +122,10 @@ class Connection:
                     host_broke_protocol(str(error))
                 except OSError as error:
                     log.debug("host connection failed: %s", error)
+                    return
+                if frame.kind == frames.TELEMETRY_OPEN:
+                    # Not a call: a stop does not wait for it.
+                    TelemetryStream(self.sock, self.reader).serve(frame)
                     return
                 with self.calls:
                     self.dispatch(frame)
@@ -209,6 +217,83 @@ class Connection:
 
 _NO_CONTEXT: Any = None
 """The context the unary rpcs get here: they do not use it."""
+
+
+class TelemetryStream:
+    """A host connection that opened with a TELEMETRY_OPEN frame: the
+    telemetry stream. A thread of its own sends the event buffer's events
+    as EVENT frames (the loop :func:`~.servicer.telemetry_messages` shared
+    with gRPC's ``StreamTelemetry``), while the connection's thread reads
+    CONTROL frames and applies them. The stream ends when the host closes
+    the connection; without an event buffer (another backend was set) it
+    ends at once."""
+
+    def __init__(self, sock: socket.socket, reader: frames.FrameReader) -> None:
+        self.sock = sock
+        self.reader = reader
+        self._open = threading.Event()
+        self._open.set()
+
+    def is_active(self) -> bool:
+        """Whether the host still reads the stream."""
+        return self._open.is_set()
+
+    def serve(self, opening: frames.Frame) -> None:
+        """Serves the stream that ``opening`` (the TELEMETRY_OPEN frame, with
+        an optional first control) began, until the host closes it."""
+        buffer = telemetry.get_backend()
+        if not isinstance(buffer, telemetry.EventBuffer):
+            log.debug("no telemetry buffer: the telemetry stream ends")
+            return
+        if opening.message:
+            self.apply(opening.message, buffer)
+        sender = threading.Thread(target=self.send_events, args=(buffer,), name="snakepit-telemetry", daemon=True)
+        sender.start()
+        try:
+            self.read_controls(buffer)
+        finally:
+            self._open.clear()
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            # The sender sees the stream closed within one drain wait.
+            sender.join(TELEMETRY_POLL_S * 10)
+
+    def send_events(self, buffer: telemetry.EventBuffer) -> None:
+        """Sends the buffer's events, one EVENT frame each, while the stream
+        is open."""
+        try:
+            for message in telemetry_messages(buffer, self.is_active):
+                frames.send_frame(self.sock, frames.EVENT, 0, message.SerializeToString())
+        except OSError as error:
+            log.debug("telemetry stream closed while sending: %s", error)
+        finally:
+            self._open.clear()
+
+    def read_controls(self, buffer: telemetry.EventBuffer) -> None:
+        """Applies the host's CONTROL frames until it closes the connection
+        (or the sender found it closed)."""
+        while self.is_active():
+            try:
+                frame = self.reader.read()
+            except (frames.Closed, frames.Truncated, OSError):
+                return
+            except frames.BadFrame as error:
+                host_broke_protocol(str(error))
+            if frame.kind != frames.CONTROL:
+                log.warning("a frame of kind %d on the telemetry stream; closing it", frame.kind)
+                return
+            self.apply(frame.message, buffer)
+
+    @staticmethod
+    def apply(message: bytes, buffer: telemetry.EventBuffer) -> None:
+        """Applies one encoded ``TelemetryControl``; one that does not parse
+        is logged and skipped."""
+        try:
+            control = protocol.TelemetryControl.FromString(message)
+        except Exception as error:  # noqa: BLE001 - a bad control is skipped
+            log.warning("a telemetry control that does not parse: %s", error)
+            return
+        apply_control(control, buffer)
 
 
 def host_broke_protocol(reason: str) -> NoReturn:

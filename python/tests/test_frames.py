@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -11,9 +12,9 @@ import threading
 from typing import Any, Callable
 
 import pytest
-from conftest import PYTHON_DIR, SHOWCASE, RunningWorker, tool_request
+from conftest import PYTHON_DIR, SHOWCASE, RunningWorker, tool_request, wait_until
 
-from snakepit_bridge import frames, protocol
+from snakepit_bridge import frames, protocol, socket_server, telemetry
 
 StartWorker = Callable[..., RunningWorker]
 
@@ -103,6 +104,81 @@ def test_garbage_a_cut_frame_and_a_clean_close_are_told_apart() -> None:
             frames.FrameReader(b, 1 << 20).read()
 
 
+def test_the_telemetry_kinds_are_frames_of_their_own_numbers() -> None:
+    assert (frames.TELEMETRY_OPEN, frames.EVENT, frames.CONTROL) == (11, 12, 13)
+    a, b = _pair()
+    with a, b:
+        reader = frames.FrameReader(b, 1 << 20)
+        for kind in (frames.TELEMETRY_OPEN, frames.EVENT, frames.CONTROL):
+            frames.send_frame(a, kind, 0, b"message")
+            frame = reader.read()
+            assert (frame.kind, frame.call_id, frame.message, frame.segments) == (kind, 0, b"message", {})
+        # 14 stays unknown: bytes of another protocol.
+        a.sendall(frames.HEADER.pack(frames.MAGIC, 14, 0, 0, 0, 0))
+        with pytest.raises(frames.BadFrame, match="unknown frame kind 14"):
+            reader.read()
+
+
+def _control(**fields: Any) -> bytes:
+    """An encoded ``TelemetryControl``: ``enabled=`` a toggle or ``rate=`` a
+    sampling update (one of them: they are a ``oneof``)."""
+    control = protocol.TelemetryControl()
+    if "enabled" in fields:
+        control.toggle.enabled = fields["enabled"]
+    if "rate" in fields:
+        control.sampling.sampling_rate = fields["rate"]
+    return bytes(control.SerializeToString())
+
+
+def _next_event(reader: frames.FrameReader) -> Any:
+    frame = reader.read()
+    assert frame.kind == frames.EVENT
+    return protocol.TelemetryEvent.FromString(frame.message)
+
+
+def test_a_telemetry_stream_sends_events_applies_controls_and_ends_with_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    buffer = telemetry.EventBuffer(capacity=100)
+    monkeypatch.setattr(telemetry, "_backend", buffer)
+    host, worker = _pair()
+    stream = socket_server.TelemetryStream(worker, frames.FrameReader(worker, 1 << 20))
+    opening = frames.Frame(frames.TELEMETRY_OPEN, 0, 0, _control(rate=0.5))
+    served = threading.Thread(target=stream.serve, args=(opening,))
+    served.start()
+    with host:
+        reader = frames.FrameReader(host, 1 << 20)
+        # The opening frame's control is applied before any event goes.
+        assert buffer.sampling_rate == 0.5
+        buffer.sampling_rate = 1.0
+        for i in range(3):
+            telemetry.emit("stream.tick", {"i": i}, correlation_id="c-1")
+        events = [_next_event(reader) for _ in range(3)]
+        assert [list(e.event_parts) for e in events] == [["stream", "tick"]] * 3
+        assert [e.measurements["i"].int_value for e in events] == [0, 1, 2]
+        assert {e.correlation_id for e in events} == {"c-1"}
+
+        frames.send_frame(host, frames.CONTROL, 0, _control(enabled=False))
+        wait_until(lambda: not buffer.enabled, 10, "the toggle to be applied")
+        frames.send_frame(host, frames.CONTROL, 0, _control(enabled=True))
+        frames.send_frame(host, frames.CONTROL, 0, _control(rate=0.25))
+        wait_until(lambda: buffer.enabled and buffer.sampling_rate == 0.25, 10, "both controls")
+        assert served.is_alive()
+    # The host closed the connection: the stream and its sender end.
+    served.join(10)
+    assert not served.is_alive()
+    assert not stream.is_active()
+    assert not any(t.name == "snakepit-telemetry" for t in threading.enumerate())
+
+
+def test_a_telemetry_stream_without_an_event_buffer_ends_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telemetry, "_backend", None)
+    host, worker = _pair()
+    with host, worker:
+        stream = socket_server.TelemetryStream(worker, frames.FrameReader(worker, 1 << 20))
+        stream.serve(frames.Frame(frames.TELEMETRY_OPEN, 0, 0, b""))
+
+
 class SocketClient:
     """The host's side of one connection, in Python."""
 
@@ -184,3 +260,48 @@ def test_the_socket_worker_never_imports_grpc() -> None:
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_socket_worker_streams_its_tools_events_on_a_telemetry_connection(socket_worker: RunningWorker) -> None:
+    path = str(socket_worker.socket_path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stream:
+        stream.connect(path)
+        frames.send_frame(stream, frames.TELEMETRY_OPEN, 0, b"")
+        events = frames.FrameReader(stream, 1 << 20)
+        client = SocketClient(path)
+        request = tool_request("emit_events", n=50, name="socket.tick")
+        request.metadata[telemetry.CORRELATION_HEADER] = "sock-1"
+        reply = client.call(frames.EXECUTE, request)
+        assert protocol.ExecuteToolResponse.FromString(reply.message).success
+        got = [_next_event(events) for _ in range(50)]
+        assert [e.measurements["i"].int_value for e in got] == list(range(50))
+        assert {e.correlation_id for e in got} == {"sock-1"}
+
+        # A control on the stream reaches the worker's buffer.
+        frames.send_frame(stream, frames.CONTROL, 0, _control(enabled=False))
+
+        def settings() -> Any:
+            reply = client.call(frames.EXECUTE, tool_request("telemetry_settings"))
+            return json.loads(protocol.ExecuteToolResponse.FromString(reply.message).result.value)
+
+        wait_until(lambda: settings()["enabled"] is False, 10, "telemetry to be switched off")
+    # The stream closed, the worker serves on, and a new stream can be opened
+    # (its opening control switches telemetry back on).
+    assert SocketClient(path).call(frames.PING, protocol.PingRequest()).kind == frames.PONG
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stream:
+        stream.connect(path)
+        frames.send_frame(stream, frames.TELEMETRY_OPEN, 0, _control(enabled=True))
+        stream.settimeout(2.0)
+        events = frames.FrameReader(stream, 1 << 20)
+        client = SocketClient(path)
+        # The closed stream's sender may still take one batch from the buffer
+        # before it sees the stream gone (those events are lost): emit again
+        # until one arrives here.
+        for attempt in range(5):
+            client.call(frames.EXECUTE, tool_request("emit_events", n=1, name=f"again.{attempt}"))
+            with contextlib.suppress(socket.timeout):
+                event = _next_event(events)
+                break
+        else:
+            pytest.fail("no event on the second telemetry stream")
+        assert list(event.event_parts)[0] == "again"

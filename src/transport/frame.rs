@@ -39,7 +39,10 @@ const SPARE_MIN: usize = 64 * 1024;
 const MAX_NAME_LEN: u32 = 4096;
 
 /// What a frame carries. Requests are odd, their replies the next even
-/// number; [`Kind::Error`] answers any request.
+/// number; [`Kind::Error`] answers any request. The telemetry stream's
+/// kinds (11 to 13) are no request and reply: after a
+/// [`Kind::TelemetryOpen`], its connection carries events one way and
+/// controls the other, each frame on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
@@ -63,6 +66,13 @@ pub(crate) enum Kind {
     Describe = 9,
     /// `InitializeSessionResponse`.
     Described = 10,
+    /// The host opens the telemetry stream on a connection of its own:
+    /// empty, or a first `TelemetryControl`.
+    TelemetryOpen = 11,
+    /// One `TelemetryEvent`, worker to host, on the telemetry stream.
+    Event = 12,
+    /// One `TelemetryControl`, host to worker, on the telemetry stream.
+    Control = 13,
     /// The request failed outside the tool; `flags` holds an
     /// [`ErrorCode`], the message is UTF-8 text.
     Error = 15,
@@ -81,6 +91,9 @@ impl Kind {
             8 => Kind::CleanupDone,
             9 => Kind::Describe,
             10 => Kind::Described,
+            11 => Kind::TelemetryOpen,
+            12 => Kind::Event,
+            13 => Kind::Control,
             15 => Kind::Error,
             _ => return None,
         })
@@ -411,6 +424,28 @@ mod tests {
         let (_, data) = &frame.segments[0];
         assert_eq!(data, &small);
         assert!(data.capacity() < 1 << 20, "{}", data.capacity());
+    }
+
+    #[test]
+    fn the_telemetry_kinds_are_read_by_their_numbers() {
+        for (kind, byte) in [
+            (Kind::TelemetryOpen, 11u8),
+            (Kind::Event, 12),
+            (Kind::Control, 13),
+        ] {
+            let mut out = Vec::new();
+            write_frame(&mut out, kind, 0, b"event", &[]).unwrap();
+            assert_eq!(out[2], byte);
+            let frame = read_all(&out, 1 << 20).unwrap();
+            assert_eq!((frame.kind, frame.message), (Some(kind), b"event".to_vec()));
+        }
+        // The numbers between them and Error stay unknown.
+        let mut unknown = encode_head(Kind::Event, 0, 0, b"", &[]);
+        unknown[2] = 14;
+        assert!(matches!(
+            read_all(&unknown, 1 << 20),
+            Err(ReadError::Bad(_))
+        ));
     }
 
     #[test]

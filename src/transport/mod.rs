@@ -15,6 +15,7 @@ pub(crate) mod credentials;
 pub(crate) mod frame;
 pub(crate) mod grpc;
 pub(crate) mod socket;
+pub(crate) mod socket_telemetry;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;

@@ -9,7 +9,8 @@
 //! not end cleanly (a timeout, a cancelled stream, a bad frame, a broken
 //! pipe) is closed, never reused: closing it is also how a cancel reaches
 //! the worker, whose loop for that connection then stops the tool's
-//! generator.
+//! generator. The process's telemetry stream has a connection of its own
+//! ([`super::socket_telemetry`]).
 
 use std::cell::Cell;
 use std::io::{BufReader, ErrorKind};
@@ -23,7 +24,8 @@ use parking_lot::Mutex;
 use protobuf::Message;
 
 use super::frame::{self, error_code, Frame, FrameReader, Kind, ReadError};
-use super::{Buffers, Connect, PingInfo, Transport, TransportError};
+use super::socket_telemetry::SocketTelemetry;
+use super::{Buffers, Connect, PingInfo, TelemetryFeed, Transport, TransportError};
 use crate::deadline::later;
 use crate::protocol::messages::{
     CleanupSessionRequest, CleanupSessionResponse, ExecuteToolRequest, ExecuteToolResponse,
@@ -606,6 +608,12 @@ impl Transport for SocketTransport {
         };
         self.unary::<PingResponse>(Kind::Ping, Kind::Pong, &req, deadline)
             .map(PingInfo::from)
+    }
+
+    fn telemetry(&self) -> Result<Arc<dyn TelemetryFeed>, TransportError> {
+        // A connection of its own, for as long as the process lives.
+        let feed = SocketTelemetry::open(&self.path, self.limit)?;
+        Ok(Arc::new(feed))
     }
 }
 
