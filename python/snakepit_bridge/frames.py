@@ -126,8 +126,9 @@ class FrameReader:
         first segment of about its size is received into it.
 
         New memory costs a page fault per page on first touch (on a VM,
-        about 5 µs a page: 85 ms for 64 MiB, more than the copy itself);
-        memory already touched does not. The buffer is held only until the
+        several times what the copy itself costs; see
+        ``examples/bench_python_worker.py``); memory already touched does
+        not. The buffer is held only until the
         next frame: used then, or freed."""
         best: bytearray | None = None
         while segments:

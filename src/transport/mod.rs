@@ -86,8 +86,9 @@ pub(crate) trait Transport: Send + Sync {
 /// Whether a call's binary arguments must survive the call.
 ///
 /// A large binary result received into fresh memory pays a page fault per
-/// page on first touch (on this project's VMs, about 5 µs a page: 85 ms
-/// for 64 MiB, more than the copies themselves). The call's own binary
+/// page on first touch (on this project's VMs, several times what copying
+/// into memory already touched costs: `examples/bench_python_worker.py`
+/// measures both). The call's own binary
 /// arguments are memory the caller already touched, and they are dropped
 /// once sent: receiving the result into them instead costs no fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
