@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use grpcio::{
-    ChannelBuilder, EnvBuilder, Metadata, RpcContext, RpcStatus, RpcStatusCode, Server,
+    ChannelBuilder, Environment, Metadata, RpcContext, RpcStatus, RpcStatusCode, Server,
     ServerBuilder, ServerCredentials, ServiceBuilder, UnarySink,
 };
 use parking_lot::Mutex;
@@ -361,6 +361,7 @@ impl HostServer {
         socket_dir: &Path,
         max_message_bytes: usize,
         token: Option<PoolToken>,
+        env: Arc<Environment>,
     ) -> Result<HostServer, String> {
         let threads = if tools.is_empty() { 0 } else { threads };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
@@ -395,14 +396,9 @@ impl HostServer {
 
         let socket = socket_dir.join(SOCKET_NAME);
         let address = format!("unix:{}", socket.display());
-        // One completion queue of its own: callbacks never wait behind the
-        // pool's client traffic, and vice versa.
-        let env = Arc::new(
-            EnvBuilder::new()
-                .cq_count(1)
-                .name_prefix("snakepit-host-grpc")
-                .build(),
-        );
+        // The pool's own completion-queue thread (see
+        // `transport::grpc::environment`): host tools run on threads of
+        // their own, so a callback never holds it.
         let limit = i32::try_from(max_message_bytes).unwrap_or(i32::MAX);
         let args = ChannelBuilder::new(env.clone())
             .max_receive_message_len(limit)

@@ -29,7 +29,7 @@ use crate::shared::Shared;
 use crate::socket_dir;
 use crate::stats::PoolStats;
 use crate::stream::{Stream, StreamControl};
-use crate::transport::grpc::GrpcConnector;
+use crate::transport::grpc::{self, GrpcConnector};
 use crate::transport::socket::SocketConnector;
 use crate::transport::Connect;
 use crate::work::{Command, Job, Work};
@@ -563,12 +563,14 @@ impl Pool {
         // (`registered_tools`), host tools or not.
         // Snakepit's worker scripts cannot present the token.
         let caller_token = config.worker_script.is_none().then(|| token.clone());
+        let env = grpc::environment();
         let host = match HostServer::start(
             config.host_tools.clone(),
             config.host_tool_threads,
             &socket_dir,
             config.max_message_bytes,
             caller_token,
+            env.clone(),
         ) {
             Ok(host) => Some(host),
             Err(message) => {
@@ -603,7 +605,7 @@ impl Pool {
         // directory alone (see the README's security notes).
         let connector: Arc<dyn Connect> = match config.transport {
             Transport::Socket => Arc::new(SocketConnector::new(config.max_message_bytes)),
-            _ => match GrpcConnector::new(config.max_message_bytes, &token) {
+            _ => match GrpcConnector::new(config.max_message_bytes, &token, env) {
                 Ok(connector) => Arc::new(connector),
                 Err(message) => {
                     let _ = std::fs::remove_dir_all(&socket_dir);

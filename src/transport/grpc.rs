@@ -51,13 +51,18 @@ struct RemoteChannel {
 
 impl GrpcConnector {
     /// A connector to the pool's own workers, whose channels carry messages
-    /// up to `max_message_bytes` and present `token` with every call.
-    pub fn new(max_message_bytes: usize, token: &PoolToken) -> Result<Self, String> {
+    /// up to `max_message_bytes`, present `token` with every call and run
+    /// on `env` ([`environment`]).
+    pub fn new(
+        max_message_bytes: usize,
+        token: &PoolToken,
+        env: Arc<Environment>,
+    ) -> Result<Self, String> {
         MetadataBuilder::with_capacity(1)
             .add_str(pool_token::HEADER, token.as_str())
             .map_err(|e| format!("cannot put the pool token in call metadata: {e}"))?;
         Ok(GrpcConnector {
-            env: environment(),
+            env,
             max_message_bytes,
             auth: Auth::PoolToken(Arc::from(token.as_str())),
             remote: None,
@@ -89,10 +94,19 @@ impl GrpcConnector {
     }
 }
 
-/// The completion-queue threads of one pool.
-fn environment() -> Arc<Environment> {
+/// The completion-queue thread of one pool: its channels to the workers
+/// and, for a local pool, its host callback server share it.
+///
+/// One thread, not one per core: gRPC's C core polls every completion
+/// queue's connections together, so each extra thread waiting on a queue
+/// takes part in the I/O of all the others and hands completions across.
+/// In this crate's bench (`overhead`, table 1b), a pool with two client
+/// threads and a callback server thread of its own spent about a fifth
+/// more host CPU per call than with this one shared thread.
+pub(crate) fn environment() -> Arc<Environment> {
     Arc::new(
         grpcio::EnvBuilder::new()
+            .cq_count(1)
             .name_prefix("snakepit-grpc")
             .build(),
     )
