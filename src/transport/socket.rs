@@ -617,26 +617,37 @@ impl Transport for SocketTransport {
     }
 }
 
+/// A listening Unix socket in a new temporary directory of its own, for a
+/// test's fake worker: (the directory, the socket's path, the listener).
+#[cfg(test)]
+pub(crate) fn fake_worker_listener(
+    prefix: &str,
+) -> (PathBuf, PathBuf, std::os::unix::net::UnixListener) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    (dir, path, listener)
+}
+
 #[cfg(test)]
 mod tests {
     //! The transport against a fake worker that misbehaves on purpose.
 
     use super::*;
     use std::io::{Read, Write};
-    use std::os::unix::net::UnixListener;
     use std::thread;
 
     /// A fake worker that reads one frame header and answers with `reply`,
     /// then holds the connection open until the test ends.
     fn fake_worker(reply: Vec<u8>, close_after: bool) -> (SocketTransport, thread::JoinHandle<()>) {
-        let dir = std::env::temp_dir().join(format!(
-            "snakepit-frame-test-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("w.sock");
-        let listener = UnixListener::bind(&path).unwrap();
+        let (dir, path, listener) = fake_worker_listener("snakepit-frame-test");
         let server = thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut header = [0u8; frame::HEADER_LEN];
@@ -653,12 +664,6 @@ mod tests {
             let _ = std::fs::remove_dir_all(dir);
         });
         (SocketTransport::to_path(path, 1 << 20), server)
-    }
-
-    fn rand_suffix() -> u64 {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        N.fetch_add(1, Ordering::Relaxed)
     }
 
     fn call(t: &SocketTransport) -> Result<ExecuteToolResponse, TransportError> {

@@ -253,7 +253,6 @@ mod tests {
 
     use super::*;
     use std::io::{Read, Write};
-    use std::os::unix::net::UnixListener;
     use std::sync::Arc;
     use std::thread;
 
@@ -267,16 +266,8 @@ mod tests {
         thread::JoinHandle<UnixStream>,
         std::path::PathBuf,
     ) {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "snakepit-telemetry-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("w.sock");
-        let listener = UnixListener::bind(&path).unwrap();
+        let (dir, path, listener) =
+            super::super::socket::fake_worker_listener("snakepit-telemetry-test");
         let server = thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut header = [0u8; frame::HEADER_LEN];
