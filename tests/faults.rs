@@ -14,7 +14,7 @@
 mod common;
 mod fault_kit;
 
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 
 use common::Scope;
 use fault_kit::{Scale, Tally};
@@ -34,6 +34,17 @@ fn run(name: &'static str) -> Tally {
     static WARM: [Once; 2] = [Once::new(), Once::new()];
     let _serial: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let scope = Scope::new(name);
+    // gRPC stays initialized for the whole binary: otherwise it shuts down
+    // (asynchronously) with each last pool and starts again with the next,
+    // and its process-wide descriptors and threads would come and go with
+    // the scenarios.
+    static GRPC: OnceLock<grpcio::Environment> = OnceLock::new();
+    GRPC.get_or_init(|| {
+        grpcio::EnvBuilder::new()
+            .cq_count(1)
+            .name_prefix("test-held-grpc")
+            .build()
+    });
     let warm = match scope.transport {
         Transport::Socket => &WARM[1],
         _ => &WARM[0],

@@ -76,18 +76,21 @@ pub struct Host {
     /// tests of the same binary; nor gRPC core's timer threads
     /// (`grpc_global_timer`), a pool of the whole process that gRPC grows
     /// and shrinks with its timers (the first reconnection after a cut
-    /// connection adds one), whatever pools exist.
+    /// connection adds one), whatever pools exist; nor gRPC core's executor
+    /// threads (`default-executor`, `resolver-executor`), which it starts on
+    /// demand, up to two per core, and keeps for as long as the library is
+    /// initialized, whatever pools exist.
     pub threads: i64,
     pub rss_bytes: i64,
 }
 
 /// Whether a thread of this name (`/proc/.../comm`, cut at 15 bytes) is
-/// the pool's or gRPC's.
+/// the pool's (its own threads, its gRPC completion-queue threads) or one
+/// gRPC starts for a while (`grpc_shutdown`, ...), not one of gRPC's
+/// process-wide pools (see [`Host::threads`]).
 fn is_pool_thread(name: &str) -> bool {
     name.starts_with("snakepit")
         || (name.starts_with("grpc") && !name.starts_with("grpc_global_tim"))
-        || name == "default-executo"
-        || name == "resolver-execut"
 }
 
 impl Host {
