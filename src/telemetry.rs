@@ -6,7 +6,8 @@
 //! on telemetry), and serves them on its telemetry stream (the
 //! `StreamTelemetry` rpc on gRPC, a connection of event and control frames
 //! on the socket transport). The pool opens that stream to each worker
-//! process it starts, on a thread of its own per process, and hands each event, in order, to the event hook
+//! process it starts, on a thread of its own per process, and hands each
+//! event, in order, to the event hook
 //! ([`HandleEvent::telemetry`](crate::events::HandleEvent::telemetry)) as a
 //! [`TelemetryEvent`]. A recycled or restarted worker's new process gets a
 //! fresh stream; events still buffered in a process that ends are lost.

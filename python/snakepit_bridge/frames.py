@@ -11,8 +11,7 @@ Integers are little-endian. A segment's data is received with ``recv_into``
 into a ``bytearray`` of its own (the previous frame's, when nothing holds it
 any more: memory already touched costs no page faults), which is handed to
 the tool as it is; a result's segment is sent from the tool's own buffer
-with ``sendmsg``. Nothing
-here imports grpc or protobuf.
+with ``sendmsg``. Nothing here imports grpc or protobuf.
 """
 
 from __future__ import annotations
@@ -128,8 +127,8 @@ class FrameReader:
         New memory costs a page fault per page on first touch (on a VM,
         several times what the copy itself costs; see
         ``examples/bench_python_worker.py``); memory already touched does
-        not. The buffer is held only until the
-        next frame: used then, or freed."""
+        not. The buffer is held only until the next frame: used then, or
+        freed."""
         best: bytearray | None = None
         while segments:
             _, data = segments.popitem()

@@ -88,9 +88,9 @@ pub(crate) trait Transport: Send + Sync {
 /// A large binary result received into fresh memory pays a page fault per
 /// page on first touch (on this project's VMs, several times what copying
 /// into memory already touched costs: `examples/bench_python_worker.py`
-/// measures both). The call's own binary
-/// arguments are memory the caller already touched, and they are dropped
-/// once sent: receiving the result into them instead costs no fault.
+/// measures both). The call's own binary arguments are memory the caller
+/// already touched, and they are dropped once sent: receiving the result
+/// into them instead costs no fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Buffers {
     /// The request may be sent again (an idempotent call that is retried

@@ -82,8 +82,8 @@ pub(crate) struct SocketTransport {
 struct Conn {
     reader: BufReader<UnixStream>,
     next_id: u32,
-    /// The read timeout set on the socket now (set only when it changes).
-    read_timeout: Cell<Duration>,
+    /// The read timeout set on the socket now.
+    read_timeout: ReadTimeout,
 }
 
 /// How a call on a connection ended, besides its result: whether the
@@ -117,7 +117,7 @@ impl SocketTransport {
         Ok(Conn {
             reader: BufReader::with_capacity(READ_BUFFER, stream),
             next_id: 0,
-            read_timeout: Cell::new(WAIT_SLICE),
+            read_timeout: ReadTimeout::new(Some(WAIT_SLICE)),
         })
     }
 
@@ -169,15 +169,9 @@ impl Conn {
         self.reader.get_ref()
     }
 
-    /// Sets the socket's read timeout to `wait` (capped at the slice) if
-    /// it is not that already.
+    /// Sets the socket's read timeout to `wait`, capped at the slice.
     fn wait_at_most(&self, wait: Duration) -> std::io::Result<()> {
-        let wait = wait.clamp(Duration::from_micros(1), WAIT_SLICE);
-        if self.read_timeout.get() != wait {
-            self.stream().set_read_timeout(Some(wait))?;
-            self.read_timeout.set(wait);
-        }
-        Ok(())
+        self.read_timeout.set(self.stream(), wait.min(WAIT_SLICE))
     }
 
     /// Writes one request frame; its call id.
@@ -207,13 +201,7 @@ impl Conn {
             stream: self.reader.get_ref(),
             deadline,
         };
-        frame::write_frame(writer, kind, id, message, segments).map_err(|e| {
-            if e.kind() == ErrorKind::TimedOut {
-                TransportError::DeadlineExceeded
-            } else {
-                unavailable(&e)
-            }
-        })?;
+        frame::write_frame(writer, kind, id, message, segments).map_err(|e| write_failed(&e))?;
         Ok(id)
     }
 
@@ -243,10 +231,8 @@ impl Conn {
                 stopped_by_caller = true;
                 return false;
             }
-            let wait = slice(now).clamp(Duration::from_micros(1), WAIT_SLICE);
-            if timeout.get() != wait && reader.get_ref().set_read_timeout(Some(wait)).is_ok() {
-                timeout.set(wait);
-            }
+            // A failure leaves the timeout it had: the read goes on with it.
+            let _ = timeout.set(reader.get_ref(), slice(now).min(WAIT_SLICE));
             true
         };
         let read = FrameReader {
@@ -405,7 +391,38 @@ fn set_send_buffer(stream: &UnixStream) {
     }
 }
 
-fn unavailable(e: &std::io::Error) -> TransportError {
+/// The read timeout a socket has now, so that it is set (a system call) only
+/// when it changes.
+pub(super) struct ReadTimeout(Cell<Option<Duration>>);
+
+impl ReadTimeout {
+    /// What the socket was given when it was made.
+    pub fn new(now: Option<Duration>) -> Self {
+        ReadTimeout(Cell::new(now))
+    }
+
+    /// Sets `stream`'s read timeout to `wait` unless it is that already. A
+    /// zero timeout is refused by the socket: the smallest is set instead.
+    pub fn set(&self, stream: &UnixStream, wait: Duration) -> std::io::Result<()> {
+        let wait = Some(wait.max(Duration::from_micros(1)));
+        if self.0.get() != wait {
+            stream.set_read_timeout(wait)?;
+            self.0.set(wait);
+        }
+        Ok(())
+    }
+}
+
+/// A write that failed: past its timeout, or the connection broke.
+pub(super) fn write_failed(e: &std::io::Error) -> TransportError {
+    if frame::is_timeout(e) {
+        TransportError::DeadlineExceeded
+    } else {
+        unavailable(e)
+    }
+}
+
+pub(super) fn unavailable(e: &std::io::Error) -> TransportError {
     TransportError::Failed {
         code: "UNAVAILABLE".into(),
         message: e.to_string(),

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use protobuf::Message;
 
 use super::frame::{self, FrameReader, Kind, ReadError};
+use super::socket::{unavailable, write_failed, ReadTimeout};
 use super::{FeedNext, TelemetryFeed, TransportError};
 use crate::protocol::messages::{TelemetryControl, TelemetryEvent};
 
@@ -55,19 +56,12 @@ pub(crate) struct SocketTelemetry {
 /// The reading side and the read timeout set on it now.
 struct Inbound {
     reader: BufReader<UnixStream>,
-    read_timeout: Option<Duration>,
+    read_timeout: ReadTimeout,
 }
 
 impl Inbound {
-    /// Sets the socket's read timeout to `wait` unless it is that already.
-    fn wait_at_most(&mut self, wait: Duration) -> std::io::Result<()> {
-        // A zero timeout is refused by the socket: the smallest instead.
-        let wait = Some(wait.max(Duration::from_micros(1)));
-        if self.read_timeout != wait {
-            self.reader.get_ref().set_read_timeout(wait)?;
-            self.read_timeout = wait;
-        }
-        Ok(())
+    fn wait_at_most(&self, wait: Duration) -> std::io::Result<()> {
+        self.read_timeout.set(self.reader.get_ref(), wait)
     }
 }
 
@@ -79,18 +73,13 @@ impl SocketTelemetry {
         stream
             .set_write_timeout(Some(OPEN_TIMEOUT))
             .map_err(|e| unavailable(&e))?;
-        frame::write_frame(&stream, Kind::TelemetryOpen, 0, &[], &[]).map_err(|e| {
-            if frame::is_timeout(&e) {
-                TransportError::DeadlineExceeded
-            } else {
-                unavailable(&e)
-            }
-        })?;
+        frame::write_frame(&stream, Kind::TelemetryOpen, 0, &[], &[])
+            .map_err(|e| write_failed(&e))?;
         let reading = stream.try_clone().map_err(|e| unavailable(&e))?;
         Ok(SocketTelemetry {
             inbound: Mutex::new(Inbound {
                 reader: BufReader::with_capacity(READ_BUFFER, reading),
-                read_timeout: None,
+                read_timeout: ReadTimeout::new(None),
             }),
             stream,
             writing: Mutex::new(()),
@@ -102,8 +91,7 @@ impl SocketTelemetry {
     /// Ends the stream for `why`: the socket is shut down, so the worker
     /// sees it end too.
     fn end(&self, why: TransportError) -> FeedNext {
-        self.ended.store(true, SeqCst);
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.cancel();
         FeedNext::Ended(why)
     }
 
@@ -207,26 +195,14 @@ impl TelemetryFeed for SocketTelemetry {
             .and_then(|()| frame::write_frame(&self.stream, Kind::Control, 0, &message, &[]));
         written.map_err(|e| {
             // A frame cut short would leave the stream in doubt: end it.
-            self.ended.store(true, SeqCst);
-            let _ = self.stream.shutdown(Shutdown::Both);
-            if frame::is_timeout(&e) {
-                TransportError::DeadlineExceeded
-            } else {
-                unavailable(&e)
-            }
+            self.cancel();
+            write_failed(&e)
         })
     }
 
     fn cancel(&self) {
         self.ended.store(true, SeqCst);
         let _ = self.stream.shutdown(Shutdown::Both);
-    }
-}
-
-fn unavailable(e: &std::io::Error) -> TransportError {
-    TransportError::Failed {
-        code: "UNAVAILABLE".into(),
-        message: e.to_string(),
     }
 }
 
